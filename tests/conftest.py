@@ -1,0 +1,126 @@
+"""Shared fixtures: real servers on loopback (redis-server, moto's S3), data paths, isolation.
+
+With CI=true a missing server is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tore_nb.config import CacheConfig
+from tore_nb.testing import MotoS3, RedisServer
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+SECRET = b"tore-nb-test-secret-0123456789abcdef"
+
+
+def missing(what: str) -> None:
+    """Fail under CI, skip on a developer machine."""
+    if CI:
+        pytest.fail(f"{what} is required with CI=true", pytrace=False)
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep every test away from the user's real cache directory and key file."""
+    home = tmp_path_factory.getbasetemp() / "home"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    for var in (
+        "REDIS_URL",
+        "REDIS_HOST",
+        "S3_CACHE_BUCKET",
+        "CELERY_WORKER_ID",
+        "AWS_BATCH_JOB_ID",
+        "DISK_CACHE_PATH",
+        "TORE_NB_SECRET",
+    ):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        missing(f"the shared test data at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port for the whole session."""
+    if not RedisServer.available():
+        missing("redis-server")
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The session server's URL, flushed before each test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may kill, pause and restart."""
+    if not RedisServer.available():
+        missing("redis-server")
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoS3]:
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        missing("moto[server]")
+    server = MotoS3().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_server: MotoS3) -> str:
+    """A fresh, empty bucket on the moto server."""
+    moto_server.reset()
+    return moto_server.make_bucket("tore-test")
+
+
+@pytest.fixture
+def embedded_config(tmp_path: Path) -> CacheConfig:
+    return CacheConfig.embedded(tmp_path / "cache")
+
+
+@pytest.fixture
+def full_config(tmp_path: Path, redis_url: str, s3_bucket: str, moto_server: MotoS3) -> CacheConfig:
+    """All four tiers: memory, disk, a real Redis and S3 on moto."""
+    return CacheConfig(
+        disk_cache_path=str(tmp_path / "cache"),
+        redis_url=redis_url,
+        s3_cache_bucket=s3_bucket,
+        s3_endpoint_url=moto_server.endpoint_url,
+        s3_cache_region="us-east-1",
+    )

@@ -1,0 +1,251 @@
+"""Objects to signed bytes and back: the only place values are pickled or unpickled.
+
+Entry layout (little endian)::
+
+    magic   4s   b"TNB\\x01"
+    version B    format version (1)
+    codec   B    1 = pickle protocol 5
+    flags   B    bit 0: zstd-compressed body
+    -       B    reserved
+    created d    unix time the entry was encoded
+    expires d    unix time after which the entry is a miss in every tier (0: never)
+    nbuf    I    number of out-of-band buffers
+    tag     32s  keyed BLAKE3 over namespace, key, the header above and the body
+    sizes   Q*(1+nbuf)  raw length of the pickle stream, then of each buffer
+    body         pickle stream + buffers (zstd-compressed as one frame when flag 0 is set)
+
+The signature covers the namespace and key, so an entry moved to another key or replayed from
+another namespace fails verification like a tampered one. Nothing is unpickled before the
+signature verifies. The secret comes from `TORE_NB_SECRET` or a per-user key file (mode 0600).
+
+>>> c = Codec(b"k" * 32, namespace="ns")
+>>> c.decode("key", c.encode("key", {"a": 1}))
+{'a': 1}
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import secrets
+import stat
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from .errors import ConfigError, IntegrityError, SerializationError, UnpicklableError
+
+__all__ = ["FORMAT_VERSION", "HEADER_SIZE", "Codec", "EntryInfo", "load_secret"]
+
+MAGIC = b"TNB\x01"
+FORMAT_VERSION = 1
+CODEC_PICKLE5 = 1
+FLAG_ZSTD = 1
+_HEAD = struct.Struct("<4sBBBBddI32s")
+HEADER_SIZE = _HEAD.size  # 60
+_TAG_OFFSET = HEADER_SIZE - 32
+_SAMPLE = 64 * 1024
+_MT_THRESHOLD = 256 * 1024  # multithreaded BLAKE3 pays off above this
+_KEY_CONTEXT = "tore_nb 2026 cache entry signing v1"
+
+
+class EntryInfo:
+    """What an entry's header says, without verifying or decoding the body."""
+
+    __slots__ = ("compressed", "created", "expires", "nbuffers", "size")
+
+    def __init__(
+        self, created: float, expires: float, compressed: bool, nbuffers: int, size: int
+    ) -> None:
+        self.created, self.expires, self.compressed = created, expires, compressed
+        self.nbuffers, self.size = nbuffers, size
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left to live: None for no expiry, <= 0 when expired."""
+        return None if not self.expires else self.expires - now
+
+
+def _default_key_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "tore_nb" / "secret.key"
+
+
+_secret_lock = threading.Lock()
+
+
+def load_secret(env: dict[str, str] | None = None, key_file: Path | None = None) -> bytes:
+    """The signing secret: TORE_NB_SECRET, else a per-user 0600 key file, created on first use.
+
+    Processes that share Redis or S3 across machines must share TORE_NB_SECRET.
+    """
+    environ = os.environ if env is None else env
+    raw = environ.get("TORE_NB_SECRET")
+    if raw is not None:
+        if len(raw) < 16:
+            raise ConfigError("environment variable TORE_NB_SECRET must be at least 16 characters")
+        return raw.encode()
+    path = key_file or Path(environ.get("TORE_NB_KEY_FILE") or _default_key_file())
+    with _secret_lock:
+        try:
+            return _read_key_file(path)
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        candidate = secrets.token_hex(32).encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race
+            return _read_key_file(path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(candidate)
+        return candidate
+
+
+def _read_key_file(path: Path) -> bytes:
+    st = path.stat()
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"key file {path} must not be readable by others (chmod 600 it)")
+    data = path.read_bytes().strip()
+    if len(data) < 16:
+        raise ConfigError(f"key file {path} is too short; delete it to create a new one")
+    return data
+
+
+class Codec:
+    """Encodes values into signed entries and verifies and decodes them.
+
+    >>> c = Codec(b"s" * 32)
+    >>> blob = c.encode("k", [1, 2])
+    >>> c.decode("k", blob)
+    [1, 2]
+    """
+
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        namespace: str = "tore_nb",
+        compression: bool = True,
+        compression_min_bytes: int = 4096,
+        level: int = 3,
+    ) -> None:
+        self._key = blake3.blake3(secret, derive_key_context=_KEY_CONTEXT).digest()
+        self.namespace = namespace
+        self._ns = namespace.encode()
+        self.compression = compression
+        self.compression_min_bytes = compression_min_bytes
+        self.level = level
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"Codec(namespace={self.namespace!r}, compression={self.compression})"
+
+    # -- signing ------------------------------------------------------------------------------
+    def _tag(self, key: str, header: bytes | memoryview, body: bytes | memoryview) -> bytes:
+        kb = key.encode()
+        h = blake3.blake3(
+            key=self._key, max_threads=blake3.blake3.AUTO if len(body) > _MT_THRESHOLD else 1
+        )
+        h.update(struct.pack("<II", len(self._ns), len(kb)) + self._ns + kb)
+        h.update(header)
+        h.update(body)
+        return h.digest()
+
+    # -- zstd, one compressor per thread (they are not thread-safe) -------------------------------
+    def _zstd(self) -> tuple[Any, Any]:
+        pair = getattr(self._local, "zstd", None)
+        if pair is None:
+            import zstandard
+
+            pair = (zstandard.ZstdCompressor(level=self.level), zstandard.ZstdDecompressor())
+            self._local.zstd = pair
+        return pair  # type: ignore[no-any-return]
+
+    def _should_compress(self, body: memoryview, total: int) -> bool:
+        if not self.compression or total < self.compression_min_bytes:
+            return False
+        # compress only when a sample shows it pays: zstd is slower than disk on random floats
+        sample = bytes(body[:_SAMPLE]) if len(body) > _SAMPLE else bytes(body)
+        comp, _ = self._zstd()
+        return len(comp.compress(sample)) < 0.8 * len(sample)
+
+    # -- encode / decode ------------------------------------------------------------------------
+    def encode(self, key: str, value: Any, ttl: float | None = None) -> bytes:
+        """Pickle (protocol 5, out-of-band buffers), maybe compress, and sign."""
+        buffers: list[pickle.PickleBuffer] = []
+        try:
+            stream = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        except Exception as exc:
+            raise UnpicklableError(f"cannot pickle {type(value).__qualname__}: {exc}") from exc
+        raws = [b.raw() for b in buffers]
+        sizes = struct.pack(f"<{1 + len(raws)}Q", len(stream), *(r.nbytes for r in raws))
+        parts: list[bytes | memoryview] = [stream, *raws]
+        total = len(stream) + sum(r.nbytes for r in raws)
+        flags = 0
+        if self._should_compress(memoryview(raws[0] if raws else stream), total):
+            comp, _ = self._zstd()
+            body: bytes = comp.compress(b"".join(parts))
+            flags |= FLAG_ZSTD
+        else:
+            body = b"".join(parts)
+        now = time.time()
+        expires = 0.0 if ttl is None else now + ttl
+        head = _HEAD.pack(
+            MAGIC, FORMAT_VERSION, CODEC_PICKLE5, flags, 0, now, expires, len(raws), b"\0" * 32
+        )
+        tag = self._tag(key, head[:_TAG_OFFSET], sizes + body)
+        return b"".join((head[:_TAG_OFFSET], tag, sizes, body))
+
+    def verify(self, key: str, data: bytes | memoryview) -> EntryInfo:
+        """Check magic, version and signature; raise IntegrityError or SerializationError."""
+        if len(data) < HEADER_SIZE:
+            raise SerializationError(f"entry truncated ({len(data)} bytes)")
+        magic, version, codec, flags, _, created, expires, nbuf, tag = _HEAD.unpack_from(data)
+        if magic != MAGIC:
+            raise IntegrityError("not a tore_nb entry (bad magic)")
+        if version != FORMAT_VERSION or codec != CODEC_PICKLE5:
+            raise SerializationError(f"unsupported entry format {version}/{codec}")
+        mv = memoryview(data)
+        expected = self._tag(key, mv[:_TAG_OFFSET], mv[HEADER_SIZE:])
+        if not secrets.compare_digest(expected, tag):
+            raise IntegrityError("entry signature does not verify (tampered, moved or truncated)")
+        return EntryInfo(created, expires, bool(flags & FLAG_ZSTD), nbuf, len(data))
+
+    def decode(self, key: str, data: bytes | memoryview) -> Any:
+        """Verify, then unpickle. Arrays come back writable (their buffers are copied once)."""
+        return self.decode_entry(key, data)[0]
+
+    def decode_entry(self, key: str, data: bytes | memoryview) -> tuple[Any, EntryInfo]:
+        """Verify, then unpickle; also return what the header says (expiry, size)."""
+        info = self.verify(key, data)
+        return self._load(info, data), info
+
+    def _load(self, info: EntryInfo, data: bytes | memoryview) -> Any:
+        mv = memoryview(data)
+        nsz = 1 + info.nbuffers
+        try:
+            sizes = struct.unpack_from(f"<{nsz}Q", mv, HEADER_SIZE)
+            body: memoryview = mv[HEADER_SIZE + 8 * nsz :]
+            if info.compressed:
+                _, dec = self._zstd()
+                body = memoryview(dec.decompress(body, max_output_size=sum(sizes)))
+            if len(body) != sum(sizes):
+                raise SerializationError("entry body has the wrong length")
+            stream = body[: sizes[0]]
+            if info.nbuffers:
+                # one copy into a bytearray so that restored arrays are writable
+                blob = memoryview(bytearray(body[sizes[0] :]))
+                bufs, pos = [], 0
+                for n in sizes[1:]:
+                    bufs.append(blob[pos : pos + n])
+                    pos += n
+                return pickle.loads(stream, buffers=bufs)
+            return pickle.loads(stream)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(f"cannot unpickle entry: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,75 @@
+"""The exception tree of tore_nb.
+
+Each error also subclasses the builtin a caller would naturally catch::
+
+    ToreError (Exception)
+    ├── ConfigError (ValueError)          bad configuration or environment variable
+    ├── TierUnavailable (ConnectionError) a tier cannot be reached (translated from client errors)
+    ├── SerializationError (ValueError)   a value cannot be encoded, or an entry cannot be decoded
+    │   ├── UnpicklableError (TypeError)  the value itself cannot be pickled
+    │   └── IntegrityError                the entry's signature does not verify (tampered, moved,
+    │                                     replayed from another namespace, truncated)
+    └── ExtraMissing (ImportError)        an optional dependency is not installed (names the extra)
+
+Cache operations never raise these into user code: the tiered cache turns them into counted,
+logged misses. They surface only from explicit calls such as `CacheConfig.from_env()` or
+`codec.decode()`.
+
+>>> issubclass(ConfigError, ValueError)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ExtraMissing",
+    "IntegrityError",
+    "SerializationError",
+    "TierUnavailable",
+    "ToreError",
+    "UnpicklableError",
+]
+
+
+class ToreError(Exception):
+    """Base class of every tore_nb error."""
+
+
+class ConfigError(ToreError, ValueError):
+    """Invalid configuration; the message names the variable or field at fault."""
+
+
+class TierUnavailable(ToreError, ConnectionError):
+    """A cache tier could not be reached in time."""
+
+
+class SerializationError(ToreError, ValueError):
+    """A value could not be encoded or an entry could not be decoded."""
+
+
+class UnpicklableError(SerializationError, TypeError):
+    """The value cannot be pickled."""
+
+
+class IntegrityError(SerializationError):
+    """An entry failed signature verification and was not unpickled."""
+
+
+class ExtraMissing(ToreError, ImportError):
+    """An optional dependency is missing; the message says which extra installs it."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(f"{module} is required for this feature: pip install 'tore_nb[{extra}]'")
+        self.module = module
+        self.extra = extra
+
+
+def require(module: str, extra: str) -> object:
+    """Import an optional dependency or raise ExtraMissing with an install hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ExtraMissing(module, extra) from exc

@@ -1,0 +1,675 @@
+"""MultiLevelCache: read fast to slow with promotion, write routed by size, never raise.
+
+Tiers are composed in order (memory, disk, redis, s3). A read that hits a slower tier promotes
+the value into the faster enabled tiers. A write encodes once and goes to the tiers its size
+routes it to (under 1 MB: memory, disk, redis; under 100 MB: disk, redis, s3; larger: s3), and
+removes the key from the others so that no stale copy can surface later. Every tier has a
+circuit breaker; a failing tier is skipped with one warning per outage and probed again later.
+Cache failures are counted, logged misses: nothing here raises into user code.
+
+>>> import tempfile
+>>> cache = MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp()))
+>>> key = cache.generate_key("report.pdf", dpi=150)
+>>> cache.set(key, {"pages": 10})
+True
+>>> cache.get(key)
+{'pages': 10}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from time import perf_counter_ns
+from typing import Any, TypeVar
+
+from .codec import Codec, EntryInfo, load_secret
+from .config import CacheConfig
+from .errors import IntegrityError, SerializationError, UnpicklableError
+from .keys import make_key
+from .stats import CacheMetrics, MetricsSnapshot, TierStats
+from .tiers import Tier, build_tiers
+from .tiers.memory import MISSING, MemoryTier
+
+__all__ = ["CacheManager", "Hit", "MultiLevelCache"]
+
+log = logging.getLogger("tore_nb.cache")
+T = TypeVar("T")
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A value found in the cache, the tier that served it, and how long the lookup took."""
+
+    value: Any
+    tier: str
+    seconds: float
+    created: float | None = None
+
+
+class Breaker:
+    """A circuit breaker for one tier: open after repeated failures, probe after a pause."""
+
+    __slots__ = ("_fails", "_lock", "_open_until", "_probing", "name", "reset", "threshold")
+
+    def __init__(self, name: str, threshold: int, reset: float) -> None:
+        self.name, self.threshold, self.reset = name, threshold, reset
+        self._fails = 0
+        self._open_until = 0.0
+        self._probing = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        if not self._open_until:
+            return "closed"
+        return "half-open" if time.monotonic() >= self._open_until else "open"
+
+    def allow(self) -> bool:
+        if not self._open_until:
+            return True
+        with self._lock:
+            if self._probing or time.monotonic() < self._open_until:
+                return False
+            self._probing = True  # this caller is the probe
+            return True
+
+    def success(self) -> None:
+        if self._fails or self._open_until:
+            with self._lock:
+                if self._open_until:
+                    log.warning("cache tier %s is back; using it again", self.name)
+                self._fails, self._open_until, self._probing = 0, 0.0, False
+
+    def failure(self, exc: BaseException) -> None:
+        with self._lock:
+            self._fails += 1
+            was_open = bool(self._open_until)
+            if self._probing or self._fails >= self.threshold:
+                self._open_until = time.monotonic() + self.reset
+                self._probing = False
+                if not was_open:
+                    log.warning(
+                        "cache tier %s unavailable (%s); skipping it, next probe in %.0fs",
+                        self.name,
+                        exc,
+                        self.reset,
+                    )
+
+
+class MultiLevelCache:
+    """A read-through, write-routed cache over memory, disk, Redis and S3 tiers.
+
+    Build it from a `CacheConfig` (default: `CacheConfig.from_env()`), or pass `tiers`
+    explicitly. The signing secret comes from `TORE_NB_SECRET` or the per-user key file.
+    """
+
+    def __init__(
+        self,
+        config: CacheConfig | None = None,
+        *,
+        tiers: Sequence[Tier] | None = None,
+        secret: bytes | None = None,
+    ) -> None:
+        self.config = config if config is not None else CacheConfig.from_env()
+        cfg = self.config
+        self._tiers: list[Tier] = list(tiers) if tiers is not None else build_tiers(cfg)
+        self._by_name = {t.name: t for t in self._tiers}
+        self.tier_names: tuple[str, ...] = tuple(self._by_name)
+        first = self._tiers[0] if self._tiers else None
+        self._mem: MemoryTier | None = first if isinstance(first, MemoryTier) else None
+        self._remote: list[Tier] = [t for t in self._tiers if t is not self._mem]
+        self._secret = secret
+        self.codec = Codec(
+            secret if secret is not None else load_secret(),
+            namespace=cfg.namespace,
+            compression=cfg.compression,
+            compression_min_bytes=cfg.compression_min_bytes,
+        )
+        self.metrics = CacheMetrics(list(self.tier_names))
+        self._mst: TierStats | None = self.metrics.tier("memory") if self._mem else None
+        self._breakers = {
+            t.name: Breaker(t.name, cfg.breaker_failures, cfg.breaker_reset_seconds)
+            for t in self._remote
+        }
+        self._warned: set[tuple[str, str]] = set()
+        # keys whose write or delete a tier missed (down, breaker open): its copy may be stale,
+        # so reads skip it there until a later write or delete reaches that tier
+        self._stale: dict[str, set[str]] = {t.name: set() for t in self._remote}
+        self._flights: dict[str, threading.Lock] = {}
+        self._flights_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"MultiLevelCache(tiers={list(self.tier_names)}, namespace={self.config.namespace!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a cache travels to other processes (Ray, multiprocessing) as its config; each process
+        # opens its own clients. The secret travels only when it was given explicitly.
+        return (_rebuild, (self.config, self._secret))
+
+    # -- keys -------------------------------------------------------------------------------------
+    def generate_key(self, *args: Any, **kwargs: Any) -> str:
+        """A deterministic key in this cache's namespace; see `tore_nb.keys.generate_key`."""
+        return make_key(args, kwargs, namespace=self.config.namespace)
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get(self, key: str, default: Any = None, tiers: Iterable[str] | None = None) -> Any:
+        """The cached value, or `default` on a miss. Never raises for cache failures."""
+        m = self.metrics
+        m.requests += 1
+        mem = self._mem
+        if mem is not None and (tiers is None or "memory" in tiers):
+            t0 = perf_counter_ns()
+            value = mem.lookup(key)
+            st = self._mst
+            assert st is not None
+            if value is not MISSING:
+                st.hit(perf_counter_ns() - t0)
+                m.hits += 1
+                return value
+            st.miss(perf_counter_ns() - t0)
+        hit = self._fetch_remote(key, None if tiers is None else set(tiers))
+        if hit is None:
+            m.misses += 1
+            return default
+        m.hits += 1
+        return hit.value
+
+    def fetch(self, key: str, tiers: Iterable[str] | None = None) -> Hit | None:
+        """Like `get`, but says which tier served the value; None on a miss."""
+        t0 = time.perf_counter()
+        wanted = None if tiers is None else set(tiers)
+        self.metrics.requests += 1
+        mem = self._mem
+        if mem is not None and (wanted is None or "memory" in wanted):
+            t1 = perf_counter_ns()
+            value = mem.lookup(key)
+            st = self._mst
+            assert st is not None
+            if value is not MISSING:
+                st.hit(perf_counter_ns() - t1)
+                self.metrics.hits += 1
+                return Hit(value, "memory", time.perf_counter() - t0)
+            st.miss(perf_counter_ns() - t1)
+        hit = self._fetch_remote(key, wanted)
+        if hit is None:
+            self.metrics.misses += 1
+            return None
+        self.metrics.hits += 1
+        return hit
+
+    def _fetch_remote(self, key: str, wanted: set[str] | None) -> Hit | None:
+        t0 = time.perf_counter()
+        for i, tier in enumerate(self._remote):
+            if wanted is not None and tier.name not in wanted:
+                continue
+            if key in self._stale[tier.name]:
+                continue
+            breaker = self._breakers[tier.name]
+            if not breaker.allow():
+                continue
+            st = self.metrics.tier(tier.name)
+            t1 = perf_counter_ns()
+            try:
+                data = tier.get(key)
+            except Exception as exc:
+                st.errors += 1
+                breaker.failure(exc)
+                continue
+            breaker.success()
+            if data is None:
+                st.miss(perf_counter_ns() - t1)
+                continue
+            decoded = self._decode(tier, key, data)
+            if decoded is None:
+                st.miss(perf_counter_ns() - t1)
+                continue
+            value, info = decoded
+            st.hit(perf_counter_ns() - t1, len(data))
+            self._promote(key, value, data, info, self._faster(i, wanted))
+            return Hit(value, tier.name, time.perf_counter() - t0, info.created)
+        return None
+
+    def _faster(self, index: int, wanted: set[str] | None) -> list[Tier]:
+        faster: list[Tier] = [] if self._mem is None else [self._mem]
+        faster += self._remote[:index]
+        return [t for t in faster if wanted is None or t.name in wanted]
+
+    def _decode(self, tier: Tier, key: str, data: bytes) -> tuple[Any, EntryInfo] | None:
+        try:
+            value, info = self.codec.decode_entry(key, data)
+        except SerializationError as exc:
+            self._reject(tier, key, exc)
+            return None
+        remaining = info.remaining(time.time())
+        if remaining is not None and remaining <= 0:
+            return None
+        return value, info
+
+    def _reject(self, tier: Tier, key: str, exc: SerializationError) -> None:
+        st = self.metrics.tier(tier.name)
+        st.corrupt += 1
+        kind = "integrity" if isinstance(exc, IntegrityError) else "corrupt"
+        if (tier.name, kind) not in self._warned:
+            self._warned.add((tier.name, kind))
+            log.warning(
+                "cache tier %s: rejected entry %s (%s); it was removed and counted as a "
+                "miss (further ones are counted silently)",
+                tier.name,
+                key[:80],
+                exc,
+            )
+        with contextlib.suppress(Exception):  # best effort; the tier may be down
+            tier.delete(key)
+
+    def _promote(
+        self, key: str, value: Any, data: bytes, info: EntryInfo, targets: list[Tier]
+    ) -> None:
+        if not targets:
+            return
+        ttl = info.remaining(time.time())
+        for tier in targets:
+            if len(data) > tier.max_item_bytes:
+                continue
+            st = self.metrics.tier(tier.name)
+            if tier is self._mem:
+                if self._mem.put(key, value, len(data), ttl):
+                    st.promotions += 1
+                continue
+            if self._write(tier, {key: data}, ttl):
+                st.promotions += 1
+
+    def contains(self, key: str) -> bool:
+        """Whether a valid (verified, unexpired) entry exists in any tier; nothing is unpickled."""
+        if self._mem is not None and self._mem.lookup(key) is not MISSING:
+            return True
+        for tier in self._remote:
+            if not self._breakers[tier.name].allow():
+                continue
+            try:
+                data = tier.get(key)
+            except Exception as exc:
+                self._breakers[tier.name].failure(exc)
+                continue
+            if data is None:
+                continue
+            try:
+                info = self.codec.verify(key, data)
+            except SerializationError as exc:
+                self._reject(tier, key, exc)
+                continue
+            remaining = info.remaining(time.time())
+            if remaining is None or remaining > 0:
+                return True
+        return False
+
+    __contains__ = contains
+
+    def get_many(self, keys: Iterable[str], tiers: Iterable[str] | None = None) -> dict[str, Any]:
+        """Values of the keys that hit; one round trip per remote tier (MGET, parallel S3)."""
+        return {k: h.value for k, h in self.fetch_many(keys, tiers).items()}
+
+    def fetch_many(self, keys: Iterable[str], tiers: Iterable[str] | None = None) -> dict[str, Hit]:
+        """Like `get_many`, but each hit says which tier served it."""
+        t0 = time.perf_counter()
+        wanted = None if tiers is None else set(tiers)
+        todo = list(dict.fromkeys(keys))
+        found: dict[str, Hit] = {}
+        self.metrics.requests += len(todo)
+        mem = self._mem
+        if mem is not None and (wanted is None or "memory" in wanted):
+            st = self.metrics.tier("memory")
+            rest = []
+            for k in todo:
+                t1 = perf_counter_ns()
+                value = mem.lookup(k)
+                if value is MISSING:
+                    st.miss(perf_counter_ns() - t1)
+                    rest.append(k)
+                else:
+                    st.hit(perf_counter_ns() - t1)
+                    found[k] = Hit(value, "memory", 0.0)
+            todo = rest
+        for i, tier in enumerate(self._remote):
+            if not todo:
+                break
+            if wanted is not None and tier.name not in wanted:
+                continue
+            breaker = self._breakers[tier.name]
+            if not breaker.allow():
+                continue
+            st = self.metrics.tier(tier.name)
+            stale = self._stale[tier.name]
+            skipped = [k for k in todo if k in stale] if stale else []
+            if skipped:
+                todo = [k for k in todo if k not in stale]
+            t1 = perf_counter_ns()
+            try:
+                blobs = tier.get_many(todo) if todo else []
+            except Exception as exc:
+                st.errors += 1
+                breaker.failure(exc)
+                todo += skipped
+                continue
+            breaker.success()
+            per_key = (perf_counter_ns() - t1) // max(1, len(todo))
+            rest, promote = [], []
+            for k, data in zip(todo, blobs, strict=True):
+                decoded = None if data is None else self._decode(tier, k, data)
+                if decoded is None:
+                    st.miss(per_key)
+                    rest.append(k)
+                    continue
+                assert data is not None
+                st.hit(per_key, len(data))
+                found[k] = Hit(decoded[0], tier.name, 0.0, decoded[1].created)
+                promote.append((k, decoded[0], data, decoded[1]))
+            self._promote_many(promote, self._faster(i, wanted))
+            todo = rest + skipped
+        self.metrics.hits += len(found)
+        self.metrics.misses += len(todo)
+        elapsed = time.perf_counter() - t0
+        return {k: Hit(h.value, h.tier, elapsed, h.created) for k, h in found.items()}
+
+    def _promote_many(
+        self, items: list[tuple[str, Any, bytes, EntryInfo]], targets: list[Tier]
+    ) -> None:
+        if not items or not targets:
+            return
+        now = time.time()
+        for tier in targets:
+            st = self.metrics.tier(tier.name)
+            fits = [it for it in items if len(it[2]) <= tier.max_item_bytes]
+            if tier is self._mem:
+                for k, v, data, info in fits:
+                    st.promotions += self._mem.put(k, v, len(data), info.remaining(now))
+                continue
+            # group by remaining TTL so that each group is one batched write
+            groups: dict[float | None, dict[str, bytes]] = {}
+            for k, _, data, info in fits:
+                ttl = info.remaining(now)
+                groups.setdefault(None if ttl is None else round(ttl), {})[k] = data
+            for ttl_group, batch in groups.items():
+                if self._write(tier, batch, ttl_group):
+                    st.promotions += len(batch)
+
+    # -- writes -----------------------------------------------------------------------------------
+    def route(self, size: int) -> tuple[str, ...]:
+        """The tiers an entry of `size` encoded bytes goes to, among those enabled."""
+        cfg = self.config
+        if size < cfg.small_item_mb * MB:
+            wanted: tuple[str, ...] = ("memory", "disk", "redis")
+        elif size < cfg.large_item_mb * MB:
+            wanted = ("disk", "redis", "s3")
+        else:
+            wanted = ("s3",)
+        return tuple(n for n in wanted if n in self._by_name)
+
+    def set(
+        self, key: str, value: Any, ttl: float | None = None, tiers: Iterable[str] | None = None
+    ) -> bool:
+        """Store a value; True when at least one tier holds it. Never raises for cache failures."""
+        return self.set_many({key: value}, ttl, tiers) == 1
+
+    def set_many(
+        self, items: Mapping[str, Any], ttl: float | None = None, tiers: Iterable[str] | None = None
+    ) -> int:
+        """Store several values with batched writes per tier; returns how many were stored."""
+        ttl = self.config.cache_ttl if ttl is None else ttl
+        explicit = None if tiers is None else tuple(tiers)
+        plan: dict[str, dict[str, bytes]] = {t.name: {} for t in self._tiers}
+        sizes: dict[str, int] = {}
+        stored: set[str] = set()
+        for key, value in items.items():
+            try:
+                data = self.codec.encode(key, value, ttl)
+            except UnpicklableError as exc:
+                log.warning("not cached: %s", exc)
+                self._drop_everywhere(key)
+                continue
+            sizes[key] = len(data)
+            targets = explicit if explicit is not None else self.route(len(data))
+            for tier in self._tiers:
+                if tier.name in targets and len(data) <= tier.max_item_bytes:
+                    plan[tier.name][key] = data
+                elif tier.name in targets:
+                    self.metrics.tier(tier.name).rejected += 1
+            if self._mem is not None:
+                if key in plan["memory"]:
+                    if self._mem.put(key, value, len(data), ttl):
+                        stored.add(key)
+                        self.metrics.tier("memory").sets += 1
+                else:
+                    self._mem.delete(key)
+        for tier in self._remote:
+            batch = plan[tier.name]
+            if batch and self._write(tier, batch, ttl):
+                stored.update(batch)
+            # a stale copy in a tier this write skipped could surface once faster tiers evict
+            stale = [k for k in sizes if k not in batch]
+            if stale:
+                self._delete_in(tier, stale)
+        return len(stored)
+
+    def _write(self, tier: Tier, batch: dict[str, bytes], ttl: float | None) -> bool:
+        breaker = self._breakers[tier.name]
+        stale = self._stale[tier.name]
+        if not breaker.allow():
+            stale.update(batch)
+            return False
+        st = self.metrics.tier(tier.name)
+        try:
+            if len(batch) == 1:
+                [(k, v)] = batch.items()
+                tier.set(k, v, ttl)
+            else:
+                tier.set_many(batch, ttl)
+        except Exception as exc:
+            st.errors += 1
+            breaker.failure(exc)
+            stale.update(batch)
+            return False
+        breaker.success()
+        if stale:
+            stale.difference_update(batch)
+        st.sets += len(batch)
+        st.bytes_written += sum(len(v) for v in batch.values())
+        return True
+
+    def _delete_in(self, tier: Tier, keys: Sequence[str]) -> int:
+        breaker = self._breakers.get(tier.name)
+        stale = self._stale.get(tier.name)
+        if breaker is not None and not breaker.allow():
+            if stale is not None:
+                stale.update(keys)
+            return 0
+        n = 0
+        done = 0
+        try:
+            for k in keys:
+                n += bool(tier.delete(k))
+                done += 1
+        except Exception as exc:
+            self.metrics.tier(tier.name).errors += 1
+            if breaker is not None:
+                breaker.failure(exc)
+            if stale is not None:
+                stale.update(keys[done:])
+            return n
+        if breaker is not None:
+            breaker.success()
+        if stale:
+            stale.difference_update(keys)
+        self.metrics.tier(tier.name).deletes += n
+        return n
+
+    def _drop_everywhere(self, key: str) -> None:
+        for tier in self._tiers:
+            self._delete_in(tier, [key])
+
+    def delete(self, key: str) -> bool:
+        """Remove a key from every tier; True when some tier held it."""
+        return sum(self._delete_in(t, [key]) for t in self._tiers) > 0
+
+    # -- single flight ----------------------------------------------------------------------------
+    def get_or_compute(
+        self,
+        key: str,
+        compute: Callable[[], T],
+        ttl: float | None = None,
+        tiers: Iterable[str] | None = None,
+    ) -> T:
+        """The cached value, or compute it once even when many threads miss together.
+
+        Threads of one process wait on a per-key lock; processes that share Redis or a disk
+        tier wait on the tier's lock where it offers one.
+        """
+        hit = self.fetch(key, tiers)
+        if hit is not None:
+            return hit.value  # type: ignore[no-any-return]
+        with self._flight(key), self._shared_lock(key):
+            hit = self.fetch(key, tiers)
+            if hit is not None:
+                return hit.value  # type: ignore[no-any-return]
+            value = compute()
+            self.set(key, value, ttl, tiers)
+            return value
+
+    def _flight(self, key: str) -> threading.Lock:
+        with self._flights_lock:
+            lock = self._flights.get(key)
+            if lock is None:
+                if len(self._flights) > 4096:
+                    self._flights = {k: v for k, v in self._flights.items() if v.locked()}
+                lock = self._flights[key] = threading.Lock()
+            return lock
+
+    def _shared_lock(self, key: str) -> AbstractContextManager[Any]:
+        for tier in self._remote:
+            make = getattr(tier, "lock", None)
+            if make is not None and self._breakers[tier.name].allow():
+                try:
+                    return make(key)  # type: ignore[no-any-return]
+                except Exception as exc:
+                    self._breakers[tier.name].failure(exc)
+        return nullcontext()
+
+    # -- maintenance ------------------------------------------------------------------------------
+    def _each(self, op: Callable[[Tier], T], default: T) -> list[T]:
+        out = []
+        for tier in self._tiers:
+            breaker = self._breakers.get(tier.name)
+            if breaker is not None and not breaker.allow():
+                out.append(default)
+                continue
+            try:
+                out.append(op(tier))
+            except Exception as exc:
+                self.metrics.tier(tier.name).errors += 1
+                if breaker is not None:
+                    breaker.failure(exc)
+                out.append(default)
+            else:
+                if breaker is not None:
+                    breaker.success()
+        return out
+
+    def clear(self, tiers: Iterable[str] | None = None) -> int:
+        """Remove every entry of this namespace from the given (default: all) tiers; a count."""
+        wanted = None if tiers is None else set(tiers)
+        return sum(self._each(lambda t: t.clear() if wanted is None or t.name in wanted else 0, 0))
+
+    def find_keys(self, pattern: str = "*") -> list[str]:
+        """Keys matching a shell-style glob in any tier, sorted.
+
+        >>> import tempfile
+        >>> c = MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp()))
+        >>> c.set("page:doc1:3", 1); c.find_keys("page:doc1:*")
+        True
+        ['page:doc1:3']
+        """
+        found: set[str] = set()
+        empty: list[str] = []
+        for keys in self._each(lambda t: list(t.iter_keys(pattern)), empty):
+            found.update(keys)
+        return sorted(found)
+
+    def invalidate(self, pattern: str) -> int:
+        """Delete every key matching the glob from every tier; returns the number of keys."""
+        keys = self.find_keys(pattern)
+        for tier in self._tiers:
+            self._delete_in(tier, keys)
+        return len(keys)
+
+    def expire_older_than(self, age: float | _dt.timedelta | _dt.datetime) -> int:
+        """Remove entries written before a cutoff: an age in seconds, a timedelta or a datetime."""
+        if isinstance(age, _dt.datetime):
+            cutoff = age.timestamp()
+        elif isinstance(age, _dt.timedelta):
+            cutoff = time.time() - age.total_seconds()
+        else:
+            cutoff = time.time() - float(age)
+        return sum(self._each(lambda t: t.expire_older_than(cutoff), 0))
+
+    # -- stats ------------------------------------------------------------------------------------
+    def snapshot(self, usage: bool = True) -> MetricsSnapshot:
+        """Frozen figures of every tier; `usage` adds entries and size (a call to each tier)."""
+        extra: dict[str, dict[str, Any]] = {}
+        for tier in self._tiers:
+            breaker = self._breakers.get(tier.name)
+            info: dict[str, Any] = {"state": breaker.state if breaker else "closed"}
+            if usage and (breaker is None or breaker.allow()):
+                try:
+                    u = tier.usage()
+                    info["entries"] = u.entries
+                    info["size_mb"] = None if u.size_bytes is None else u.size_bytes / MB
+                    if breaker is not None:
+                        breaker.success()
+                except Exception as exc:
+                    if breaker is not None:
+                        breaker.failure(exc)
+            extra[tier.name] = info
+        return self.metrics.snapshot(extra)
+
+    def get_stats(self) -> dict[str, Any]:
+        """The seed's statistics: total_requests, overall_hit_rate, hit_rates, tiers."""
+        return self.snapshot().as_dict()
+
+    def to_frame(self) -> Any:
+        """Per-tier statistics as a pandas DataFrame, one row per tier."""
+        return self.snapshot().to_frame()
+
+    def tier(self, name: str) -> Tier:
+        """The tier object by name (memory, disk, redis, s3)."""
+        return self._by_name[name]
+
+    def breaker_state(self, name: str) -> str:
+        b = self._breakers.get(name)
+        return b.state if b else "closed"
+
+    def close(self) -> None:
+        for tier in self._tiers:
+            with contextlib.suppress(Exception):
+                tier.close()
+
+    def __enter__(self) -> MultiLevelCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _rebuild(config: CacheConfig, secret: bytes | None) -> MultiLevelCache:
+    return MultiLevelCache(config, secret=secret)
+
+
+CacheManager = MultiLevelCache

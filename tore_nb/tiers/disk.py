@@ -1,0 +1,176 @@
+"""L2: local disk through diskcache (SQLite index, large values as files), with a size limit.
+
+Entries are stored as raw bytes with their creation time as the diskcache tag. A database that
+SQLite cannot open is set aside (renamed) and rebuilt, so a corrupt cache costs its contents,
+never the user's run.
+
+>>> import tempfile
+>>> d = DiskTier(tempfile.mkdtemp(), size_limit=10**7)
+>>> d.set("k", b"v", None); d.get("k")
+b'v'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+from ..errors import TierUnavailable
+from .base import TierUsage, glob_match
+
+__all__ = ["DiskTier"]
+
+log = logging.getLogger("tore_nb.tiers.disk")
+
+
+class DiskTier:
+    """A diskcache.Cache in one directory, created lazily and per process."""
+
+    name = "disk"
+
+    def __init__(
+        self, directory: str | os.PathLike[str], size_limit: int, max_item_bytes: int | None = None
+    ) -> None:
+        self.directory = Path(directory)
+        self.size_limit = size_limit
+        self.max_item_bytes = max_item_bytes if max_item_bytes is not None else size_limit
+        self._cache: diskcache.Cache | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"DiskTier({str(self.directory)!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def _open(self) -> diskcache.Cache:
+        cache = self._cache
+        if cache is not None:
+            return cache
+        with self._lock:
+            if self._cache is None:
+                self._cache = self._open_or_rebuild()
+            return self._cache
+
+    def _open_or_rebuild(self) -> diskcache.Cache:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return self._make()
+        except sqlite3.DatabaseError as exc:
+            aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
+            log.warning(
+                "disk cache at %s is unreadable (%s); set aside as %s and rebuilt",
+                self.directory,
+                exc,
+                aside,
+            )
+            os.replace(self.directory, aside)
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return self._make()
+        except OSError as exc:
+            raise TierUnavailable(f"disk cache at {self.directory}: {exc}") from exc
+
+    def _make(self) -> diskcache.Cache:
+        return diskcache.Cache(
+            str(self.directory),
+            size_limit=self.size_limit,
+            eviction_policy="least-recently-stored",
+            timeout=1.0,
+            disk_min_file_size=64 * 1024,
+        )
+
+    def _call(self, fn: Callable[[diskcache.Cache], Any]) -> Any:
+        try:
+            return fn(self._open())
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise TierUnavailable(f"disk cache busy: {exc}") from exc
+            self._rebuild(exc)
+            raise TierUnavailable(
+                f"disk cache database was corrupt and was rebuilt: {exc}"
+            ) from exc
+        except diskcache.Timeout as exc:
+            raise TierUnavailable(f"disk cache busy: {exc}") from exc
+        except OSError as exc:
+            raise TierUnavailable(f"disk cache I/O error: {exc}") from exc
+
+    def _rebuild(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
+            aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
+            log.warning(
+                "disk cache at %s is corrupt (%s); set aside as %s and rebuilt",
+                self.directory,
+                exc,
+                aside,
+            )
+            with contextlib.suppress(OSError):
+                os.replace(self.directory, aside)
+
+    # -- Tier protocol -------------------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        value = self._call(lambda c: c.get(key))
+        return value if isinstance(value, bytes) else None
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        ok = self._call(lambda c: c.set(key, value, expire=ttl, tag=time.time()))
+        if not ok:
+            raise TierUnavailable("disk cache refused the write")
+
+    def delete(self, key: str) -> bool:
+        return bool(self._call(lambda c: c.delete(key)))
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self.get(k) for k in keys]
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        def write(c: diskcache.Cache) -> None:
+            now = time.time()
+            with c.transact():
+                for k, v in items.items():
+                    c.set(k, v, expire=ttl, tag=now)
+
+        self._call(write)
+
+    def iter_keys(self, pattern: str = "*") -> Iterator[str]:
+        match: Callable[[str], Any] = glob_match(pattern)  # type: ignore[assignment]
+        keys = self._call(lambda c: [k for k in c.iterkeys() if isinstance(k, str)])
+        return iter([k for k in keys if match(k)])
+
+    def expire_older_than(self, cutoff: float) -> int:
+        def sweep(c: diskcache.Cache) -> int:
+            c.expire()
+            n = 0
+            for k in list(c.iterkeys()):
+                got = c.get(k, default=None, read=True, tag=True)
+                if got is None or got[0] is None:
+                    continue
+                handle, tag = got
+                if hasattr(handle, "close"):
+                    handle.close()
+                if isinstance(tag, float) and tag < cutoff and c.delete(k):
+                    n += 1
+            return n
+
+        return int(self._call(sweep))
+
+    def clear(self) -> int:
+        return int(self._call(lambda c: c.clear()))
+
+    def usage(self) -> TierUsage:
+        return self._call(lambda c: TierUsage(len(c), int(c.volume())))  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None

@@ -1,0 +1,120 @@
+"""L1: an in-process LRU with TTL (cachetools), bounded by the encoded size of what it holds.
+
+It keeps decoded values, as functools.lru_cache does, so a hit costs microseconds. Treat
+values you get from the cache as read-only: a mutated object is mutated in L1 too.
+
+>>> m = MemoryTier(max_bytes=1000, ttl=60)
+>>> m.put("k", {"a": 1}, 10, None); m.lookup("k")
+{'a': 1}
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from cachetools import TLRUCache
+
+from .base import TierUsage, glob_match
+
+__all__ = ["MISSING", "MemoryTier"]
+
+MISSING: Any = object()
+
+
+class _Item:
+    __slots__ = ("created", "expires", "size", "value")
+
+    def __init__(self, value: Any, size: int, expires: float, created: float) -> None:
+        self.value, self.size, self.expires, self.created = value, size, expires, created
+
+
+def _ttu(_key: str, item: _Item, now: float) -> float:
+    return item.expires
+
+
+def _sizeof(item: _Item) -> int:
+    return item.size
+
+
+class MemoryTier:
+    """Thread-safe LRU of decoded values with a per-entry TTL and a byte budget."""
+
+    name = "memory"
+
+    def __init__(self, max_bytes: int, ttl: float, max_item_bytes: int | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.default_ttl = ttl
+        self.max_item_bytes = max_item_bytes if max_item_bytes is not None else max_bytes
+        self._cache: TLRUCache[str, _Item] = TLRUCache(
+            maxsize=max_bytes, ttu=_ttu, timer=time.monotonic, getsizeof=_sizeof
+        )
+        self.lock = threading.Lock()
+
+    # -- object interface (what the tiered cache uses) -------------------------------------------
+    def lookup(self, key: str) -> Any:
+        """The stored value, or MISSING."""
+        with self.lock:
+            item = self._cache.get(key)
+        return MISSING if item is None else item.value
+
+    def put(self, key: str, value: Any, size: int, ttl: float | None) -> bool:
+        """Store a decoded value whose encoded size is `size`; False when it does not fit."""
+        if size > self.max_item_bytes or size > self.max_bytes:
+            return False
+        span = self.default_ttl if ttl is None else min(ttl, self.default_ttl)
+        now = time.monotonic()
+        item = _Item(value, size, now + span, time.time())
+        with self.lock:
+            self._cache[key] = item
+        return True
+
+    # -- the bytes Tier protocol, so the contract suite covers this tier too -------------------
+    def get(self, key: str) -> bytes | None:
+        value = self.lookup(key)
+        return None if value is MISSING else value  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self.put(key, value, len(value), ttl)
+
+    def delete(self, key: str) -> bool:
+        with self.lock:
+            return self._cache.pop(key, None) is not None
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self.get(k) for k in keys]
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        for k, v in items.items():
+            self.set(k, v, ttl)
+
+    def iter_keys(self, pattern: str = "*") -> Iterator[str]:
+        match: Callable[[str], Any] = glob_match(pattern)  # type: ignore[assignment]
+        with self.lock:
+            self._cache.expire()
+            keys = list(self._cache.keys())
+        return iter([k for k in keys if match(k)])
+
+    def expire_older_than(self, cutoff: float) -> int:
+        with self.lock:
+            old = [k for k, item in self._cache.items() if item.created < cutoff]
+            for k in old:
+                del self._cache[k]
+        return len(old)
+
+    def clear(self) -> int:
+        with self.lock:
+            self._cache.expire()
+            n = len(self._cache)
+            self._cache.clear()
+        return n
+
+    def usage(self) -> TierUsage:
+        with self.lock:
+            self._cache.expire()
+            return TierUsage(len(self._cache), int(self._cache.currsize))
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,206 @@
+"""L4: S3 object storage through boto3, one object per entry under a bucket prefix.
+
+Timeouts and retries are botocore's own (`Config(connect_timeout, read_timeout,
+retries={"mode": "standard", "max_attempts": n})`). A TTL is stored as object metadata and
+checked on read (S3 lifecycle rules do the bulk expiry). `get_many` and `set_many` run requests
+in parallel on a small thread pool. Every client error becomes `TierUnavailable`, except a
+missing key, which is a miss.
+
+>>> S3Tier(bucket="b", prefix="cache/").name
+'s3'
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..errors import TierUnavailable, require
+from .base import TierUsage, glob_match
+
+__all__ = ["S3Tier"]
+
+_EXPIRES = "tore-expires"
+
+
+class S3Tier:
+    """An S3 bucket prefix used as a cache tier."""
+
+    name = "s3"
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        prefix: str = "tore-cache/",
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        storage_class: str = "STANDARD_IA",
+        connect_timeout: float = 1.0,
+        read_timeout: float = 3.0,
+        max_attempts: int = 2,
+        max_item_bytes: int = 5_000_000_000,
+        workers: int = 8,
+    ) -> None:
+        require("boto3", "s3")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.storage_class = storage_class
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_attempts = max_attempts
+        self.max_item_bytes = max_item_bytes
+        self.workers = workers
+        self._client: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3Tier(s3://{self.bucket}/{self.prefix})"
+
+    @property
+    def client(self) -> Any:
+        if self._client is not None and self._pid == os.getpid():
+            return self._client
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                import boto3
+                from botocore.config import Config
+
+                cfg = Config(
+                    connect_timeout=self.connect_timeout,
+                    read_timeout=self.read_timeout,
+                    retries={"mode": "standard", "max_attempts": self.max_attempts},
+                    max_pool_connections=max(10, self.workers),
+                    tcp_keepalive=True,
+                )
+                self._client = boto3.session.Session().client(
+                    "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=cfg
+                )
+                self._pool = None
+                self._pid = os.getpid()
+            return self._client
+
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        _ = self.client  # make sure the pool belongs to this process
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tore-s3")
+            pool = self._pool
+        return list(pool.map(fn, items))
+
+    def _run(self, fn: Callable[[], Any]) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn()
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            code = err.get("Code", "?")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise TierUnavailable(f"s3: {code}: {err.get('Message', '')}".rstrip(": ")) from None
+        except BotoCoreError as exc:
+            raise TierUnavailable(f"s3: {type(exc).__name__}: {exc}") from None
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    # -- Tier protocol -------------------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        def do() -> bytes | None:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._k(key))
+            expires = obj.get("Metadata", {}).get(_EXPIRES)
+            body: bytes = obj["Body"].read()
+            if expires is not None and float(expires) < time.time():
+                return None
+            return body
+
+        return self._run(do)  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        meta = {} if ttl is None else {_EXPIRES: f"{time.time() + ttl:.3f}"}
+        self._run(
+            lambda: self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._k(key),
+                Body=value,
+                StorageClass=self.storage_class,
+                Metadata=meta,
+            )
+        )
+
+    def delete(self, key: str) -> bool:
+        def do() -> bool:
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self._k(key))
+            except Exception as exc:
+                if getattr(exc, "response", {}).get("Error", {}).get("Code") in (
+                    "404",
+                    "NoSuchKey",
+                ):
+                    return False
+                raise
+            self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
+            return True
+
+        return bool(self._run(do))
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return self._map(self.get, list(keys))
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        self._map(lambda kv: self.set(kv[0], kv[1], ttl), list(items.items()))
+
+    def _list(self) -> Iterator[dict[str, Any]]:
+        def do() -> list[dict[str, Any]]:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            )
+            return [obj for page in pages for obj in page.get("Contents", [])]
+
+        return iter(self._run(do) or [])
+
+    def iter_keys(self, pattern: str = "*") -> Iterator[str]:
+        match: Callable[[str], Any] = glob_match(pattern)  # type: ignore[assignment]
+        n = len(self.prefix)
+        return iter([o["Key"][n:] for o in self._list() if match(o["Key"][n:])])
+
+    def _delete_objects(self, names: list[str]) -> int:
+        for i in range(0, len(names), 1000):
+            chunk = [{"Key": k} for k in names[i : i + 1000]]
+            self._run(
+                lambda c=chunk: self.client.delete_objects(  # type: ignore[misc]
+                    Bucket=self.bucket, Delete={"Objects": c, "Quiet": True}
+                )
+            )
+        return len(names)
+
+    def expire_older_than(self, cutoff: float) -> int:
+        # LastModified is truncated to whole seconds: only what is surely older goes
+        return self._delete_objects(
+            [o["Key"] for o in self._list() if o["LastModified"].timestamp() + 1 <= cutoff]
+        )
+
+    def clear(self) -> int:
+        return self._delete_objects([o["Key"] for o in self._list()])
+
+    def usage(self) -> TierUsage:
+        objs = list(self._list())
+        return TierUsage(len(objs), sum(int(o.get("Size", 0)) for o in objs))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.shutdown(wait=False)
+            self._pool = None
+            self._client = None
