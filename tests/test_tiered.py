@@ -358,3 +358,39 @@ def test_fork_safety(embedded_config: CacheConfig) -> None:
     assert q.get(timeout=5) == "hello"
     assert c.tier("disk").get("from-child") is not None
     assert make(embedded_config).get("from-child") == p.pid
+
+
+def _stampede_child(cfg: CacheConfig, counter: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
+    c = MultiLevelCache(cfg, secret=SECRET)
+
+    def compute() -> str:
+        with open(counter, "a") as f:
+            f.write("x")
+        time.sleep(0.5)
+        return "computed"
+
+    q.put(c.get_or_compute("stampede", compute))
+
+
+@pytest.mark.parametrize("shared", ["disk", "redis"])
+def test_single_flight_across_processes(
+    tmp_path: Path, shared: str, request: pytest.FixtureRequest
+) -> None:
+    if shared == "redis":
+        url = request.getfixturevalue("redis_url")
+        cfg = CacheConfig(
+            disk_cache_path=str(tmp_path / "unused"), redis_url=url, disk_enabled=False
+        )
+    else:
+        cfg = CacheConfig.embedded(tmp_path / "shared")
+    counter = str(tmp_path / "count")
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_stampede_child, args=(cfg, counter, q)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert results == ["computed"] * 6
+    assert Path(counter).read_text() == "x"

@@ -166,8 +166,19 @@ def _h_complex(h: ContentHasher, c: complex) -> None:
     h._h.update(b"c" + _pack_d(c.real) + _pack_d(c.imag))
 
 
+def _enter(h: ContentHasher, obj: Any) -> bool:
+    """Record a mutable container; False (and a back-reference) when it was seen already."""
+    oid = id(obj)
+    if oid in h._memo:
+        h._tag(b"R", h._memo[oid])
+        return False
+    h._memo[oid] = len(h._memo)
+    return True
+
+
 def _h_list(h: ContentHasher, seq: list[Any]) -> None:
-    h._seq(b"l", seq, len(seq))
+    if _enter(h, seq):
+        h._seq(b"l", seq, len(seq))
 
 
 def _h_tuple(h: ContentHasher, seq: tuple[Any, ...]) -> None:
@@ -175,7 +186,8 @@ def _h_tuple(h: ContentHasher, seq: tuple[Any, ...]) -> None:
 
 
 def _h_dict(h: ContentHasher, m: dict[Any, Any]) -> None:
-    h._mapping(m)
+    if _enter(h, m):
+        h._mapping(m)
 
 
 def _h_set(h: ContentHasher, s: set[Any] | frozenset[Any]) -> None:

@@ -554,7 +554,8 @@ class MultiLevelCache:
             return lock
 
     def _shared_lock(self, key: str) -> AbstractContextManager[Any]:
-        for tier in self._remote:
+        # the most widely shared tier that offers a lock: Redis before the local disk
+        for tier in reversed(self._remote):
             make = getattr(tier, "lock", None)
             if make is not None and self._breakers[tier.name].allow():
                 try:

@@ -169,6 +169,36 @@ class DiskTier:
     def usage(self) -> TierUsage:
         return self._call(lambda c: TierUsage(len(c), int(c.volume())))  # type: ignore[no-any-return]
 
+    @contextlib.contextmanager
+    def lock(self, key: str, wait: float = 120.0) -> Iterator[bool]:
+        """An advisory file lock shared by the processes using this directory (single flight);
+        yields whether it was acquired within `wait` seconds. The OS drops it if the holder dies.
+        """
+        import fcntl
+
+        from ..keys import hash_bytes
+
+        folder = self.directory / "locks"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(folder / f"{hash_bytes(key.encode())}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        got = False
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    got = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.02)
+            yield got
+        finally:
+            if got:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
     def close(self) -> None:
         with self._lock:
             if self._cache is not None:

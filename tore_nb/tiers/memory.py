@@ -4,7 +4,9 @@ It keeps decoded values, as functools.lru_cache does, so a hit costs microsecond
 values you get from the cache as read-only: a mutated object is mutated in L1 too.
 
 >>> m = MemoryTier(max_bytes=1000, ttl=60)
->>> m.put("k", {"a": 1}, 10, None); m.lookup("k")
+>>> m.put("k", {"a": 1}, 10, None)
+True
+>>> m.lookup("k")
 {'a': 1}
 """
 

@@ -11,6 +11,7 @@ see each other's entries; a sorted set `<prefix>__created__` records write times
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -190,6 +191,27 @@ class RedisTier:
             )
 
         return self._run(do)  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float = 300.0, wait: float = 120.0) -> Iterator[bool]:
+        """A lock shared by every process on this Redis (single flight); yields whether it was
+        acquired. It expires after `timeout` so a crashed holder cannot block others forever.
+        """
+        import redis
+
+        lk = self.client.lock(
+            f"{self.prefix}__lock__:{key}", timeout=timeout, sleep=0.05, blocking_timeout=wait
+        )
+        try:
+            got = bool(lk.acquire())
+        except redis.exceptions.RedisError:
+            got = False
+        try:
+            yield got
+        finally:
+            if got:
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    lk.release()
 
     def ping(self) -> bool:
         return bool(self._run(self.client.ping))

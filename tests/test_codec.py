@@ -1,0 +1,118 @@
+"""The codec: envelope, signature over namespace + key + payload, compression, secrets."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tore_nb.codec import HEADER_SIZE, Codec, load_secret
+from tore_nb.errors import ConfigError, IntegrityError, SerializationError, UnpicklableError
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+class Canary:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (open, (self.path, "w"))
+
+
+def test_roundtrip_types() -> None:
+    c = Codec(SECRET)
+    for value in [None, 1, "x", b"\x00" * 10, {"a": [1, 2]}, np.arange(10), (1, 2.5)]:
+        out = c.decode("k", c.encode("k", value))
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(out, value)
+        else:
+            assert out == value
+
+
+def test_arrays_out_of_band_and_writable() -> None:
+    c = Codec(SECRET)
+    arr = np.random.default_rng(0).random(500_000)
+    blob = c.encode("k", arr)
+    assert len(blob) < arr.nbytes + 1000  # no double copy in the payload
+    out = c.decode("k", blob)
+    assert out.flags.writeable
+    out[0] = 1.0
+
+
+def test_compression_only_when_it_pays() -> None:
+    c = Codec(SECRET)
+    text = "lorem ipsum " * 100_000
+    assert len(c.encode("k", text)) < len(text) / 10
+    rnd = np.random.default_rng(1).random(100_000)
+    blob = c.encode("k", rnd)
+    assert blob[6] == 0  # flags: not compressed
+    assert c.decode("k", c.encode("k", text)) == text
+
+
+@pytest.mark.parametrize("where", [HEADER_SIZE - 1, HEADER_SIZE + 3, -1, 10])
+def test_any_flipped_bit_is_rejected(where: int) -> None:
+    c = Codec(SECRET)
+    blob = bytearray(c.encode("k", {"v": list(range(100))}))
+    blob[where] ^= 0x10
+    with pytest.raises(SerializationError):
+        c.decode("k", bytes(blob))
+
+
+def test_moved_key_other_namespace_other_secret() -> None:
+    blob = Codec(SECRET, namespace="a").encode("k", 1)
+    with pytest.raises(IntegrityError):
+        Codec(SECRET, namespace="a").decode("other", blob)
+    with pytest.raises(IntegrityError):
+        Codec(SECRET, namespace="b").decode("k", blob)
+    with pytest.raises(IntegrityError):
+        Codec(b"another secret of enough length!").decode("k", blob)
+
+
+def test_truncated() -> None:
+    c = Codec(SECRET)
+    blob = c.encode("k", "x" * 1000)
+    for n in (0, 3, HEADER_SIZE - 1, HEADER_SIZE, len(blob) - 1):
+        with pytest.raises(SerializationError):
+            c.decode("k", blob[:n])
+
+
+def test_planted_pickle_never_unpickled(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    planted = pickle.dumps(Canary(str(canary)))
+    c = Codec(SECRET)
+    with pytest.raises(IntegrityError):
+        c.decode("k", planted)
+    forged = bytearray(c.encode("k", 1))
+    forged[HEADER_SIZE + 16 :] = planted  # keep a valid-looking header, swap the body
+    with pytest.raises(SerializationError):
+        c.decode("k", bytes(forged))
+    assert not canary.exists()
+
+
+def test_unpicklable() -> None:
+    import threading
+
+    with pytest.raises(UnpicklableError, match="lock"):
+        Codec(SECRET).encode("k", threading.Lock())
+
+
+def test_secret_from_env_and_key_file(tmp_path: Path) -> None:
+    assert load_secret({"TORE_NB_SECRET": "s" * 20}) == b"s" * 20
+    with pytest.raises(ConfigError, match="TORE_NB_SECRET"):
+        load_secret({"TORE_NB_SECRET": "short"})
+    key_file = tmp_path / "cfg" / "secret.key"
+    first = load_secret({}, key_file)
+    assert load_secret({}, key_file) == first
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    os.chmod(key_file, 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_secret({}, key_file)
+
+
+def test_repr_hides_secret() -> None:
+    assert "0123" not in repr(Codec(SECRET))

@@ -1,0 +1,138 @@
+"""generate_key and hash_value: deterministic, content-based, collision-resistant in structure."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tore_nb.keys import generate_key, hash_value, make_key
+
+SNIPPET = """
+import numpy as np, pandas as pd
+from tore_nb.keys import generate_key, hash_value
+print(generate_key("doc.pdf", {"b": {1, 2, 3}, "a": [1.5, None]}, dpi=150),
+      hash_value(np.arange(1000)), hash_value(pd.DataFrame({"x": [1, 2], "s": ["a", "b"]})),
+      hash_value(frozenset({"x", "y", "z"})))
+"""
+
+
+def test_deterministic_across_processes_and_hash_seeds() -> None:
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", SNIPPET],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+        ).stdout
+        for seed in ("0", "1", "12345")
+    }
+    assert len(outs) == 1
+
+
+def test_readable_prefix_and_digest() -> None:
+    k = generate_key("doc.pdf", dpi=150)
+    ns, ver, name, kw, digest = k.split(":")
+    assert (ns, ver, name, kw) == ("tore_nb", "v1", "doc.pdf", "dpi=150")
+    assert len(digest) == 32
+
+
+def test_no_structural_collisions() -> None:
+    assert generate_key("a:b") != generate_key("a", "b")
+    assert generate_key([1, 2]) != generate_key((1, 2))
+    assert generate_key(1) != generate_key("1") != generate_key(1.0)
+    assert generate_key(True) != generate_key(1)
+    assert generate_key(x=1) != generate_key(1)
+    assert hash_value(["ab", "c"]) != hash_value(["a", "bc"])
+
+
+def test_long_keys_become_digests() -> None:
+    k = generate_key("x" * 1000)
+    assert k.startswith("tore_nb:v1:h:") and len(k) < 60
+
+
+def test_namespace_and_version() -> None:
+    assert make_key(("a",), {}, namespace="ns", version=2).startswith("ns:v2:a:")
+    assert make_key(("a",), {}, namespace="ns") != make_key(("a",), {}, namespace="other")
+
+
+def test_order_independent_containers() -> None:
+    assert hash_value({"a": 1, "b": 2}) == hash_value({"b": 2, "a": 1})
+    assert hash_value({3, 1, 2}) == hash_value({1, 2, 3})
+    assert generate_key(a=1, b=2) == generate_key(b=2, a=1)
+
+
+def test_numpy_equal_data_equal_keys() -> None:
+    a = np.arange(12, dtype="i8").reshape(3, 4)
+    assert hash_value(a) == hash_value(a.copy())
+    assert hash_value(a) == hash_value(np.ascontiguousarray(a.T).T.copy(order="C"))
+    assert hash_value(a.T) == hash_value(np.ascontiguousarray(a.T))  # layout does not matter
+    assert hash_value(a) != hash_value(a.astype("i4"))  # dtype does
+    assert hash_value(a) != hash_value(a.reshape(4, 3))  # shape does
+    b = a.copy()
+    b[0, 0] = 99
+    assert hash_value(a) != hash_value(b)
+    assert hash_value(np.float64(1.5)) == hash_value(np.float64(1.5))
+    assert hash_value(np.array(["a", None], dtype=object)) == hash_value(
+        np.array(["a", None], dtype=object)
+    )
+
+
+def test_pandas_equal_data_equal_keys() -> None:
+    df = pd.DataFrame(
+        {
+            "x": np.arange(1000),
+            "s": [f"r{i}" for i in range(1000)],
+            "c": pd.Categorical(["a", "b"] * 500),
+        }
+    )
+    assert hash_value(df) == hash_value(df.copy(deep=True))
+    changed = df.copy()
+    changed.loc[500, "s"] = "changed"
+    assert hash_value(df) != hash_value(changed)
+    assert hash_value(df) != hash_value(df.rename(columns={"x": "y"}))
+    assert hash_value(df) != hash_value(df.set_index("x"))
+    assert hash_value(df["x"]) == hash_value(df["x"].copy())
+    assert hash_value(pd.Index([1, 2])) != hash_value(pd.Index([2, 1]))
+
+
+class Color(enum.Enum):
+    RED = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    dpi: int
+    lang: str
+
+
+class Plain:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+def test_other_types() -> None:
+    assert hash_value(Params(150, "en")) == hash_value(Params(150, "en"))
+    assert hash_value(Params(150, "en")) != hash_value(Params(300, "en"))
+    assert hash_value(Color.RED) == hash_value(Color.RED)
+    assert hash_value(Path("/a/b")) == hash_value(Path("/a/b"))
+    assert hash_value(dt.date(2026, 1, 1)) != hash_value(dt.date(2026, 1, 2))
+    assert hash_value(Plain(1)) == hash_value(Plain(1)) != hash_value(Plain(2))
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    assert hash_value(cyclic) == hash_value(cyclic)
+
+
+def test_unhashable_raises_type_error() -> None:
+    import threading
+
+    with pytest.raises(TypeError, match="cannot content-hash"):
+        hash_value(threading.Lock())
