@@ -102,7 +102,7 @@ def test_yaml_block(tmp_path: Path) -> None:
 
 
 def test_yaml_errors() -> None:
-    with pytest.raises(ConfigError, match="caching.memory.size_mb"):
+    with pytest.raises(ConfigError, match=r"caching\.memory\.size_mb"):
         CacheConfig.from_yaml("caching:\n  memory: {size_mb: lots}\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         CacheConfig.from_yaml("caching: [unclosed\n")
