@@ -5,12 +5,15 @@ Entry layout (little endian)::
     magic   4s   b"TNB\\x01"
     version B    format version (1)
     codec   B    1 = pickle protocol 5
-    flags   B    bit 0: zstd-compressed body
+    flags   B    bit 0: zstd-compressed body; bit 1: GMAC signature (large entries)
     -       B    reserved
     created d    unix time the entry was encoded
     expires d    unix time after which the entry is a miss in every tier (0: never)
     nbuf    I    number of out-of-band buffers
-    tag     32s  keyed BLAKE3 over namespace, key, the header above and the body
+    tag     32s  keyed BLAKE3 over namespace, key, the header above and the body; or, for bodies
+                 of 64 KB and more, a 16-byte AES-GMAC tag of the body under a one-entry key
+                 (keyed BLAKE3 of namespace, key, header and a random salt) + that 16-byte salt.
+                 GMAC runs at ~20 GB/s with AES-NI, BLAKE3 at ~6; both keys derive from the secret
     sizes   Q*(1+nbuf)  raw length of the pickle stream, then of each buffer
     body         pickle stream + buffers (zstd-compressed as one frame when flag 0 is set)
 
@@ -45,12 +48,15 @@ MAGIC = b"TNB\x01"
 FORMAT_VERSION = 1
 CODEC_PICKLE5 = 1
 FLAG_ZSTD = 1
+FLAG_GMAC = 2
+_GMAC_THRESHOLD = 64 * 1024
+_ZERO_NONCE = b"\0" * 12
 _HEAD = struct.Struct("<4sBBBBddI32s")
 HEADER_SIZE = _HEAD.size  # 60
 _TAG_OFFSET = HEADER_SIZE - 32
 _SAMPLE = 64 * 1024
-_MT_THRESHOLD = 256 * 1024  # multithreaded BLAKE3 pays off above this
 _KEY_CONTEXT = "tore_nb 2026 cache entry signing v1"
+_GMAC_CONTEXT = "tore_nb 2026 cache entry gmac subkeys v1"
 
 
 class EntryInfo:
@@ -134,6 +140,7 @@ class Codec:
         level: int = 3,
     ) -> None:
         self._key = blake3.blake3(secret, derive_key_context=_KEY_CONTEXT).digest()
+        self._gkey = blake3.blake3(secret, derive_key_context=_GMAC_CONTEXT).digest()
         self.namespace = namespace
         self._ns = namespace.encode()
         self.compression = compression
@@ -145,15 +152,36 @@ class Codec:
         return f"Codec(namespace={self.namespace!r}, compression={self.compression})"
 
     # -- signing ------------------------------------------------------------------------------
-    def _tag(self, key: str, header: bytes | memoryview, body: bytes | memoryview) -> bytes:
+    def _tag(
+        self,
+        key: str,
+        header: bytes | memoryview,
+        body: bytes | memoryview,
+        salt: bytes | None = None,
+    ) -> bytes:
+        if salt is not None:
+            return self._gmac(key, header, body, salt)
         kb = key.encode()
-        h = blake3.blake3(
-            key=self._key, max_threads=blake3.blake3.AUTO if len(body) > _MT_THRESHOLD else 1
-        )
+        h = blake3.blake3(key=self._key)
         h.update(struct.pack("<II", len(self._ns), len(kb)) + self._ns + kb)
         h.update(header)
         h.update(body)
         return h.digest()
+
+    def _gmac(
+        self, key: str, header: bytes | memoryview, body: bytes | memoryview, salt: bytes
+    ) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        # a key used for this one entry only, so the fixed nonce is never reused under a key;
+        # namespace, key and header are bound into it, the body is authenticated by GMAC
+        kb = key.encode()
+        sub = blake3.blake3(key=self._gkey)
+        sub.update(struct.pack("<II", len(self._ns), len(kb)) + self._ns + kb)
+        sub.update(header)
+        sub.update(salt)
+        tag = AESGCM(sub.digest()).encrypt(_ZERO_NONCE, b"", body)
+        return tag + salt
 
     # -- zstd, one compressor per thread (they are not thread-safe) -------------------------------
     def _zstd(self) -> tuple[Any, Any]:
@@ -194,11 +222,16 @@ class Codec:
             body = b"".join(parts)
         now = time.time()
         expires = 0.0 if ttl is None else now + ttl
+        payload = sizes + body
+        salt = None
+        if len(payload) >= _GMAC_THRESHOLD:
+            flags |= FLAG_GMAC
+            salt = os.urandom(16)
         head = _HEAD.pack(
             MAGIC, FORMAT_VERSION, CODEC_PICKLE5, flags, 0, now, expires, len(raws), b"\0" * 32
         )
-        tag = self._tag(key, head[:_TAG_OFFSET], sizes + body)
-        return b"".join((head[:_TAG_OFFSET], tag, sizes, body))
+        tag = self._tag(key, head[:_TAG_OFFSET], payload, salt)
+        return b"".join((head[:_TAG_OFFSET], tag, payload))
 
     def verify(self, key: str, data: bytes | memoryview) -> EntryInfo:
         """Check magic, version and signature; raise IntegrityError or SerializationError."""
@@ -210,7 +243,8 @@ class Codec:
         if version != FORMAT_VERSION or codec != CODEC_PICKLE5:
             raise SerializationError(f"unsupported entry format {version}/{codec}")
         mv = memoryview(data)
-        expected = self._tag(key, mv[:_TAG_OFFSET], mv[HEADER_SIZE:])
+        salt = tag[16:] if flags & FLAG_GMAC else None
+        expected = self._tag(key, mv[:_TAG_OFFSET], mv[HEADER_SIZE:], salt)
         if not secrets.compare_digest(expected, tag):
             raise IntegrityError("entry signature does not verify (tampered, moved or truncated)")
         return EntryInfo(created, expires, bool(flags & FLAG_ZSTD), nbuf, len(data))

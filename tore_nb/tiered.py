@@ -454,8 +454,9 @@ class MultiLevelCache:
             batch = plan[tier.name]
             if batch and self._write(tier, batch, ttl):
                 stored.update(batch)
-            # a stale copy in a tier this write skipped could surface once faster tiers evict
-            stale = [k for k in sizes if k not in batch]
+            # a stale copy in a tier that routing skipped could surface once faster tiers
+            # evict; explicit `tiers` place entries deliberately and leave the others alone
+            stale = [k for k in sizes if k not in batch] if explicit is None else []
             if stale:
                 self._delete_in(tier, stale)
         return len(stored)

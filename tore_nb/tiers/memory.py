@@ -58,9 +58,12 @@ class MemoryTier:
     # -- object interface (what the tiered cache uses) -------------------------------------------
     def lookup(self, key: str) -> Any:
         """The stored value, or MISSING."""
+        # one indexed lookup (Cache.get would do `in` and then `[]`, twice the expiry work)
         with self.lock:
-            item = self._cache.get(key)
-        return MISSING if item is None else item.value
+            try:
+                return self._cache[key].value
+            except KeyError:
+                return MISSING
 
     def put(self, key: str, value: Any, size: int, ttl: float | None) -> bool:
         """Store a decoded value whose encoded size is `size`; False when it does not fit."""

@@ -1,0 +1,143 @@
+"""Hit latency of MultiLevelCache beside the raw libraries doing the same work, in one run.
+
+    python benchmarks/bench_core.py [--quick]
+
+For 1 KB and 1 MB values it prints the median time of a hit through each tier next to:
+L1 a bare cachetools TTLCache get; L2 diskcache get + pickle.loads; L3 redis-py GET +
+pickle.loads; L4 boto3 get_object + pickle.loads (moto on loopback); and get_many of 100 keys on
+Redis against a raw MGET + loads and against 100 single gets. It starts its own redis-server
+and moto server on free loopback ports. Ratios are ours / raw (lower is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tore_nb import CacheConfig, MultiLevelCache
+from tore_nb.testing import MotoS3, RedisServer
+
+SECRET = b"benchmark-secret-0123456789abcdef"
+
+
+def median_us(fn: Callable[[], Any], n: int, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - t0)
+    return statistics.median(samples) / 1000
+
+
+def values() -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    text = "".join(chr(97 + int(i)) for i in rng.integers(0, 26, 900))
+    return {
+        "1KB": {"text": text, "page": 3, "score": 0.25},
+        "1MB": rng.random(125_000),  # incompressible float64, 1,000,000 bytes
+    }
+
+
+def row(label: str, ours: float, raw: float, target: float | None) -> str:
+    ratio = ours / raw
+    verdict = "" if target is None else ("ok" if ratio <= target else "MISS")
+    tgt = "" if target is None else f"<= {target:.1f}x"
+    return f"| {label} | {ours:,.1f} | {raw:,.1f} | {ratio:.2f}x | {tgt} {verdict} |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = ap.parse_args()
+    scale = 0.2 if args.quick else 1.0
+    n_fast, n_mid, n_s3 = int(20000 * scale), int(1000 * scale), int(100 * scale)
+
+    import boto3
+    import cachetools
+    import diskcache
+    import redis
+
+    tmp = tempfile.mkdtemp(prefix="tore-bench-")
+    lines = [
+        f"python {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}",
+        "",
+        "| operation | tore_nb (us) | raw library (us) | ratio | target |",
+        "|---|---|---|---|---|",
+    ]
+    with RedisServer() as server, MotoS3() as moto:
+        moto.make_bucket("bench")
+        cfg = CacheConfig(
+            disk_cache_path=os.path.join(tmp, "tore"),
+            redis_url=server.url,
+            s3_cache_bucket="bench",
+            s3_endpoint_url=moto.endpoint_url,
+            s3_cache_region="us-east-1",
+            memory_max_item_mb=2.0,
+        )
+        cache = MultiLevelCache(cfg, secret=SECRET)
+        raw_ttl: cachetools.TTLCache[str, Any] = cachetools.TTLCache(maxsize=10_000, ttl=3600)
+        raw_disk = diskcache.Cache(os.path.join(tmp, "raw"), disk_min_file_size=64 * 1024)
+        raw_redis = redis.Redis.from_url(server.url)
+        raw_s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name="us-east-1")
+
+        for size, value in values().items():
+            key = f"bench:{size}"
+            blob = pickle.dumps(value, protocol=5)
+            cache.set(key, value, tiers=["memory", "disk", "redis", "s3"])
+            raw_ttl[key] = value
+            raw_disk.set(key, blob)
+            raw_redis.set(key, blob)
+            raw_s3.put_object(Bucket="bench", Key=key, Body=blob)
+
+            ours = median_us(lambda k=key: cache.get(k), n_fast)
+            raw = median_us(lambda k=key: raw_ttl.get(k), n_fast)
+            lines.append(row(f"L1 memory hit, {size}", ours, raw, 1.5 if size == "1KB" else None))
+
+            ours = median_us(lambda k=key: cache.get(k, tiers=("disk",)), n_mid)
+            raw = median_us(lambda k=key: pickle.loads(raw_disk.get(k)), n_mid)
+            lines.append(row(f"L2 disk hit, {size}", ours, raw, 1.3))
+
+            ours = median_us(lambda k=key: cache.get(k, tiers=("redis",)), n_mid)
+            raw = median_us(lambda k=key: pickle.loads(raw_redis.get(k)), n_mid)  # type: ignore[arg-type]
+            lines.append(row(f"L3 redis hit, {size}", ours, raw, 1.3))
+
+            ours = median_us(lambda k=key: cache.get(k, tiers=("s3",)), n_s3, warmup=5)
+            raw = median_us(
+                lambda k=key: pickle.loads(raw_s3.get_object(Bucket="bench", Key=k)["Body"].read()),
+                n_s3,
+                warmup=5,
+            )
+            lines.append(row(f"L4 s3 hit, {size}", ours, raw, 1.3))
+
+        keys = [f"many:{i}" for i in range(100)]
+        small = values()["1KB"]
+        cache.set_many(dict.fromkeys(keys, small), tiers=["redis"])
+        raw_redis.mset({k: pickle.dumps(small, protocol=5) for k in keys})
+        ours = median_us(lambda: cache.get_many(keys, tiers=("redis",)), n_mid // 2)
+        raw = median_us(lambda: [pickle.loads(b) for b in raw_redis.mget(keys)], n_mid // 2)  # type: ignore[union-attr]
+        single = median_us(lambda: [cache.get(k, tiers=("redis",)) for k in keys], n_mid // 10)
+        lines.append(row("get_many(100) redis vs raw MGET", ours, raw, 1.5))
+        lines.append(
+            f"| 100 single gets vs get_many(100) | {single:,.1f} | {ours:,.1f} | "
+            f"{single / ours:.1f}x faster batched | >= 20x {'ok' if single / ours >= 20 else 'MISS'} |"
+        )
+        cache.close()
+        raw_disk.close()
+    print("\n".join(lines))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
