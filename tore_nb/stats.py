@@ -59,6 +59,15 @@ class TierStats:
         self._lat[self._i & (_RING - 1)] = latency_ns
         self._i += 1
 
+    def batch(self, hits: int, misses: int, latency_ns: int, nbytes: int = 0) -> None:
+        """Count a batched lookup; its per-key average latency is one sample."""
+        self.hits += hits
+        self.misses += misses
+        self.bytes_read += nbytes
+        if hits + misses:
+            self._lat[self._i & (_RING - 1)] = latency_ns // (hits + misses)
+            self._i += 1
+
     def latencies_ms(self) -> list[float]:
         n = min(self._i, _RING)
         return sorted(v / 1e6 for v in self._lat[:n])

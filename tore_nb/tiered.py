@@ -25,9 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from time import perf_counter_ns
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .codec import Codec, EntryInfo, load_secret
 from .config import CacheConfig
@@ -44,9 +43,11 @@ T = TypeVar("T")
 MB = 1_000_000
 
 
-@dataclass(frozen=True)
-class Hit:
-    """A value found in the cache, the tier that served it, and how long the lookup took."""
+class Hit(NamedTuple):
+    """A value found in the cache, the tier that served it, and how long the lookup took.
+
+    Immutable like the frozen records elsewhere, but a tuple: it is built on every hit.
+    """
 
     value: Any
     tier: str
@@ -208,7 +209,7 @@ class MultiLevelCache:
         return hit
 
     def _fetch_remote(self, key: str, wanted: set[str] | None) -> Hit | None:
-        t0 = time.perf_counter()
+        t0 = perf_counter_ns()
         for i, tier in enumerate(self._remote):
             if wanted is not None and tier.name not in wanted:
                 continue
@@ -234,9 +235,11 @@ class MultiLevelCache:
                 st.miss(perf_counter_ns() - t1)
                 continue
             value, info = decoded
-            st.hit(perf_counter_ns() - t1, len(data))
-            self._promote(key, value, data, info, self._faster(i, wanted))
-            return Hit(value, tier.name, time.perf_counter() - t0, info.created)
+            t2 = perf_counter_ns()
+            st.hit(t2 - t1, len(data))
+            if i or self._mem is not None:
+                self._promote(key, value, data, info, self._faster(i, wanted))
+            return Hit(value, tier.name, (t2 - t0) / 1e9, info.created)
         return None
 
     def _faster(self, index: int, wanted: set[str] | None) -> list[Tier]:
@@ -320,24 +323,24 @@ class MultiLevelCache:
 
     def fetch_many(self, keys: Iterable[str], tiers: Iterable[str] | None = None) -> dict[str, Hit]:
         """Like `get_many`, but each hit says which tier served it."""
-        t0 = time.perf_counter()
+        t0 = perf_counter_ns()
         wanted = None if tiers is None else set(tiers)
         todo = list(dict.fromkeys(keys))
-        found: dict[str, Hit] = {}
+        # key -> (value, tier, created); Hit records are made once, at the end
+        found: dict[str, tuple[Any, str, float | None]] = {}
         self.metrics.requests += len(todo)
         mem = self._mem
-        if mem is not None and (wanted is None or "memory" in wanted):
-            st = self.metrics.tier("memory")
+        if mem is not None and todo and (wanted is None or "memory" in wanted):
             rest = []
             for k in todo:
-                t1 = perf_counter_ns()
                 value = mem.lookup(k)
                 if value is MISSING:
-                    st.miss(perf_counter_ns() - t1)
                     rest.append(k)
                 else:
-                    st.hit(perf_counter_ns() - t1)
-                    found[k] = Hit(value, "memory", 0.0)
+                    found[k] = (value, "memory", None)
+            self.metrics.tier("memory").batch(
+                len(todo) - len(rest), len(rest), perf_counter_ns() - t0
+            )
             todo = rest
         for i, tier in enumerate(self._remote):
             if not todo:
@@ -347,7 +350,6 @@ class MultiLevelCache:
             breaker = self._breakers[tier.name]
             if not breaker.allow():
                 continue
-            st = self.metrics.tier(tier.name)
             stale = self._stale[tier.name]
             skipped = [k for k in todo if k in stale] if stale else []
             if skipped:
@@ -356,33 +358,44 @@ class MultiLevelCache:
             try:
                 blobs = tier.get_many(todo) if todo else []
             except Exception as exc:
-                st.errors += 1
+                self.metrics.tier(tier.name).errors += 1
                 breaker.failure(exc)
                 todo += skipped
                 continue
             breaker.success()
-            per_key = (perf_counter_ns() - t1) // max(1, len(todo))
-            rest, promote = [], []
+            rest, promote, nbytes = [], [], 0
+            decode, now, name = self.codec.decode_fast, time.time(), tier.name
             for k, data in zip(todo, blobs, strict=True):
-                decoded = None if data is None else self._decode(tier, k, data)
-                if decoded is None:
-                    st.miss(per_key)
+                if data is None:
                     rest.append(k)
                     continue
-                assert data is not None
-                st.hit(per_key, len(data))
-                found[k] = Hit(decoded[0], tier.name, 0.0, decoded[1].created)
-                promote.append((k, decoded[0], data, decoded[1]))
-            self._promote_many(promote, self._faster(i, wanted))
+                try:
+                    value, created, expires = decode(k, data)
+                except SerializationError as exc:
+                    self._reject(tier, k, exc)
+                    rest.append(k)
+                    continue
+                if expires and expires <= now:
+                    rest.append(k)
+                    continue
+                nbytes += len(data)
+                found[k] = (value, name, created)
+                promote.append((k, value, data, expires))
+            self.metrics.tier(tier.name).batch(
+                len(promote), len(rest), perf_counter_ns() - t1, nbytes
+            )
+            if i or mem is not None:
+                self._promote_many(promote, self._faster(i, wanted))
             todo = rest + skipped
         self.metrics.hits += len(found)
         self.metrics.misses += len(todo)
-        elapsed = time.perf_counter() - t0
-        return {k: Hit(h.value, h.tier, elapsed, h.created) for k, h in found.items()}
+        elapsed = (perf_counter_ns() - t0) / 1e9
+        return {k: Hit(v, t, elapsed, c) for k, (v, t, c) in found.items()}
 
     def _promote_many(
-        self, items: list[tuple[str, Any, bytes, EntryInfo]], targets: list[Tier]
+        self, items: list[tuple[str, Any, bytes, float]], targets: list[Tier]
     ) -> None:
+        """Back-fill faster tiers; items are (key, value, entry bytes, expires or 0)."""
         if not items or not targets:
             return
         now = time.time()
@@ -390,14 +403,15 @@ class MultiLevelCache:
             st = self.metrics.tier(tier.name)
             fits = [it for it in items if len(it[2]) <= tier.max_item_bytes]
             if tier is self._mem:
-                for k, v, data, info in fits:
-                    st.promotions += self._mem.put(k, v, len(data), info.remaining(now))
+                for k, v, data, expires in fits:
+                    st.promotions += self._mem.put(
+                        k, v, len(data), expires - now if expires else None
+                    )
                 continue
             # group by remaining TTL so that each group is one batched write
             groups: dict[float | None, dict[str, bytes]] = {}
-            for k, _, data, info in fits:
-                ttl = info.remaining(now)
-                groups.setdefault(None if ttl is None else round(ttl), {})[k] = data
+            for k, _, data, expires in fits:
+                groups.setdefault(round(expires - now) if expires else None, {})[k] = data
             for ttl_group, batch in groups.items():
                 if self._write(tier, batch, ttl_group):
                     st.promotions += len(batch)

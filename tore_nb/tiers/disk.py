@@ -118,7 +118,14 @@ class DiskTier:
 
     # -- Tier protocol -------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
-        value = self._call(lambda c: c.get(key))
+        cache = self._cache
+        if cache is None:
+            value = self._call(lambda c: c.get(key))
+        else:
+            try:  # the hot path, without the closure of _call
+                value = cache.get(key)
+            except Exception:  # let _call translate it (and rebuild a corrupt database)
+                value = self._call(lambda c: c.get(key))
         return value if isinstance(value, bytes) else None
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
