@@ -49,6 +49,7 @@ class TestRedisTier(TierContract):
 @pytest.mark.s3
 class TestS3Tier(TierContract):
     time_resolution = 1.1
+    short_ttl = 2.0
 
     @pytest.fixture
     def tier(self, s3_bucket: str, moto_server: MotoS3) -> Iterator[Tier]:

@@ -5,6 +5,8 @@ Each error also subclasses the builtin a caller would naturally catch::
     ToreError (Exception)
     ├── ConfigError (ValueError)          bad configuration or environment variable
     ├── TierUnavailable (ConnectionError) a tier cannot be reached (translated from client errors)
+    │   └── TierWriteError                reachable, but refuses writes (disk full, read-only,
+    │                                     Redis out of memory): writes stop, reads go on
     ├── SerializationError (ValueError)   a value cannot be encoded, or an entry cannot be decoded
     │   ├── UnpicklableError (TypeError)  the value itself cannot be pickled
     │   └── IntegrityError                the entry's signature does not verify (tampered, moved,
@@ -27,6 +29,7 @@ __all__ = [
     "IntegrityError",
     "SerializationError",
     "TierUnavailable",
+    "TierWriteError",
     "ToreError",
     "UnpicklableError",
 ]
@@ -41,7 +44,17 @@ class ConfigError(ToreError, ValueError):
 
 
 class TierUnavailable(ToreError, ConnectionError):
-    """A cache tier could not be reached in time."""
+    """A cache tier could not be reached in time; `permanent` when retrying cannot help
+    (access denied, missing bucket): the tier is then disabled, not probed.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class TierWriteError(TierUnavailable):
+    """The tier answers but refuses writes: disk full, read-only, Redis out of memory."""
 
 
 class SerializationError(ToreError, ValueError):

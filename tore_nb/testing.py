@@ -316,11 +316,14 @@ class TierContract:
         assert tier.get("k") is None
         assert tier.delete("k") is False
 
+    #: a TTL short enough to wait out, long enough to read the entry back first under load
+    short_ttl = 0.5
+
     def test_ttl_expires(self, tier: Tier) -> None:
-        tier.set("short", b"v", 0.3)
+        tier.set("short", b"v", self.short_ttl)
         tier.set("long", b"v", 60)
         assert tier.get("short") == b"v"
-        time.sleep(0.6)
+        time.sleep(self.short_ttl * 2)
         assert tier.get("short") is None
         assert tier.get("long") == b"v"
 

@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager, nullcontext
 from time import perf_counter_ns
 from typing import Any, NamedTuple, TypeVar
 
+from .breaker import Breaker
 from .codec import Codec, EntryInfo, load_secret
 from .config import CacheConfig
 from .errors import IntegrityError, SerializationError, UnpicklableError
@@ -53,56 +54,6 @@ class Hit(NamedTuple):
     tier: str
     seconds: float
     created: float | None = None
-
-
-class Breaker:
-    """A circuit breaker for one tier: open after repeated failures, probe after a pause."""
-
-    __slots__ = ("_fails", "_lock", "_open_until", "_probing", "name", "reset", "threshold")
-
-    def __init__(self, name: str, threshold: int, reset: float) -> None:
-        self.name, self.threshold, self.reset = name, threshold, reset
-        self._fails = 0
-        self._open_until = 0.0
-        self._probing = False
-        self._lock = threading.Lock()
-
-    @property
-    def state(self) -> str:
-        if not self._open_until:
-            return "closed"
-        return "half-open" if time.monotonic() >= self._open_until else "open"
-
-    def allow(self) -> bool:
-        if not self._open_until:
-            return True
-        with self._lock:
-            if self._probing or time.monotonic() < self._open_until:
-                return False
-            self._probing = True  # this caller is the probe
-            return True
-
-    def success(self) -> None:
-        if self._fails or self._open_until:
-            with self._lock:
-                if self._open_until:
-                    log.warning("cache tier %s is back; using it again", self.name)
-                self._fails, self._open_until, self._probing = 0, 0.0, False
-
-    def failure(self, exc: BaseException) -> None:
-        with self._lock:
-            self._fails += 1
-            was_open = bool(self._open_until)
-            if self._probing or self._fails >= self.threshold:
-                self._open_until = time.monotonic() + self.reset
-                self._probing = False
-                if not was_open:
-                    log.warning(
-                        "cache tier %s unavailable (%s); skipping it, next probe in %.0fs",
-                        self.name,
-                        exc,
-                        self.reset,
-                    )
 
 
 class MultiLevelCache:
@@ -478,7 +429,7 @@ class MultiLevelCache:
     def _write(self, tier: Tier, batch: dict[str, bytes], ttl: float | None) -> bool:
         breaker = self._breakers[tier.name]
         stale = self._stale[tier.name]
-        if not breaker.allow():
+        if not breaker.allow(write=True):
             stale.update(batch)
             return False
         st = self.metrics.tier(tier.name)
@@ -493,7 +444,7 @@ class MultiLevelCache:
             breaker.failure(exc)
             stale.update(batch)
             return False
-        breaker.success()
+        breaker.success(write=True)
         if stale:
             stale.difference_update(batch)
         st.sets += len(batch)
@@ -669,8 +620,15 @@ class MultiLevelCache:
         return self._by_name[name]
 
     def breaker_state(self, name: str) -> str:
+        """closed, open, half-open, read-only (writes refused) or disabled."""
         b = self._breakers.get(name)
         return b.state if b else "closed"
+
+    def reset_tier(self, name: str) -> None:
+        """Use a tier again at once, after its breaker opened or it was disabled."""
+        b = self._breakers.get(name)
+        if b is not None:
+            b.reset()
 
     def close(self) -> None:
         for tier in self._tiers:

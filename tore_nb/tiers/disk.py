@@ -13,6 +13,7 @@ b'v'
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -24,12 +25,13 @@ from typing import Any
 
 import diskcache
 
-from ..errors import TierUnavailable
+from ..errors import TierUnavailable, TierWriteError
 from .base import TierUsage, glob_match
 
 __all__ = ["DiskTier"]
 
 log = logging.getLogger("tore_nb.tiers.disk")
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 class DiskTier:
@@ -86,12 +88,16 @@ class DiskTier:
             disk_min_file_size=64 * 1024,
         )
 
-    def _call(self, fn: Callable[[diskcache.Cache], Any]) -> Any:
+    def _call(self, fn: Callable[[diskcache.Cache], Any], write: bool = False) -> Any:
         try:
             return fn(self._open())
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise TierUnavailable(f"disk cache busy: {exc}") from exc
+            text = str(exc)
+            if write and ("full" in text or "readonly" in text):
+                raise TierWriteError(f"disk cache refuses writes: {exc}") from exc
+            if isinstance(exc, sqlite3.OperationalError):
+                # locked, unable to open, I/O errors: the database itself may be fine
+                raise TierUnavailable(f"disk cache: {exc}") from exc
             self._rebuild(exc)
             raise TierUnavailable(
                 f"disk cache database was corrupt and was rebuilt: {exc}"
@@ -99,6 +105,8 @@ class DiskTier:
         except diskcache.Timeout as exc:
             raise TierUnavailable(f"disk cache busy: {exc}") from exc
         except OSError as exc:
+            if write and exc.errno in _WRITE_ERRNOS:
+                raise TierWriteError(f"disk cache refuses writes: {exc.strerror}") from exc
             raise TierUnavailable(f"disk cache I/O error: {exc}") from exc
 
     def _rebuild(self, exc: BaseException) -> None:
@@ -129,7 +137,7 @@ class DiskTier:
         return value if isinstance(value, bytes) else None
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        ok = self._call(lambda c: c.set(key, value, expire=ttl, tag=time.time()))
+        ok = self._call(lambda c: c.set(key, value, expire=ttl, tag=time.time()), write=True)
         if not ok:
             raise TierUnavailable("disk cache refused the write")
 
@@ -146,7 +154,7 @@ class DiskTier:
                 for k, v in items.items():
                     c.set(k, v, expire=ttl, tag=now)
 
-        self._call(write)
+        self._call(write, write=True)
 
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:
         match: Callable[[str], Any] = glob_match(pattern)  # type: ignore[assignment]

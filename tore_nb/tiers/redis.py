@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..config import redact_url
-from ..errors import TierUnavailable, require
+from ..errors import TierUnavailable, TierWriteError, require
 from .base import TierUsage
 
 if TYPE_CHECKING:
@@ -97,6 +97,15 @@ class RedisTier:
 
         try:
             return fn(*args)
+        except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+            raise TierUnavailable(f"redis: {type(exc).__name__}", permanent=True) from None
+        except redis.exceptions.ResponseError as exc:
+            text = str(exc)
+            if text.startswith(("OOM", "READONLY", "MISCONF")):
+                raise TierWriteError(
+                    f"redis refuses writes: {text.split(chr(10))[0][:120]}"
+                ) from None
+            raise TierUnavailable(f"redis: ResponseError: {redact_url(text)}") from None
         except redis.exceptions.RedisError as exc:
             # the message can quote the URL: never let a password through
             raise TierUnavailable(f"redis: {type(exc).__name__}: {redact_url(str(exc))}") from None

@@ -25,6 +25,17 @@ from .base import TierUsage, glob_match
 __all__ = ["S3Tier"]
 
 _EXPIRES = "tore-expires"
+# errors that retrying cannot fix: the tier is disabled with one warning
+_PERMANENT = {
+    "AccessDenied",
+    "403",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NoSuchBucket",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "InvalidBucketName",
+}
 
 
 class S3Tier:
@@ -108,7 +119,9 @@ class S3Tier:
             code = err.get("Code", "?")
             if code in ("NoSuchKey", "404", "NotFound"):
                 return None
-            raise TierUnavailable(f"s3: {code}: {err.get('Message', '')}".rstrip(": ")) from None
+            raise TierUnavailable(
+                f"s3: {code}: {err.get('Message', '')}".rstrip(": "), permanent=code in _PERMANENT
+            ) from None
         except BotoCoreError as exc:
             raise TierUnavailable(f"s3: {type(exc).__name__}: {exc}") from None
 
