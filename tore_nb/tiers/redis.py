@@ -100,11 +100,10 @@ class RedisTier:
         except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
             raise TierUnavailable(f"redis: {type(exc).__name__}", permanent=True) from None
         except redis.exceptions.ResponseError as exc:
-            text = str(exc)
-            if text.startswith(("OOM", "READONLY", "MISCONF")):
-                raise TierWriteError(
-                    f"redis refuses writes: {text.split(chr(10))[0][:120]}"
-                ) from None
+            # a pipeline's error quotes the whole command, payload included: keep only the cause
+            text = (str(exc).split("caused error:", 1)[-1].strip().splitlines() or [""])[0][:160]
+            if any(w in text for w in ("OOM", "maxmemory", "READONLY", "MISCONF")):
+                raise TierWriteError(f"redis refuses writes: {text}") from None
             raise TierUnavailable(f"redis: ResponseError: {redact_url(text)}") from None
         except redis.exceptions.RedisError as exc:
             # the message can quote the URL: never let a password through
