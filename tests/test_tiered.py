@@ -75,6 +75,8 @@ def test_rewrite_removes_stale_copies(full_config: CacheConfig) -> None:
     c = make(full_config.replace(small_item_mb=0.01, large_item_mb=0.1))
     c.set("k", os.urandom(200_000))  # huge: s3 only
     c.set("k", b"small now")  # small: memory, disk, redis; the s3 copy must go
+    assert c.get("k") == b"small now"
+    c.flush()  # the stale copy is deleted in the background
     assert c.tier("s3").get("k") is None
     c.tier("memory").clear()
     c.tier("disk").clear()

@@ -85,7 +85,7 @@ class CacheConfig:
     s3_storage_class: str = "STANDARD_IA"
     s3_endpoint_url: str | None = None
     s3_connect_timeout: float = 1.0
-    s3_read_timeout: float = 3.0
+    s3_read_timeout: float = 2.0
     s3_max_attempts: int = 2
     s3_max_item_mb: float = 5_000.0
     # routing by encoded size
@@ -95,7 +95,7 @@ class CacheConfig:
     compression: bool = True
     compression_min_bytes: int = 4096
     # circuit breaker
-    breaker_failures: int = 2
+    breaker_failures: int = 1
     breaker_reset_seconds: float = 15.0
 
     def __post_init__(self) -> None:

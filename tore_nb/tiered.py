@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import os
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from time import perf_counter_ns
 from typing import Any, NamedTuple, TypeVar
@@ -96,6 +98,8 @@ class MultiLevelCache:
         # so reads skip it there until a later write or delete reaches that tier
         self._stale: dict[str, set[str]] = {t.name: set() for t in self._remote}
         self._flights: dict[str, threading.Lock] = {}
+        self._janitor: ThreadPoolExecutor | None = None
+        self._janitor_pid = 0
         self._flights_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -423,7 +427,7 @@ class MultiLevelCache:
             # evict; explicit `tiers` place entries deliberately and leave the others alone
             stale = [k for k in sizes if k not in batch] if explicit is None else []
             if stale:
-                self._delete_in(tier, stale)
+                self._discard_later(tier, stale)
         return len(stored)
 
     def _write(self, tier: Tier, batch: dict[str, bytes], ttl: float | None) -> bool:
@@ -450,6 +454,31 @@ class MultiLevelCache:
         st.sets += len(batch)
         st.bytes_written += sum(len(v) for v in batch.values())
         return True
+
+    def _discard_later(self, tier: Tier, keys: list[str]) -> None:
+        """Delete possibly stale copies in the background, off the caller's path; until that
+        lands, reads skip these keys in this tier (a miss is always safe, a stale hit is not).
+        """
+        stale = self._stale[tier.name]
+        stale.update(keys)
+        with self._flights_lock:
+            if self._janitor is None or self._janitor_pid != os.getpid():
+                self._janitor = ThreadPoolExecutor(1, thread_name_prefix="tore-janitor")
+                self._janitor_pid = os.getpid()
+            janitor = self._janitor
+
+        def job() -> None:
+            # keys rewritten meanwhile left the stale set: their new copy must stay
+            self._delete_in(tier, [k for k in keys if k in stale])
+
+        janitor.submit(job)
+
+    def flush(self) -> None:
+        """Wait for background clean-up (stale copies being deleted) to finish."""
+        with self._flights_lock:
+            janitor = self._janitor if self._janitor_pid == os.getpid() else None
+        if janitor is not None:
+            janitor.submit(lambda: None).result()
 
     def _delete_in(self, tier: Tier, keys: Sequence[str]) -> int:
         breaker = self._breakers.get(tier.name)
@@ -631,6 +660,7 @@ class MultiLevelCache:
             b.reset()
 
     def close(self) -> None:
+        self.flush()
         for tier in self._tiers:
             with contextlib.suppress(Exception):
                 tier.close()

@@ -1,7 +1,7 @@
 """L4: S3 object storage through boto3, one object per entry under a bucket prefix.
 
 Timeouts and retries are botocore's own (`Config(connect_timeout, read_timeout,
-retries={"mode": "standard", "max_attempts": n})`). A TTL is stored as object metadata and
+retries={"mode": "standard", "total_max_attempts": n})`). A TTL is stored as object metadata and
 checked on read (S3 lifecycle rules do the bulk expiry). `get_many` and `set_many` run requests
 in parallel on a small thread pool. Every client error becomes `TierUnavailable`, except a
 missing key, which is a miss.
@@ -52,7 +52,7 @@ class S3Tier:
         endpoint_url: str | None = None,
         storage_class: str = "STANDARD_IA",
         connect_timeout: float = 1.0,
-        read_timeout: float = 3.0,
+        read_timeout: float = 2.0,
         max_attempts: int = 2,
         max_item_bytes: int = 5_000_000_000,
         workers: int = 8,
@@ -88,7 +88,7 @@ class S3Tier:
                 cfg = Config(
                     connect_timeout=self.connect_timeout,
                     read_timeout=self.read_timeout,
-                    retries={"mode": "standard", "max_attempts": self.max_attempts},
+                    retries={"mode": "standard", "total_max_attempts": self.max_attempts},
                     max_pool_connections=max(10, self.workers),
                     tcp_keepalive=True,
                 )
@@ -153,20 +153,11 @@ class S3Tier:
         )
 
     def delete(self, key: str) -> bool:
-        def do() -> bool:
-            try:
-                self.client.head_object(Bucket=self.bucket, Key=self._k(key))
-            except Exception as exc:
-                if getattr(exc, "response", {}).get("Error", {}).get("Code") in (
-                    "404",
-                    "NoSuchKey",
-                ):
-                    return False
-                raise
-            self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
-            return True
-
-        return bool(self._run(do))
+        # S3's DELETE does not say whether the object existed: HEAD first (a 404 is None)
+        if self._run(lambda: self.client.head_object(Bucket=self.bucket, Key=self._k(key))) is None:
+            return False
+        self._run(lambda: self.client.delete_object(Bucket=self.bucket, Key=self._k(key)))
+        return True
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return self._map(self.get, list(keys))
