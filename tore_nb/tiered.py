@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import os
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
