@@ -1,0 +1,146 @@
+"""Hostile input: planted pickles, moved, replayed and truncated entries in every tier are
+rejected and never unpickled; passwords never leak; malformed configuration names its variable."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import traceback
+from pathlib import Path
+
+import pytest
+
+from tore_nb import CacheConfig, ConfigError, MultiLevelCache
+from tore_nb.testing import MotoS3, RedisServer
+
+from ..conftest import SECRET
+from .conftest import Figures
+
+PASSWORD = "CANARY-redis-pw-91c3"
+
+
+class Canary:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.redis
+@pytest.mark.s3
+def test_tampered_entries_in_every_tier(
+    tmp_path: Path, figures: Figures, redis_url: str, s3_bucket: str, moto_server: MotoS3
+) -> None:
+    canary = tmp_path / "canary"
+    base = dict(
+        disk_cache_path=str(tmp_path / "d"),
+        redis_url=redis_url,
+        s3_cache_bucket=s3_bucket,
+        s3_endpoint_url=moto_server.endpoint_url,
+        s3_cache_region="us-east-1",
+        memory_enabled=False,
+    )
+    cache = MultiLevelCache(CacheConfig(**base), secret=SECRET)  # type: ignore[arg-type]
+    other_ns = MultiLevelCache(CacheConfig(namespace="other", **base), secret=SECRET)  # type: ignore[arg-type]
+    planted = pickle.dumps(Canary(str(canary)))
+    attempts = 0
+    for name in ("disk", "redis", "s3"):
+        tier = cache.tier(name)
+        for i in range(4):
+            cache.set(f"{name}-good{i}", {"v": i}, tiers=[name])
+        other_ns.set(f"{name}-replayed", "from another namespace", tiers=[name])
+        raw_good = tier.get(f"{name}-good0")
+        assert raw_good is not None
+        attacks = {
+            f"{name}-planted": planted,  # a bare pickle
+            f"{name}-planted-header": raw_good[:68] + planted,  # a valid header, planted body
+            f"{name}-moved": raw_good,  # a valid entry under another key
+            f"{name}-truncated": raw_good[: len(raw_good) - 7],
+            f"{name}-replayed": other_ns.tier(name).get(f"{name}-replayed") or b"",
+        }
+        for key, blob in attacks.items():
+            tier.set(key, blob, None)
+            attempts += 1
+            assert figures.timed(lambda k=key: cache.get(k, tiers=[name])) is None
+        assert cache.get(f"{name}-good1", tiers=[name]) == {"v": 1}
+    stats = cache.get_stats()["tiers"]
+    figures.faults = attempts
+    figures.rejected = sum(stats[t]["corrupt"] for t in ("disk", "redis", "s3"))
+    figures.notes.append(
+        f"{figures.rejected}/{attempts} tampered entries rejected; canary file "
+        f"created: {canary.exists()}"
+    )
+    assert figures.rejected == attempts
+    assert not canary.exists()
+
+
+def test_passwords_never_leak(
+    tmp_path: Path,
+    figures: Figures,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    with RedisServer(password=PASSWORD) as server:
+        env = {
+            "REDIS_URL": server.url,
+            "REDIS_PASSWORD": PASSWORD,
+            "DISK_CACHE_PATH": str(tmp_path / "d"),
+        }
+        cfg = CacheConfig.from_env(env)
+        cache = MultiLevelCache(cfg, secret=SECRET)
+        seen += [repr(cfg), str(cfg), repr(cache), repr(cache.tier("redis"))]
+        cache.set("k", 1)
+        assert cache.get("k") == 1
+        server.kill()  # connection errors from here on
+        figures.faults += 1
+        for i in range(20):
+            figures.timed(lambda j=i: cache.set(f"x{j}", j))
+            figures.timed(lambda j=i: cache.get(f"x{j}"))
+    wrong = CacheConfig(
+        disk_cache_path=str(tmp_path / "w"),
+        redis_url=f"redis://:{PASSWORD}x@127.0.0.1:{server.port}/0",
+    )
+    figures.timed(lambda: MultiLevelCache(wrong, secret=SECRET).get("k"))
+    for bad in (
+        {"REDIS_URL": f"http://:{PASSWORD}@h/0"},
+        {"REDIS_PASSWORD": PASSWORD, "REDIS_PORT": "nope"},
+    ):
+        with pytest.raises(ConfigError) as err:
+            CacheConfig.from_env(bad)
+        seen.append("".join(traceback.format_exception(err.value)))
+        figures.faults += 1
+    out = capsys.readouterr()
+    seen += [caplog.text, out.out, out.err]
+    seen += [str(r.args) for r in caplog.records]
+    leaks = sum(PASSWORD in s for s in seen)
+    figures.notes.append(
+        f"{len(seen)} reprs, logs, outputs and tracebacks checked; password found in {leaks}"
+    )
+    assert leaks == 0
+    assert figures.exceptions == 0
+
+
+@pytest.mark.parametrize(
+    "var,value",
+    [
+        ("REDIS_URL", "redis//broken"),
+        ("REDIS_PORT", "-1"),
+        ("REDIS_DB", "x"),
+        ("MEMORY_CACHE_SIZE_MB", "-5"),
+        ("DISK_CACHE_SIZE_GB", "inf"),
+        ("TORE_NB_TTL", "0"),
+        ("AWS_BATCH_JOB_ID", "a/b"),
+        ("TORE_NB_SECRET", "short"),
+    ],
+)
+def test_malformed_environment(var: str, value: str, tmp_path: Path) -> None:
+    from tore_nb.codec import load_secret
+
+    with pytest.raises(ConfigError, match=var):
+        if var == "TORE_NB_SECRET":
+            load_secret({var: value})
+        else:
+            CacheConfig.from_env({var: value})
