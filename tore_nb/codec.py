@@ -40,13 +40,13 @@ import secrets
 import stat
 import struct
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import blake3
 
+from . import clock
 from .errors import ConfigError, IntegrityError, SerializationError, UnpicklableError
 
 __all__ = ["FORMAT_VERSION", "HEADER_SIZE", "Codec", "EntryInfo", "load_secret"]
@@ -221,7 +221,7 @@ class Codec:
             parts = [sizes, comp.compress(b"".join(parts[1:]))]
             flags |= FLAG_ZSTD
         payload = b"".join(parts)
-        now = time.time()
+        now = clock.now()
         expires = 0.0 if ttl is None else now + ttl
         signed = _HEAD.pack(
             MAGIC, FORMAT_VERSION, CODEC_PICKLE5, flags, 0, now, expires, len(raws), b"", b"", b""

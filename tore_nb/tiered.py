@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager, nullcontext
 from time import perf_counter_ns
 from typing import Any, NamedTuple, TypeVar
 
+from . import clock
 from .breaker import Breaker
 from .codec import Codec, EntryInfo, load_secret
 from .config import CacheConfig
@@ -208,7 +209,7 @@ class MultiLevelCache:
         except SerializationError as exc:
             self._reject(tier, key, exc)
             return None
-        remaining = info.remaining(time.time())
+        remaining = info.remaining(clock.now())
         if remaining is not None and remaining <= 0:
             return None
         return value, info
@@ -234,7 +235,7 @@ class MultiLevelCache:
     ) -> None:
         if not targets:
             return
-        ttl = info.remaining(time.time())
+        ttl = info.remaining(clock.now())
         for tier in targets:
             if len(data) > tier.max_item_bytes:
                 continue
@@ -265,7 +266,7 @@ class MultiLevelCache:
             except SerializationError as exc:
                 self._reject(tier, key, exc)
                 continue
-            remaining = info.remaining(time.time())
+            remaining = info.remaining(clock.now())
             if remaining is None or remaining > 0:
                 return True
         return False
@@ -319,7 +320,7 @@ class MultiLevelCache:
                 continue
             breaker.success()
             rest, promote, nbytes = [], [], 0
-            decode, now, name = self.codec.decode_fast, time.time(), tier.name
+            decode, now, name = self.codec.decode_fast, clock.now(), tier.name
             for k, data in zip(todo, blobs, strict=True):
                 if data is None:
                     rest.append(k)
@@ -353,7 +354,7 @@ class MultiLevelCache:
         """Back-fill faster tiers; items are (key, value, entry bytes, expires or 0)."""
         if not items or not targets:
             return
-        now = time.time()
+        now = clock.now()
         for tier in targets:
             st = self.metrics.tier(tier.name)
             fits = [it for it in items if len(it[2]) <= tier.max_item_bytes]
@@ -611,9 +612,9 @@ class MultiLevelCache:
         if isinstance(age, _dt.datetime):
             cutoff = age.timestamp()
         elif isinstance(age, _dt.timedelta):
-            cutoff = time.time() - age.total_seconds()
+            cutoff = clock.now() - age.total_seconds()
         else:
-            cutoff = time.time() - float(age)
+            cutoff = clock.now() - float(age)
         return sum(self._each(lambda t: t.expire_older_than(cutoff), 0))
 
     # -- stats ------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def test_tampered_entries_in_every_tier(
         for key, blob in attacks.items():
             tier.set(key, blob, None)
             attempts += 1
-            assert figures.timed(lambda k=key: cache.get(k, tiers=[name])) is None
+            assert figures.timed(lambda k=key, t=name: cache.get(k, tiers=[t])) is None
         assert cache.get(f"{name}-good1", tiers=[name]) == {"v": 1}
     stats = cache.get_stats()["tiers"]
     figures.faults = attempts

@@ -13,12 +13,12 @@ True
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from cachetools import TLRUCache
 
+from .. import clock
 from .base import TierUsage, glob_match
 
 __all__ = ["MISSING", "MemoryTier"]
@@ -51,7 +51,7 @@ class MemoryTier:
         self.default_ttl = ttl
         self.max_item_bytes = max_item_bytes if max_item_bytes is not None else max_bytes
         self._cache: TLRUCache[str, _Item] = TLRUCache(
-            maxsize=max_bytes, ttu=_ttu, timer=time.monotonic, getsizeof=_sizeof
+            maxsize=max_bytes, ttu=_ttu, timer=clock.monotonic, getsizeof=_sizeof
         )
         self.lock = threading.Lock()
 
@@ -70,8 +70,7 @@ class MemoryTier:
         if size > self.max_item_bytes or size > self.max_bytes:
             return False
         span = self.default_ttl if ttl is None else min(ttl, self.default_ttl)
-        now = time.monotonic()
-        item = _Item(value, size, now + span, time.time())
+        item = _Item(value, size, clock.monotonic() + span, clock.now())
         with self.lock:
             self._cache[key] = item
         return True
