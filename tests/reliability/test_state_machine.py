@@ -20,8 +20,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from tore_nb import CacheConfig, MultiLevelCache
-from tore_nb import clock
+from tore_nb import CacheConfig, MultiLevelCache, clock
 from tore_nb.testing import FlakyTier, RedisServer
 from tore_nb.tiers import DiskTier, MemoryTier
 
