@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from . import clock
 from .breaker import Breaker
-from .codec import Codec, EntryInfo, load_secret
+from .codec import Codec, load_secret
 from .config import CacheConfig
 from .errors import IntegrityError, SerializationError, UnpicklableError
 from .keys import make_key
@@ -190,12 +190,12 @@ class MultiLevelCache:
             if decoded is None:
                 st.miss(perf_counter_ns() - t1)
                 continue
-            value, info = decoded
+            value, created, expires = decoded
             t2 = perf_counter_ns()
             st.hit(t2 - t1, len(data))
             if i or self._mem is not None:
-                self._promote(key, value, data, info, self._faster(i, wanted))
-            return Hit(value, tier.name, (t2 - t0) / 1e9, info.created)
+                self._promote_many([(key, value, data, expires)], self._faster(i, wanted))
+            return Hit(value, tier.name, (t2 - t0) / 1e9, created)
         return None
 
     def _faster(self, index: int, wanted: set[str] | None) -> list[Tier]:
@@ -203,16 +203,16 @@ class MultiLevelCache:
         faster += self._remote[:index]
         return [t for t in faster if wanted is None or t.name in wanted]
 
-    def _decode(self, tier: Tier, key: str, data: bytes) -> tuple[Any, EntryInfo] | None:
+    def _decode(self, tier: Tier, key: str, data: bytes) -> tuple[Any, float, float] | None:
+        """(value, created, expires) of a verified, unexpired entry; else None (a miss)."""
         try:
-            value, info = self.codec.decode_entry(key, data)
+            value, created, expires = self.codec.decode_fast(key, data)
         except SerializationError as exc:
             self._reject(tier, key, exc)
             return None
-        remaining = info.remaining(clock.now())
-        if remaining is not None and remaining <= 0:
+        if expires and expires <= clock.now():
             return None
-        return value, info
+        return value, created, expires
 
     def _reject(self, tier: Tier, key: str, exc: SerializationError) -> None:
         st = self.metrics.tier(tier.name)
@@ -229,23 +229,6 @@ class MultiLevelCache:
             )
         with contextlib.suppress(Exception):  # best effort; the tier may be down
             tier.delete(key)
-
-    def _promote(
-        self, key: str, value: Any, data: bytes, info: EntryInfo, targets: list[Tier]
-    ) -> None:
-        if not targets:
-            return
-        ttl = info.remaining(clock.now())
-        for tier in targets:
-            if len(data) > tier.max_item_bytes:
-                continue
-            st = self.metrics.tier(tier.name)
-            if tier is self._mem:
-                if self._mem.put(key, value, len(data), ttl):
-                    st.promotions += 1
-                continue
-            if self._write(tier, {key: data}, ttl):
-                st.promotions += 1
 
     def contains(self, key: str) -> bool:
         """Whether a valid (verified, unexpired) entry exists in any tier; nothing is unpickled."""
@@ -320,23 +303,16 @@ class MultiLevelCache:
                 continue
             breaker.success()
             rest, promote, nbytes = [], [], 0
-            decode, now, name = self.codec.decode_fast, clock.now(), tier.name
+            decode, name = self._decode, tier.name
             for k, data in zip(todo, blobs, strict=True):
-                if data is None:
+                decoded = None if data is None else decode(tier, k, data)
+                if decoded is None:
                     rest.append(k)
                     continue
-                try:
-                    value, created, expires = decode(k, data)
-                except SerializationError as exc:
-                    self._reject(tier, k, exc)
-                    rest.append(k)
-                    continue
-                if expires and expires <= now:
-                    rest.append(k)
-                    continue
+                assert data is not None
                 nbytes += len(data)
-                found[k] = (value, name, created)
-                promote.append((k, value, data, expires))
+                found[k] = (decoded[0], name, decoded[1])
+                promote.append((k, decoded[0], data, decoded[2]))
             self.metrics.tier(tier.name).batch(
                 len(promote), len(rest), perf_counter_ns() - t1, nbytes
             )
