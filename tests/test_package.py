@@ -46,6 +46,12 @@ def test_public_names() -> None:
         "tore_nb.tiers.base",
         "tore_nb.tiers.memory",
         "tore_nb.tiers.disk",
+        "tore_nb.breaker",
+        "tore_nb.clock",
+        "tore_nb.fingerprint",
+        "tore_nb.cells",
+        "tore_nb.memo",
+        "tore_nb.magics",
     ],
 )
 def test_doctests(module: str) -> None:

@@ -396,3 +396,11 @@ def test_single_flight_across_processes(
         p.join(30)
     assert results == ["computed"] * 6
     assert Path(counter).read_text() == "x"
+
+
+def test_get_or_compute_counts_one_request(embedded_config: CacheConfig) -> None:
+    c = make(embedded_config)
+    assert c.get_or_compute("k", lambda: 1) == 1
+    assert c.get_or_compute("k", lambda: 2) == 1
+    stats = c.get_stats()
+    assert (stats["total_requests"], stats["misses"], stats["hits"]) == (2, 1, 1)

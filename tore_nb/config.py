@@ -62,7 +62,7 @@ class CacheConfig:
     memory_enabled: bool = True
     memory_cache_size_mb: float = 512
     memory_ttl: float = 3600.0
-    memory_max_item_mb: float = 1.0
+    memory_max_item_mb: float = 64.0  # explicit tiers= and promotions; routing keeps 1 MB
     # L2 disk
     disk_enabled: bool = True
     disk_cache_path: str = field(default_factory=_default_disk_path)

@@ -510,6 +510,10 @@ class MultiLevelCache:
             return hit.value  # type: ignore[no-any-return]
         with self._flight(key), self._shared_lock(key):
             hit = self.fetch(key, tiers)
+            # one logical request: the second look, after waiting, replaces the first miss
+            m = self.metrics
+            m.requests -= 1
+            m.misses -= 1
             if hit is not None:
                 return hit.value  # type: ignore[no-any-return]
             value = compute()

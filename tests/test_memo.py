@@ -1,0 +1,373 @@
+"""@cached functions: keys from code fingerprints and arguments, single flight, info and clear."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tore_nb
+import tore_nb.fingerprint
+import tore_nb.memo
+from tore_nb.cells import CacheWarning
+from tore_nb.config import CacheConfig
+from tore_nb.memo import CachedFunction, cached
+from tore_nb.tiered import MultiLevelCache
+
+SECRET = "tore-nb-test-secret-0123456789abcdef"
+SOURCE_ROOT = str(Path(tore_nb.__file__).resolve().parents[1])  # subprocesses import this one
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> MultiLevelCache:
+    return MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=SECRET.encode())
+
+
+@pytest.fixture
+def local_modules(tmp_path: Path) -> Iterator[Path]:
+    """A folder on sys.path for modules written by the test (local, not site-packages)."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    sys.path.insert(0, str(folder))
+    before = set(sys.modules)
+    try:
+        yield folder
+    finally:
+        sys.path.remove(str(folder))
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+
+
+def write(folder: Path, name: str, source: str) -> Any:
+    (folder / f"{name}.py").write_text(textwrap.dedent(source))
+    importlib.invalidate_caches()
+    if name in sys.modules:
+        return importlib.reload(sys.modules[name])
+    return importlib.import_module(name)
+
+
+def test_hit_miss_info_and_clear(cache: MultiLevelCache) -> None:
+    calls: list[int] = []
+
+    @cached(cache=cache)
+    def slow_square(x: int) -> int:
+        calls.append(x)
+        time.sleep(0.02)
+        return x * x
+
+    assert [slow_square(3), slow_square(3), slow_square(4)] == [9, 9, 16]
+    assert calls == [3, 4]
+    info = slow_square.cache_info()
+    assert (info.hits, info.misses, info.entries) == (1, 2, 2)
+    assert info.saved_seconds > 0.01
+    assert slow_square.cache_clear() == 2
+    assert slow_square.cache_info() == (0, 0, 0, 0.0)
+    slow_square(3)
+    assert calls == [3, 4, 3]
+
+
+def test_bare_decorator_uses_the_default_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tore_nb, "_default", None)
+    tore_nb.get_cache(CacheConfig.embedded(tmp_path / "default"))
+
+    @cached
+    def inc(x: int) -> int:
+        return x + 1
+
+    assert isinstance(inc, CachedFunction)
+    assert inc(1) == inc(1) == 2
+    assert inc.cache is tore_nb.get_cache()
+    assert inc.cache_info().hits == 1
+
+
+def test_key_normalises_arguments_and_ignores(cache: MultiLevelCache) -> None:
+    @cached(cache=cache, ignore=["log"])
+    def f(a: int, b: int = 2, *, log: Any = None) -> int:
+        return a + b
+
+    k = f.__cache_key__
+    assert k(1) == k(1, 2) == k(a=1, b=2) == k(1, log=print)
+    assert k(1) != k(1, 3)
+    assert k(1).startswith("tcache:fn:")
+    with pytest.raises(ValueError, match="nope"):
+        cached(ignore=["nope"])(lambda a: a)
+
+
+def test_array_arguments_key_by_content(cache: MultiLevelCache) -> None:
+    @cached(cache=cache)
+    def total(a: np.ndarray) -> float:
+        return float(a.sum())
+
+    a = np.arange(1000.0)
+    assert total.__cache_key__(a) == total.__cache_key__(a.copy())
+    b = a.copy()
+    b[3] = 0
+    assert total.__cache_key__(a) != total.__cache_key__(b)
+    assert total(a) == total(a.copy())
+    assert total.cache_info().hits == 1
+
+
+def test_code_edits_invalidate_and_comment_edits_do_not(
+    cache: MultiLevelCache, local_modules: Path
+) -> None:
+    v1 = """
+        from tore_nb.memo import cached
+        def helper(x):
+            return x + 1
+        @cached
+        def f(x):
+            return helper(x) * 2
+    """
+    mod = write(local_modules, "memo_mod_a", v1)
+    key1 = mod.f.__cache_key__(1)
+    mod = write(local_modules, "memo_mod_a", v1.replace("return x + 1", "return x + 1  # one"))
+    assert mod.f.__cache_key__(1) == key1
+    mod = write(local_modules, "memo_mod_a", v1.replace("return x + 1", "return x + 2"))
+    assert mod.f.__cache_key__(1) != key1
+
+
+def test_helpers_in_other_local_modules_count(local_modules: Path) -> None:
+    write(local_modules, "memo_helpers_b", "def scale(v):\n    return v * 10\n")
+    mod = write(
+        local_modules,
+        "memo_user_b",
+        """
+        import memo_helpers_b
+        from tore_nb.memo import cached
+        @cached
+        def f(x):
+            return memo_helpers_b.scale(x)
+    """,
+    )
+    key1 = mod.f.__cache_key__(1)
+    write(local_modules, "memo_helpers_b", "def scale(v):\n    return v * 11\n")
+    assert mod.f.__cache_key__(1) != key1
+    assert tore_nb.fingerprint.is_local_module("memo_helpers_b")
+    assert not tore_nb.fingerprint.is_local_module("numpy")
+
+
+def test_global_constants_count(cache: MultiLevelCache) -> None:
+    ns: dict[str, Any] = {"cached": cached, "cache": cache, "__name__": "memo_ns"}
+    exec("RATE = 2\n@cached(cache=cache)\ndef f(x):\n    return x * RATE", ns)
+    k1 = ns["f"].__cache_key__(1)
+    ns["RATE"] = 3
+    assert ns["f"].__cache_key__(1) != k1
+    assert ns["f"](1) == 3
+
+
+def test_calling_another_cached_function_folds_in_its_code(cache: MultiLevelCache) -> None:
+    ns: dict[str, Any] = {"cached": cached, "cache": cache}
+    exec(
+        "@cached(cache=cache)\ndef inner(x):\n    return x\n"
+        "@cached(cache=cache)\ndef outer(x):\n    return inner(x)",
+        ns,
+    )
+    k1 = ns["outer"].__cache_key__(1)
+    exec("@cached(cache=cache)\ndef inner(x):\n    return -x", ns)
+    assert ns["outer"].__cache_key__(1) != k1
+    assert ns["outer"](1) == -1
+
+
+def test_exceptions_are_not_cached(cache: MultiLevelCache) -> None:
+    calls: list[int] = []
+
+    @cached(cache=cache)
+    def boom(x: int) -> int:
+        calls.append(x)
+        raise ValueError(x)
+
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            boom(1)
+    assert calls == [1, 1]
+
+
+def test_unpicklable_results_are_returned_and_not_cached(
+    cache: MultiLevelCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    @cached(cache=cache)
+    def make_lock(n: int) -> Any:
+        return threading.Lock()
+
+    a, b = make_lock(1), make_lock(1)
+    assert a is not b
+    assert make_lock.cache_info().misses == 2
+    assert "not cached" in caplog.text
+
+
+def test_unhashable_arguments_run_uncached_with_one_warning(cache: MultiLevelCache) -> None:
+    @cached(cache=cache)
+    def locked(lock: Any) -> bool:
+        return bool(lock.locked())
+
+    with pytest.warns(CacheWarning, match="locked called uncached"):
+        assert locked(threading.Lock()) is False
+    assert locked(threading.Lock()) is False  # the warning is shown once
+    assert locked.cache_info().misses == 0
+
+
+def test_wrong_arguments_raise_the_functions_own_error(cache: MultiLevelCache) -> None:
+    @cached(cache=cache)
+    def one(x: int) -> int:
+        return x
+
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        one(y=1)  # type: ignore[call-arg]
+
+
+def test_methods_and_copies(cache: MultiLevelCache) -> None:
+    class Model:
+        def __init__(self, k: int) -> None:
+            self.k = k
+
+        @cached(cache=cache, copy=True)
+        def predict(self, x: int) -> list[int]:
+            return [x * self.k]
+
+    m = Model(3)
+    first = m.predict(2)
+    first.append(99)
+    assert m.predict(2) == [6]
+    assert Model(4).predict(2) == [8]
+
+
+def test_threads_compute_once(cache: MultiLevelCache) -> None:
+    calls: list[int] = []
+
+    @cached(cache=cache)
+    def slow(x: int) -> int:
+        calls.append(x)
+        time.sleep(0.2)
+        return x
+
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(slow(7))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [7] * 8 and calls == [7]
+    info = slow.cache_info()
+    assert (info.hits, info.misses) == (7, 1)
+
+
+def test_keys_are_identical_across_hash_seeds_and_processes(local_modules: Path) -> None:
+    # (the key does not touch the cache, so no default cache is built here)
+    write(
+        local_modules,
+        "memo_seed_c",
+        """
+        from tore_nb.memo import cached
+        TABLE = {"b": {1, 2}, "a": (1.5, "x")}
+        @cached
+        def f(x, opts=None):
+            return sorted(TABLE) + [x]
+    """,
+    )
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import memo_seed_c\n"
+        "print(memo_seed_c.f.__cache_key__({'k': {3, 1}}, opts=[1.0, None]))"
+    )
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(local_modules)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": s, "PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE_ROOT},
+        ).stdout
+        for s in ("0", "1", "random")
+    }
+    assert len(keys) == 1 and keys.pop().startswith("tcache:fn:memo_seed_c.f:")
+
+
+def test_cached_functions_pickle_by_reference(local_modules: Path) -> None:
+    import pickle
+
+    mod = write(
+        local_modules,
+        "memo_pickle_d",
+        "from tore_nb.memo import cached\n@cached\ndef f(x):\n    return x\n",
+    )
+    assert pickle.loads(pickle.dumps(mod.f)) is mod.f
+
+
+_WORKER = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import tore_nb
+from tore_nb.config import CacheConfig
+tore_nb.get_cache(CacheConfig(disk_cache_path=sys.argv[2], redis_url=sys.argv[3]))
+import memo_flight_e
+start = float(sys.argv[4])
+time.sleep(max(0.0, start - time.time()))
+print(memo_flight_e.slow(5))
+"""
+
+
+@pytest.mark.redis
+def test_processes_sharing_redis_compute_once(
+    local_modules: Path, redis_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    write(
+        local_modules,
+        "memo_flight_e",
+        f"""
+        import time
+        from tore_nb.memo import cached
+        @cached
+        def slow(x):
+            with open({str(log)!r}, "a") as f:
+                f.write("call\\n")
+            time.sleep(1.0)
+            return x * 2
+    """,
+    )
+    start = time.time() + 2.5
+    env = {
+        "TORE_NB_SECRET": SECRET,
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": SOURCE_ROOT,
+        "HOME": str(tmp_path),
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _WORKER,
+                str(local_modules),
+                str(tmp_path / f"disk{i}"),
+                redis_url,
+                str(start),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [o[0].strip() for o in outs] == ["10", "10"]
+    assert log.read_text().count("call") == 1
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(tore_nb.memo).failed == 0
+    assert doctest.testmod(tore_nb.fingerprint).failed == 0

@@ -1,0 +1,329 @@
+"""`%%tcache` and `%tcache`: the IPython face of tore_nb's cached cells.
+
+Thin by design: parse the arguments with `magic_arguments`, call `tore_nb.cells`, display.
+Defaults are traitlets configuration, so `%config TcacheMagics.ttl = 3600` works, and so does
+`c.TcacheMagics.tiers = ["memory", "disk"]` in an IPython profile.
+
+>>> from IPython.testing.globalipapp import get_ipython  # doctest: +SKIP
+>>> ip = get_ipython(); ip.run_line_magic("load_ext", "tore_nb")  # doctest: +SKIP
+>>> ip.run_cell("%%tcache\\nx = 1")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from IPython.core import magic as _magic
+from IPython.core import magic_arguments as _magic_arguments
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, magics_class
+from traitlets import Bool, Dict, Float, List, Unicode, observe
+
+from . import cells
+from .cells import CellError, CellKey, CellOptions, CellOutcome, KeyPart
+
+__all__ = ["TcacheMagics", "load_ipython_extension", "parse_ttl", "unload_ipython_extension"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+# IPython's magic decorators are untyped: thin typed wrappers keep mypy --strict meaningful here
+_ma: Any = _magic_arguments
+_mg: Any = _magic
+
+
+def cell_magic(name: str) -> Callable[[F], F]:
+    return cast("Callable[[F], F]", _mg.cell_magic(name))
+
+
+def line_magic(name: str) -> Callable[[F], F]:
+    return cast("Callable[[F], F]", _mg.line_magic(name))
+
+
+def magic_arguments(name: str) -> Callable[[F], F]:
+    return cast("Callable[[F], F]", _ma.magic_arguments(name))
+
+
+def argument(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    return cast("Callable[[F], F]", _ma.argument(*args, **kwargs))
+
+
+def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
+    return cast(argparse.Namespace, _ma.parse_argstring(magic, line))
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_ttl(text: str) -> float:
+    """Seconds from '90', '90s', '15m', '2h', '7d' or '1w'.
+
+    >>> parse_ttl("2h"), parse_ttl("90")
+    (7200.0, 90.0)
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid TTL {text!r}: use seconds or a number with s, m, h, d or w (e.g. 2h)"
+        )
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def _names(values: list[str] | None) -> tuple[str, ...] | None:
+    """Names given as `a b` or `a,b`."""
+    if values is None:
+        return None
+    out = tuple(n for v in values for n in v.split(",") if n)
+    for n in out:
+        if not n.isidentifier():
+            raise UsageError(f"not a variable name: {n!r}")
+    return out
+
+
+@magics_class
+class TcacheMagics(Magics):
+    """The `%%tcache` cell magic and the `%tcache` line magic."""
+
+    enabled = Bool(True, help="Cache cells; when False, %%tcache cells simply run.").tag(
+        config=True
+    )
+    ttl = Float(None, allow_none=True, help="Default time to live of cell entries, seconds.").tag(
+        config=True
+    )
+    tiers = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        help="Default tiers cells are stored in (default: routed by size).",
+    ).tag(config=True)
+    verbose = Bool(True, help="Show one line under a cell served from the cache.").tag(config=True)
+    cache_config = Dict(
+        help="CacheConfig fields overriding the environment for the default "
+        "cache, e.g. {'disk_cache_path': '/data/cache'}."
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call]
+        self.history: dict[str, tuple[CellKey, tuple[KeyPart, ...] | None]] = {}
+        self.last_label: str | None = None
+        if self.cache_config:
+            self._apply_cache_config()
+
+    @observe("cache_config")
+    def _cache_config_changed(self, change: dict[str, Any]) -> None:
+        self._apply_cache_config()
+
+    def _apply_cache_config(self) -> None:
+        import tore_nb
+        from tore_nb.config import CacheConfig
+
+        try:
+            config = CacheConfig.from_env(**self.cache_config)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"TcacheMagics.cache_config: {exc}") from None
+        tore_nb.get_cache(config)
+
+    @property
+    def ip(self) -> Any:
+        """The IPython shell these magics belong to."""
+        assert self.shell is not None
+        return self.shell
+
+    @property
+    def cache(self) -> Any:
+        """The process-wide cache (`tore_nb.get_cache()`), shared with `@cached` functions."""
+        import tore_nb
+
+        return tore_nb.get_cache()
+
+    # -- %%tcache ---------------------------------------------------------------------------------
+    @magic_arguments("%tcache")
+    @argument("--name", "-n", help="a stable name for the cell: labels its keys, for explain")
+    @argument("--ttl", type=parse_ttl, help="time to live: seconds, or 15m, 2h, 7d")
+    @argument("--tiers", nargs="+", help="tiers to use: memory disk redis s3 (or a,b)")
+    @argument("--force", "-f", action="store_true", help="run the cell and overwrite its entry")
+    @argument("--off", action="store_true", help="run the cell without any caching")
+    @argument("--vars", nargs="+", help="variables to store (default: all the cell assigns)")
+    @argument("--deps", nargs="+", help="extra input variables the key should depend on")
+    @argument("--files", nargs="+", help="files (or globs) the key depends on, by content")
+    @argument(
+        "--explain",
+        action="store_true",
+        help="show which parts of the key changed since the stored entry",
+    )
+    @cell_magic("tcache")
+    def tcache_cell(self, line: str, cell: str) -> None:
+        """Cache a whole cell: its variables and everything it prints or displays.
+
+        The key is the cell's code (through ast: comments and layout do not count), the
+        content of every variable it reads, the code of the functions it calls, and --deps and
+        --files. A hit restores the variables and replays the outputs in order.
+        """
+        args = parse_argstring(self.tcache_cell, line)
+        tiers = _names(args.tiers) if args.tiers else self.tiers
+        if tiers is not None:
+            unknown = [t for t in tiers if t not in self.cache.tier_names]
+            if unknown:
+                raise UsageError(
+                    f"--tiers: {', '.join(unknown)} not enabled; this cache has "
+                    f"{', '.join(self.cache.tier_names) or 'no tiers'}"
+                )
+        options = CellOptions(
+            name=args.name,
+            ttl=args.ttl if args.ttl is not None else self.ttl,
+            tiers=None if tiers is None else tuple(tiers),
+            force=args.force,
+            off=args.off or not self.enabled,
+            variables=_names(args.vars),
+            deps=_names(args.deps) or (),
+            files=tuple(args.files or ()),
+        )
+        shell = self.ip
+        if args.explain:
+            self._show(self._explain_cell(cell, options))
+        outcome = cells.run_cached_cell(
+            shell.transform_cell(cell),
+            shell.user_ns,
+            self.cache,
+            self._runner(cell),
+            options=options,
+            shell=shell,
+        )
+        if outcome.key is not None:
+            self.history[outcome.key.label] = (outcome.key, outcome.previous)
+            self.last_label = outcome.key.label
+        if outcome.status == "hit" and self.verbose:
+            self._status(outcome)
+
+    def _runner(self, cell: str) -> Callable[[], None]:
+        shell = self.ip
+
+        def run() -> None:
+            result = shell.run_cell(cell, store_history=False)
+            if not result.success:
+                error = result.error_in_exec or result.error_before_exec
+                _quiet(error)
+                raise error if error is not None else CellError(None)
+
+        return run
+
+    def _explain_cell(self, cell: str, options: CellOptions) -> cells.Explanation:
+        try:
+            analysis = cells.analyze_cell(self.ip.transform_cell(cell))
+            key = cells.cell_key(
+                analysis,
+                self.ip.user_ns,
+                name=options.name,
+                deps=options.deps,
+                files=options.files,
+                variables=options.variables,
+            )
+        except (SyntaxError, TypeError) as exc:
+            raise UsageError(f"--explain: cannot key this cell: {exc}") from None
+        return cells.explain(key.parts, cells.latest_parts(self.cache, key.label), key.label)
+
+    def _status(self, outcome: CellOutcome) -> None:
+        text = outcome.message()
+        self.ip.display_pub.publish({"text/plain": text}, {"tore_nb": {"status": outcome.status}})
+
+    def _show(self, explanation: cells.Explanation) -> None:
+        from IPython import display
+
+        print(explanation)
+        if explanation.rows:
+            show: Any = display.display
+            show(explanation.to_frame())
+
+    # -- %tcache ----------------------------------------------------------------------------------
+    @magic_arguments("tcache")
+    @argument(
+        "action",
+        choices=["stats", "explain", "clear", "keys", "config"],
+        help="stats: per tier figures; explain [name]: what changed in a cell's key; "
+        "clear [pattern]: remove entries (default: every cell and @cached entry); "
+        "keys [pattern]: list keys; config: settings in force",
+    )
+    @argument("target", nargs="?", default=None, help="a cell name, or a key glob pattern")
+    @line_magic("tcache")
+    def tcache_line(self, line: str) -> Any:
+        """Inspect and manage the notebook cache: stats, explain, clear, keys, config."""
+        args = parse_argstring(self.tcache_line, line)
+        cache = self.cache
+        if args.action == "stats":
+            return cache.to_frame()
+        if args.action == "keys":
+            pattern = args.target or "tcache:*"
+            return [k for k in cache.find_keys(pattern) if not k.startswith(cells.LATEST_PREFIX)]
+        if args.action == "clear":
+            pattern = args.target or "tcache:*"
+            n = cache.invalidate(pattern)
+            print(f"tcache: removed {n} entr{'y' if n == 1 else 'ies'} matching {pattern!r}")
+            return None
+        if args.action == "config":
+            print(self._config_text())
+            return None
+        return self.explain(args.target).to_frame()
+
+    def explain(self, name: str | None = None) -> cells.Explanation:
+        """What changed in a cell's key: its latest run here against the entry it was compared
+        with, or (after a restart) the latest stored entry against the one it replaced."""
+        label = name or self.last_label
+        if label is None:
+            raise UsageError("tcache explain: no %%tcache cell has run yet; name one")
+        if label in self.history:
+            key, previous = self.history[label]
+            return cells.explain(key.parts, previous, label)
+        latest = cells.latest_parts(self.cache, label)
+        if latest is None:
+            known = sorted(self.history)
+            raise UsageError(
+                f"tcache explain: no cell named {label!r}"
+                + (f"; known: {', '.join(known)}" if known else "")
+            )
+        return cells.explain(latest, cells.previous_parts(self.cache, label), label)
+
+    def _config_text(self) -> str:
+        lines = [
+            f"TcacheMagics.{name} = {getattr(self, name)!r}"
+            for name in sorted(self.class_trait_names(config=True))
+        ]
+        lines.append(f"cache: {self.cache!r}")
+        lines.append(f"config: {self.cache.config!r}")
+        return "\n".join(lines)
+
+
+def _quiet(error: BaseException | None) -> None:
+    """The nested run already showed this error's traceback: make the re-raise show one line."""
+    if error is None:
+        return
+    note = f"tcache: the cell raised {type(error).__name__}; nothing was cached"
+    with contextlib.suppress(AttributeError, TypeError):
+        error._render_traceback_ = lambda: [note]  # type: ignore[attr-defined]
+
+
+_loaded: dict[int, TcacheMagics] = {}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext tore_nb`: register %%tcache and %tcache (idempotent)."""
+    if id(ipython) in _loaded:
+        return
+    magics = TcacheMagics(shell=ipython)
+    ipython.register_magics(magics)
+    _loaded[id(ipython)] = magics
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext tore_nb`: remove the magics again."""
+    magics = _loaded.pop(id(ipython), None)
+    if magics is None:
+        return
+    table = ipython.magics_manager.magics
+    for kind in ("line", "cell"):
+        if getattr(table[kind].get("tcache"), "__self__", None) is magics:
+            del table[kind]["tcache"]
+    ipython.magics_manager.registry.pop(type(magics).__name__, None)
+    if magics in getattr(ipython, "configurables", []):
+        ipython.configurables.remove(magics)
