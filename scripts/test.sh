@@ -16,6 +16,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+bash scripts/browser-deps.sh  # Debian's Chromium for the browser test
 
 echo "== ruff"; python3 -m ruff check tore_nb tests benchmarks
 python3 -m ruff format --check tore_nb tests benchmarks

@@ -203,7 +203,7 @@ def test_help_is_generated_from_the_arguments(ip: Any) -> None:
     ):
         assert option in doc
     line_doc = ip.find_line_magic("tcache").__doc__
-    assert line_doc is not None and "{stats,explain,clear,keys,config}" in line_doc
+    assert line_doc is not None and "{stats,explain,clear,keys,config,dashboard}" in line_doc
 
 
 def test_line_magic_stats_keys_clear_config(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -221,6 +221,15 @@ def test_line_magic_stats_keys_clear_config(ip: Any, capsys: pytest.CaptureFixtu
     text = capsys.readouterr().out
     assert "TcacheMagics.ttl = None" in text and "CacheConfig(" in text
     assert not ip.run_cell("%tcache nonsense").success
+
+
+def test_line_magic_dashboard(ip: Any) -> None:
+    from tore_nb.widgets import CacheDashboard
+
+    run(ip, "%%tcache\nb = 2")
+    dash = run(ip, "%tcache dashboard")
+    assert isinstance(dash, CacheDashboard)
+    assert "memory" in dash._repr_html_()
 
 
 def test_config_traits(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -240,19 +240,24 @@ class TcacheMagics(Magics):
     @magic_arguments("tcache")
     @argument(
         "action",
-        choices=["stats", "explain", "clear", "keys", "config"],
-        help="stats: per tier figures; explain [name]: what changed in a cell's key; "
+        choices=["stats", "explain", "clear", "keys", "config", "dashboard"],
+        help="stats: per tier figures; dashboard: live per tier widget; "
+        "explain [name]: what changed in a cell's key; "
         "clear [pattern]: remove entries (default: every cell and @cached entry); "
         "keys [pattern]: list keys; config: settings in force",
     )
     @argument("target", nargs="?", default=None, help="a cell name, or a key glob pattern")
     @line_magic("tcache")
     def tcache_line(self, line: str) -> Any:
-        """Inspect and manage the notebook cache: stats, explain, clear, keys, config."""
+        """Inspect and manage the notebook cache: stats, dashboard, explain, clear, keys, config."""
         args = parse_argstring(self.tcache_line, line)
         cache = self.cache
         if args.action == "stats":
             return cache.to_frame()
+        if args.action == "dashboard":
+            from .widgets import CacheDashboard
+
+            return CacheDashboard(cache)  # displays itself as the live widget
         if args.action == "keys":
             pattern = args.target or "tcache:*"
             return [k for k in cache.find_keys(pattern) if not k.startswith(cells.LATEST_PREFIX)]
