@@ -1,0 +1,264 @@
+"""IncrementalProcessor with the serial executor: exact pages recomputed per MANIFEST.md."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tore_nb.config import CacheConfig
+from tore_nb.incremental.executors import SerialExecutor
+from tore_nb.incremental.processor import IncrementalProcessor, RunResult
+from tore_nb.incremental.progress import TextProgress
+from tore_nb.incremental.report import REPORT_COLUMNS, format_report
+from tore_nb.incremental.stages import PageContext, Pipeline, Stage, code_fingerprint, stage
+from tore_nb.tiered import MultiLevelCache
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SECRET = b"tore-nb-test-secret-0123456789abcdef"
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pdf(name: str) -> Path:
+    path = DATA / "pdfs" / name
+    if not path.is_file():
+        if CI:
+            pytest.fail(f"shared test data missing: {path}", pytrace=False)
+        pytest.skip(f"shared test data missing: {path}")
+    return path
+
+
+CALLS: Counter[str] = Counter()
+
+
+def chars(ctx: PageContext) -> int:
+    CALLS[ctx.page.identity] += 1
+    return len(ctx.text())
+
+
+def upper(ctx: PageContext) -> str:
+    return f"{ctx.results['chars']}:{ctx.page.rotation}"
+
+
+STAGES = [Stage("chars", chars), Stage("shape", upper, requires=("chars",))]
+
+
+@pytest.fixture
+def proc(tmp_path: Path) -> IncrementalProcessor:
+    CALLS.clear()
+    cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=SECRET)
+    return IncrementalProcessor(cache, stages=STAGES)
+
+
+def computed_pages(run: RunResult) -> list[int]:
+    df = run.report()
+    return sorted({int(p) for p in df[df.served_by == "computed"]["page"]})
+
+
+def versioned(tmp_path: Path, v1: str) -> Path:
+    work = tmp_path / "work.pdf"
+    shutil.copy(pdf(v1), work)
+    return work
+
+
+TRUTH = [
+    ("dmca.pdf", "dmca_v2.pdf", [3, 7, 19]),
+    ("ca-warn-report.pdf", "ca-warn-report_v2.pdf", [2]),
+    ("multipage.pdf", "multipage_v2.pdf", []),
+    ("federal-register-2020-17221.pdf", "federal-register-2020-17221_resaved.pdf", []),
+    (
+        "Seige_of_Vicksburg_Sample_OCR.pdf",
+        "Seige_of_Vicksburg_Sample_OCR-crazyones-merged.pdf",
+        [2],
+    ),
+]
+
+
+@pytest.mark.parametrize(("v1", "v2", "expected"), TRUTH, ids=[t[0].split(".")[0] for t in TRUTH])
+def test_reprocesses_exactly_the_changed_pages(
+    proc: IncrementalProcessor, tmp_path: Path, v1: str, v2: str, expected: list[int]
+) -> None:
+    work = versioned(tmp_path, v1)
+    first = proc.process([work])
+    n1 = first[0].document.page_count
+    assert computed_pages(first) == list(range(1, n1 + 1))
+    shutil.copy(pdf(v2), work)
+    second = proc.process([work])
+    assert computed_pages(second) == expected
+    result = second[0]
+    assert list(result.metadata["changed_pages"]) == expected
+    # each page's own work ran exactly once per new identity
+    assert all(n == 1 for n in CALLS.values())
+    # merged in page order, every page has both stages, equal to a from-scratch run
+    fresh = IncrementalProcessor(
+        MultiLevelCache(CacheConfig.embedded(tmp_path / "fresh"), secret=SECRET), stages=STAGES
+    ).process([work])[0]
+    assert [p.results for p in result.pages] == [p.results for p in fresh.pages]
+    assert [p.index for p in result.pages] == list(range(result.document.page_count))
+
+
+def test_third_run_serves_everything_from_cache(proc: IncrementalProcessor, tmp_path: Path) -> None:
+    work = versioned(tmp_path, "dmca.pdf")
+    proc.process(work)
+    again = proc.process(work)
+    assert again[0].metadata["mode"] == "unchanged"
+    df = again.report()
+    assert set(df.served_by) == {"memory"} and set(df.level) == {"document"}
+    # a new process: the document result comes from disk
+    cold = IncrementalProcessor(
+        MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=SECRET), stages=STAGES
+    )
+    df2 = cold.process(work).report()
+    assert set(df2.served_by) == {"disk"}
+    assert list(df2.columns) == REPORT_COLUMNS
+
+
+def test_incremental_versus_full_threshold(tmp_path: Path) -> None:
+    cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "c"), secret=SECRET)
+    work = versioned(tmp_path, "dmca.pdf")
+    IncrementalProcessor(cache, stages=STAGES).process(work)
+    shutil.copy(pdf("dmca_v2.pdf"), work)
+    inc = IncrementalProcessor(cache, stages=STAGES).process(work)[0]
+    assert inc.metadata["mode"] == "incremental" and inc.metadata["incremental_update"]
+    # with a threshold below the changed fraction the document result is rebuilt in full,
+    # but page results still come from the page cache
+    shutil.copy(pdf("dmca.pdf"), work)
+    IncrementalProcessor(cache, stages=STAGES).process(work)
+    shutil.copy(pdf("dmca_v2.pdf"), work)
+    full = IncrementalProcessor(cache, stages=STAGES, change_threshold=0.05).process(work)
+    assert full[0].metadata["mode"] == "full"
+    df = full.report()
+    assert set(df[df.served_by != "computed"].level) == {"page"}
+    assert computed_pages(full) == []  # every v2 page was computed by the run before
+
+
+def test_inserting_a_page_costs_one_page(proc: IncrementalProcessor, tmp_path: Path) -> None:
+    work = versioned(tmp_path, "Seige_of_Vicksburg_Sample_OCR.pdf")
+    proc.process(work)
+    CALLS.clear()
+    shutil.copy(pdf("Seige_of_Vicksburg_Sample_OCR-crazyones-merged.pdf"), work)
+    run = proc.process(work)
+    assert sum(CALLS.values()) == 1
+    moved = run.report().query("stage == 'chars' and status == 'unchanged'")
+    assert list(moved.old_position) == [1, 2, 3, 4, 5, 6]
+    assert list(moved.new_position) == [1, 3, 4, 5, 6, 7]
+
+
+def test_changed_stage_code_recomputes_only_that_stage_and_dependants(
+    proc: IncrementalProcessor, tmp_path: Path
+) -> None:
+    work = versioned(tmp_path, "dmca.pdf")
+    proc.process(work)
+
+    def upper2(ctx: PageContext) -> str:
+        return f"v2:{ctx.results['chars']}"
+
+    run = proc.process(work, [STAGES[0], Stage("shape", upper2, requires=("chars",))])
+    df = run.report()
+    assert set(df[df.stage == "chars"].served_by) == {"memory"}
+    assert set(df[df.stage == "shape"].served_by) == {"computed"}
+    assert run[0].pages[0]["shape"].startswith("v2:")
+
+
+def test_failed_page_is_reported_and_others_kept(tmp_path: Path) -> None:
+    attempts: Counter[int] = Counter()
+
+    def flaky(ctx: PageContext) -> int:
+        attempts[ctx.page.index] += 1
+        if ctx.page.index == 2:
+            raise RuntimeError("broken page")
+        return ctx.page.index
+
+    cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "c"), secret=SECRET)
+    stages = [Stage("flaky", flaky), Stage("after", lambda ctx: 1, requires=("flaky",))]
+    proc = IncrementalProcessor(cache, stages=stages, executor=SerialExecutor(retries=2))
+    run = proc.process(pdf("us-001.pdf"))
+    result = run[0]
+    assert result.failed_pages == (3,)
+    assert attempts[2] == 3 and attempts[0] == 1
+    assert "broken page" in result.pages[2].errors["flaky"]
+    assert "required stage" in result.pages[2].errors["after"]
+    assert result.pages[0]["flaky"] == 0 and result.pages[1]["flaky"] == 1
+    # the failed page is tried again on the next run; the others come from the cache
+    again = proc.process(pdf("us-001.pdf")).report()
+    assert set(again[again.page != 3].served_by) == {"memory"}
+    assert set(again[again.page == 3].served_by) == {"failed"}
+
+
+def test_unreadable_file_does_not_stop_the_run(proc: IncrementalProcessor, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"not a pdf")
+    run = proc.process([bad, pdf("us-036.pdf")])
+    assert len(run.documents) == 1 and str(bad) in run.failures
+    assert "FAILED" in str(run)
+
+
+def test_force_recomputes(proc: IncrementalProcessor) -> None:
+    proc.process(pdf("us-036.pdf"))
+    run = proc.process(pdf("us-036.pdf"), force=True)
+    assert set(run.report().served_by) == {"computed"}
+
+
+def test_report_summary_and_text(proc: IncrementalProcessor, tmp_path: Path) -> None:
+    work = versioned(tmp_path, "ca-warn-report.pdf")
+    proc.process(work)
+    shutil.copy(pdf("ca-warn-report_v2.pdf"), work)
+    run = proc.process(work)
+    s = run.summary()
+    row = s.iloc[0]
+    assert (row["modified"], row["removed"], row["unchanged"], row["computed"]) == (1, 1, 14, 2)
+    text = format_report(run, changed_only=True)
+    assert "modified" in text and "removed" in text
+    removed = run.report().query("status == 'removed'")
+    assert list(removed.old_position) == [9] and removed.new_position.isna().all()
+
+
+def test_progress_bar_text(tmp_path: Path) -> None:
+    import io
+
+    out = io.StringIO()
+    cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "c"), secret=SECRET)
+    IncrementalProcessor(cache, stages=STAGES, progress=TextProgress(out, interval=0)).process(
+        pdf("us-036.pdf")
+    )
+    assert "3/3" in out.getvalue()
+
+
+def test_stage_fingerprints() -> None:
+    def f(ctx: Any, n: int = 1) -> int:
+        return n
+
+    def g(ctx: Any, n: int = 1) -> int:
+        # a comment does not count
+        return n
+
+    assert code_fingerprint(f) != code_fingerprint(lambda ctx: 2)
+    s1, s2 = Stage("s", f), Stage("s", f, {"n": 2})
+    assert s1.fingerprint != s2.fingerprint
+    assert s1.key("abc") != s2.key("abc") and s1.key("abc").endswith(":abc")
+    pipe = Pipeline([s1, Stage("t", g, requires=("s",))])
+    pipe2 = Pipeline([s2, Stage("t", g, requires=("s",))])
+    assert pipe.key("t", "x") != pipe2.key("t", "x")  # a dependency's change reaches t
+    with pytest.raises(ValueError, match="must come earlier"):
+        Pipeline([Stage("t", g, requires=("s",))])
+
+    @stage(name="renamed", num_gpus=1)
+    def h(ctx: Any) -> int:
+        return 0
+
+    assert (h.name, h.num_gpus) == ("renamed", 1)
+
+
+def test_renamed_copy_reuses_page_results(proc: IncrementalProcessor, tmp_path: Path) -> None:
+    work = versioned(tmp_path, "us-036.pdf")
+    proc.process(work)
+    moved = tmp_path / "elsewhere" / "renamed.pdf"
+    moved.parent.mkdir()
+    shutil.copy(work, moved)
+    run = proc.process(moved)
+    assert run[0].metadata["mode"] == "full"  # a new document id: no previous manifest
+    assert computed_pages(run) == []  # but every page result is found by content

@@ -1,0 +1,151 @@
+"""The real default stages (pypdfium2 text, tesseract OCR, pdfplumber tables, embeddings) and
+the stage caches."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tore_nb.config import CacheConfig
+from tore_nb.incremental.builtin import (
+    OCRResult,
+    PageText,
+    default_stages,
+    embedding_stage,
+    run_ocr,
+    tables_stage,
+    text_stage,
+)
+from tore_nb.incremental.caches import (
+    EmbeddingCache,
+    HashingEmbedder,
+    OCRCache,
+    ParsingCache,
+    TableExtractionCache,
+)
+from tore_nb.incremental.documents import read_document
+from tore_nb.incremental.processor import IncrementalProcessor
+from tore_nb.incremental.stages import DocumentHandle, PageContext
+from tore_nb.tiered import MultiLevelCache
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SECRET = b"tore-nb-test-secret-0123456789abcdef"
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def data(rel: str) -> Path:
+    path = DATA / rel
+    if not path.is_file():
+        if CI:
+            pytest.fail(f"shared test data missing: {path}", pytrace=False)
+        pytest.skip(f"shared test data missing: {path}")
+    return path
+
+
+def need_tesseract() -> None:
+    if shutil.which("tesseract") is None:
+        if CI:
+            pytest.fail("the tesseract binary is required with CI=true", pytrace=False)
+        pytest.skip("tesseract not installed")
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> MultiLevelCache:
+    return MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=SECRET)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def test_text_stage_lines_and_boxes(cache: MultiLevelCache) -> None:
+    path = data("pdfs/dmca.pdf")
+    run = IncrementalProcessor(cache, stages=[text_stage()]).process(path)
+    first: PageText = run[0].pages[0]["text"]
+    assert first.has_text and "DIGITAL MILLENNIUM" in first.text.upper()
+    assert first.lines and all(
+        0 <= ln.bbox[0] <= ln.bbox[2] <= first.width + 1 for ln in first.lines
+    )
+
+
+def test_tables_stage_on_the_award_table(cache: MultiLevelCache) -> None:
+    path = data("acceptance/Publication_of_award_of_Bids_for_Transport_Sector__August_2016.pdf")
+    run = IncrementalProcessor(cache, stages=[text_stage(), tables_stage()]).process(path)
+    for page in run[0].pages:
+        (table,) = page["tables"]
+        assert len(table.rows[0]) == 11 and 5 <= len(table.rows) <= 15
+    assert table.to_frame().shape[1] == 11
+
+
+def test_ocr_stage_recall_and_ocr_cache(cache: MultiLevelCache) -> None:
+    need_tesseract()
+    scanned, truth = data("pdfs/dmca_scanned.pdf"), data("pdfs/dmca.pdf")
+    doc = read_document(scanned)
+    with DocumentHandle(str(scanned), cache=cache) as handle:
+        ctx = PageContext(handle, doc.pages[0])
+        ctx.results["text"] = PageText(ctx.text(), (), 0.0, 0.0)
+        assert not ctx.results["text"].has_text  # a scan: OCR is taken
+        result = run_ocr(ctx, dpi=200)
+    assert isinstance(result, OCRResult) and result.mean_confidence > 50
+    with DocumentHandle(str(truth)) as h2:
+        expected = set(words(PageContext(h2, read_document(truth).pages[0]).text()))
+    got = set(words(result.text))
+    recall = len(expected & got) / len(expected)
+    assert recall >= 0.9, recall
+    # the same image again: served by the OCR cache, tesseract is not run
+    with DocumentHandle(str(scanned), cache=cache) as handle:
+        ctx = PageContext(handle, doc.pages[0], {"text": PageText("", (), 0.0, 0.0)})
+        key = OCRCache(cache).key(ctx.render(200, grayscale=True), result.engine, ("grayscale",))
+        assert cache.contains(key)
+        again = run_ocr(ctx, dpi=200)
+    assert again == result
+
+
+def test_ocr_skipped_for_pages_with_text(cache: MultiLevelCache) -> None:
+    path = data("pdfs/multipage.pdf")
+    doc = read_document(path)
+    with DocumentHandle(str(path)) as handle:
+        ctx = PageContext(handle, doc.pages[3])  # the chart with an OCR text layer
+        ctx.results["text"] = PageText(ctx.text(), (), 0.0, 0.0)
+        assert ctx.results["text"].has_text
+        assert run_ocr(ctx) is None
+
+
+def test_embeddings_stage_and_cache(cache: MultiLevelCache) -> None:
+    stages = [*default_stages(ocr=True, tables=False), embedding_stage(HashingEmbedder(64))]
+    path = data("pdfs/us-036.pdf")
+    run = IncrementalProcessor(cache, stages=stages).process(path)
+    vecs = run[0].stage_results("embeddings")
+    assert all(v.shape == (64,) and abs(float(np.linalg.norm(v)) - 1) < 1e-5 for v in vecs)
+    text = run[0].pages[0]["text"].text
+    assert EmbeddingCache(cache).cache.contains(EmbeddingCache(cache).key(text, "hashing-64"))
+
+
+def test_default_stage_names_and_fingerprints_are_stable() -> None:
+    a, b = default_stages(embeddings=True), default_stages(embeddings=True)
+    assert [s.name for s in a] == ["text", "ocr", "tables", "embeddings"]
+    assert [s.fingerprint for s in a] == [s.fingerprint for s in b]
+
+
+def test_parsing_and_table_caches(cache: MultiLevelCache, tmp_path: Path) -> None:
+    calls = []
+
+    def parse(p: Path) -> int:
+        calls.append(p)
+        return len(p.read_bytes())
+
+    f = tmp_path / "a.pdf"
+    shutil.copy(data("pdfs/us-036.pdf"), f)
+    pc = ParsingCache(cache)
+    assert pc.get_or_parse(f, "size", parse) == pc.get_or_parse(f, "size", parse)
+    assert len(calls) == 1 and pc.ttl == 7 * 86400
+    tc = TableExtractionCache(cache)
+    assert tc.get_or_extract("pid", "lattice", lambda: [1]) == [1]
+    assert tc.get_or_extract("pid", "lattice", lambda: [2]) == [1]
+    assert tc.get_or_extract("pid", "lattice", lambda: [3], {"snap": 2}) == [3]
+    assert tc.invalidate() == 2 and tc.ttl == 86400

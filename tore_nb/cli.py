@@ -1,0 +1,186 @@
+"""The `tore-nb` command.
+
+    tore-nb process PATH...       run the default stages incrementally, print the change report
+                                  and the cache metrics (a second run serves every page cached)
+    tore-nb warm PATH...          fill the caches for many documents (parallel with --executor ray)
+    tore-nb invalidate ...        forget documents (--document), key patterns, stages or old entries
+    tore-nb stats                 the cache metrics and usage per tier
+
+The cache is the embedded default (memory + disk under --cache-dir, default
+$XDG_CACHE_HOME/tore_nb); `--env` reads REDIS_URL, S3_CACHE_BUCKET and the other variables.
+
+>>> main(["--help"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .incremental.executors import Executor
+    from .incremental.stages import Stage
+    from .tiered import MultiLevelCache
+
+__all__ = ["build_parser", "main"]
+
+STAGE_NAMES = ("text", "ocr", "tables", "embeddings")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `tore-nb`."""
+    p = argparse.ArgumentParser(
+        prog="tore-nb",
+        description="tore_nb: incremental document processing and multi-tier caching",
+    )
+    p.add_argument("--cache-dir", help="disk tier directory (default: $XDG_CACHE_HOME/tore_nb)")
+    p.add_argument(
+        "--env",
+        action="store_true",
+        help="configure the tiers from the environment (REDIS_URL, S3_CACHE_BUCKET...)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def work_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("paths", nargs="+", metavar="PATH", help="PDF files")
+        sp.add_argument(
+            "--stages",
+            default="text,ocr,tables",
+            help=f"comma-separated stages among {', '.join(STAGE_NAMES)} "
+            "(default: text,ocr,tables)",
+        )
+        sp.add_argument("--executor", choices=("serial", "ray"), default="serial")
+        sp.add_argument("--address", help="an existing Ray cluster (implies --executor ray)")
+        sp.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance")
+        sp.add_argument(
+            "--threshold",
+            type=float,
+            default=0.3,
+            help="changed fraction above which the document result is rebuilt",
+        )
+        sp.add_argument("--force", action="store_true", help="ignore cached results")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    proc = sub.add_parser("process", help="process documents incrementally")
+    work_options(proc)
+    proc.add_argument(
+        "--changed-only",
+        action="store_true",
+        help="report only pages that changed or were computed",
+    )
+    proc.add_argument("--csv", help="also write the change report to this CSV file")
+    proc.add_argument("--no-metrics", action="store_true", help="do not print cache metrics")
+
+    warm = sub.add_parser("warm", help="fill the caches for many documents")
+    work_options(warm)
+
+    inv = sub.add_parser("invalidate", help="remove cache entries")
+    inv.add_argument("--document", action="append", default=[], metavar="PATH_OR_ID")
+    inv.add_argument("--pattern", action="append", default=[], metavar="GLOB")
+    inv.add_argument("--stage", action="append", default=[], metavar="NAME")
+    inv.add_argument("--older-than", type=float, metavar="SECONDS")
+
+    sub.add_parser("stats", help="cache metrics and usage per tier")
+    return p
+
+
+def make_cache(args: argparse.Namespace) -> MultiLevelCache:
+    from .config import CacheConfig
+    from .tiered import MultiLevelCache
+
+    if args.env:
+        cfg = CacheConfig.from_env()
+        if args.cache_dir:
+            cfg = cfg.replace(disk_cache_path=args.cache_dir)
+    else:
+        cfg = CacheConfig.embedded(args.cache_dir)
+    return MultiLevelCache(cfg)
+
+
+def make_stages(spec: str) -> list[Stage]:
+    from .incremental import builtin
+
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [n for n in names if n not in STAGE_NAMES]
+    if unknown or not names:
+        raise SystemExit(f"tore-nb: unknown stage(s) {unknown}; choose from {STAGE_NAMES}")
+    stages: list[Stage] = []
+    if "text" in names or "ocr" in names or "embeddings" in names:
+        stages.append(builtin.text_stage())
+    if "ocr" in names or "embeddings" in names:
+        stages.append(builtin.ocr_stage())
+    if "tables" in names:
+        stages.append(builtin.tables_stage())
+    if "embeddings" in names:
+        stages.append(builtin.embedding_stage())
+    return stages
+
+
+def make_executor(args: argparse.Namespace) -> Executor:
+    from .incremental.executors import RayExecutor, SerialExecutor
+
+    if args.executor == "ray" or args.address:
+        return RayExecutor(address=args.address, num_cpus=args.num_cpus)
+    return SerialExecutor()
+
+
+def _run(args: argparse.Namespace, cache: MultiLevelCache) -> Any:
+    import os
+
+    from .incremental.processor import IncrementalProcessor
+    from .incremental.progress import NullProgress, TextProgress
+
+    if args.executor == "ray" or args.address:
+        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    progress = NullProgress() if args.no_progress else TextProgress(sys.stderr)
+    proc = IncrementalProcessor(
+        cache,
+        stages=make_stages(args.stages),
+        executor=make_executor(args),
+        change_threshold=args.threshold,
+        progress=progress,
+    )
+    return proc.process(args.paths, force=args.force)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `tore-nb`; returns the exit status (1 when a document or page failed)."""
+    args = build_parser().parse_args(argv)
+    cache = make_cache(args)
+    try:
+        if args.command in ("process", "warm"):
+            run = _run(args, cache)
+            if args.command == "process":
+                from .incremental.report import format_report
+
+                print(format_report(run, changed_only=args.changed_only, max_rows=100_000))
+                print()
+                if args.csv:
+                    run.report().to_csv(args.csv, index=False)
+            print(run)
+            if args.command == "process" and not args.no_metrics:
+                print()
+                print(cache.to_frame().to_string())
+            failed = bool(run.failures) or any(r.failed_pages for r in run.documents)
+            return 1 if failed else 0
+        if args.command == "invalidate":
+            from .maintenance import CacheInvalidator
+
+            inv = CacheInvalidator(cache)
+            n = sum(inv.invalidate_document(d) for d in args.document)
+            n += sum(inv.invalidate_pattern(p) for p in args.pattern)
+            n += sum(inv.invalidate_stage(s) for s in args.stage)
+            if args.older_than is not None:
+                n += inv.invalidate_by_age(args.older_than)
+            print(f"removed {n} entries")
+            return 0
+        print(cache.to_frame().to_string())
+        return 0
+    finally:
+        cache.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,580 @@
+"""Executors run the stages of the pages that missed the cache: serially, or as Ray tasks.
+
+Both receive `WorkItem`s (a page, the stages to compute, the results it already has) and return
+one `StageOutcome` per (page, stage). A stage that raises fails that page's stage (and the
+stages that require it) and nothing else. The Ray executor sends pages in chunks, about one
+per worker, retries chunks whose worker died (Ray's task retries) and re-runs failed pages
+as single tasks with `retry_exceptions`; a handful of pages run inline instead of starting Ray.
+
+>>> from tore_nb.incremental.stages import Pipeline, Stage
+>>> SerialExecutor().run([], Pipeline([Stage("n", lambda ctx: 1)]), {})
+[]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .documents import Page
+from .progress import NullProgress, Progress
+from .stages import DocumentHandle, PageContext, Pipeline
+
+if TYPE_CHECKING:
+    from ..tiered import MultiLevelCache
+
+__all__ = [
+    "Executor",
+    "RayExecutor",
+    "SerialExecutor",
+    "StageOutcome",
+    "WorkItem",
+    "run_items",
+]
+
+SHARED_TIERS = ("redis", "s3")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """A page of a document and the stages still to compute for it."""
+
+    document_id: str
+    page: Page
+    stages: tuple[str, ...]
+    known: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StageOutcome:
+    """The result of one stage on one page: a value, or the error that stopped it.
+
+    `source` is "computed", or the shared tier a worker found the result in.
+    """
+
+    document_id: str
+    page_index: int
+    identity: str
+    stage: str
+    value: Any = None
+    error: str | None = None
+    seconds: float = 0.0
+    source: str = "computed"
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Executor(Protocol):
+    """Runs work items; `sources` maps document ids to file paths."""
+
+    def run(
+        self,
+        items: Sequence[WorkItem],
+        pipeline: Pipeline,
+        sources: Mapping[str, str],
+        *,
+        cache: MultiLevelCache | None = None,
+        progress: Progress | None = None,
+    ) -> list[StageOutcome]: ...
+
+
+def _shared(cache: MultiLevelCache | None) -> tuple[str, ...]:
+    if cache is None:
+        return ()
+    return tuple(t for t in SHARED_TIERS if t in cache.tier_names)
+
+
+def run_items(
+    items: Sequence[WorkItem],
+    pipeline: Pipeline,
+    sources: Mapping[str, str | bytes],
+    cache: MultiLevelCache | None = None,
+    shared_tiers: Sequence[str] = (),
+    *,
+    recheck: bool = True,
+) -> list[StageOutcome]:
+    """Compute the stages of `items`, opening each document once. Used by every executor.
+
+    With `shared_tiers` (Redis, S3) new results are written there, and with `recheck` results
+    that another worker stored there meanwhile are taken instead of computed.
+    """
+    found: dict[str, Any] = {}
+    if cache is not None and shared_tiers and recheck:
+        keys = [pipeline.key(s, it.page.identity) for it in items for s in it.stages]
+        found = {
+            k: (h.tier, h.value) for k, h in cache.fetch_many(keys, tiers=shared_tiers).items()
+        }
+    by_doc: dict[str, list[WorkItem]] = defaultdict(list)
+    for it in items:
+        by_doc[it.document_id].append(it)
+    out: list[StageOutcome] = []
+    for doc_id, doc_items in by_doc.items():
+        with DocumentHandle(sources[doc_id], document_id=doc_id, cache=cache) as handle:
+            for it in doc_items:
+                out.extend(_run_page(handle, it, pipeline, found))
+    if cache is not None and shared_tiers:
+        _write_back(
+            cache, pipeline, [o for o in out if o.ok and o.source == "computed"], shared_tiers
+        )
+    return out
+
+
+def _run_page(
+    handle: DocumentHandle, item: WorkItem, pipeline: Pipeline, found: Mapping[str, tuple[str, Any]]
+) -> list[StageOutcome]:
+    ctx = PageContext(handle, item.page, item.known)
+    failed: dict[str, str] = {}
+    out = []
+    try:
+        for name in item.stages:
+            stage = pipeline.by_name[name]
+            common = (item.document_id, item.page.index, item.page.identity, name)
+            bad = [r for r in stage.requires if r in failed]
+            if bad:
+                failed[name] = f"required stage {bad[0]!r} failed"
+                out.append(StageOutcome(*common, error=failed[name]))
+                continue
+            hit = found.get(pipeline.key(name, item.page.identity))
+            if hit is not None:
+                ctx.results[name] = hit[1]
+                out.append(StageOutcome(*common, value=hit[1], source=hit[0]))
+                continue
+            t0 = time.perf_counter()
+            try:
+                value = stage(ctx)
+            except Exception as exc:  # a failing page must not stop the others
+                failed[name] = _describe(exc)
+                out.append(
+                    StageOutcome(*common, error=failed[name], seconds=time.perf_counter() - t0)
+                )
+                continue
+            ctx.results[name] = value
+            out.append(StageOutcome(*common, value=value, seconds=time.perf_counter() - t0))
+    finally:
+        ctx.close()
+    return out
+
+
+def _describe(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _write_back(
+    cache: MultiLevelCache,
+    pipeline: Pipeline,
+    outcomes: Sequence[StageOutcome],
+    tiers: Sequence[str] | None,
+) -> None:
+    by_ttl: dict[float | None, dict[str, Any]] = defaultdict(dict)
+    for o in outcomes:
+        by_ttl[pipeline.by_name[o.stage].ttl][pipeline.key(o.stage, o.identity)] = o.value
+    for ttl, batch in by_ttl.items():
+        cache.set_many(batch, ttl=ttl, tiers=tiers)
+
+
+def _retry_inline(
+    items: Sequence[WorkItem],
+    outcomes: list[StageOutcome],
+    pipeline: Pipeline,
+    sources: Mapping[str, str | bytes],
+    cache: MultiLevelCache | None,
+    retries: int,
+) -> list[StageOutcome]:
+    """Run failed (page, stage) pairs again, up to `retries` times."""
+    for attempt in range(2, retries + 2):
+        failed = {(o.document_id, o.page_index, o.stage) for o in outcomes if not o.ok}
+        if not failed:
+            break
+        redo = _redo_items(items, outcomes, failed)
+        again = {
+            (o.document_id, o.page_index, o.stage): o
+            for o in run_items(redo, pipeline, sources, cache, _shared(cache), recheck=False)
+        }
+        outcomes = [
+            _with_attempts(again.get((o.document_id, o.page_index, o.stage), o), attempt)
+            if (o.document_id, o.page_index, o.stage) in failed
+            else o
+            for o in outcomes
+        ]
+    return outcomes
+
+
+def _with_attempts(o: StageOutcome, attempts: int) -> StageOutcome:
+    return StageOutcome(
+        o.document_id,
+        o.page_index,
+        o.identity,
+        o.stage,
+        o.value,
+        o.error,
+        o.seconds,
+        o.source,
+        attempts,
+    )
+
+
+def _redo_items(
+    items: Sequence[WorkItem], outcomes: Sequence[StageOutcome], failed: set[tuple[str, int, str]]
+) -> list[WorkItem]:
+    ok: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
+    for o in outcomes:
+        if o.ok:
+            ok[(o.document_id, o.page_index)][o.stage] = o.value
+    redo = []
+    for it in items:
+        stages = tuple(s for s in it.stages if (it.document_id, it.page.index, s) in failed)
+        if stages:
+            known = {**it.known, **ok[(it.document_id, it.page.index)]}
+            redo.append(WorkItem(it.document_id, it.page, stages, known))
+    return redo
+
+
+class SerialExecutor:
+    """Runs pages one after another in this process; failed pages are retried `retries` times.
+
+    >>> SerialExecutor(retries=0).retries
+    0
+    """
+
+    def __init__(self, *, retries: int = 1) -> None:
+        self.retries = retries
+
+    def __repr__(self) -> str:
+        return "SerialExecutor()"
+
+    def run(
+        self,
+        items: Sequence[WorkItem],
+        pipeline: Pipeline,
+        sources: Mapping[str, str],
+        *,
+        cache: MultiLevelCache | None = None,
+        progress: Progress | None = None,
+    ) -> list[StageOutcome]:
+        progress = progress or NullProgress()
+        if not items:
+            return []
+        progress.start(len(items), "pages")
+        out: list[StageOutcome] = []
+        try:
+            for it in items:
+                out.extend(run_items([it], pipeline, sources, cache, _shared(cache), recheck=False))
+                progress.advance(1)
+        finally:
+            progress.close()
+        if self.retries > 0:
+            out = _retry_inline(items, out, pipeline, sources, cache, self.retries)
+        return out
+
+
+class RayExecutor:
+    """Runs pages as Ray tasks on local CPUs, GPUs, or an existing cluster (`address=`).
+
+    Without `address` a new local Ray instance is started (pass address="auto" to join the
+    one `ray start` runs here). Stages with `num_gpus` run in tasks that reserve a GPU (Ray
+    sets CUDA_VISIBLE_DEVICES for each). Documents travel through the object store, so cluster
+    nodes need no shared disk. With Redis or S3 configured, workers read and write those tiers
+    themselves. `ray.init` is called only when needed and not already done (`init_kwargs` go to it).
+
+    >>> RayExecutor(num_cpus=2).inline_below
+    4
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        num_gpus: int | None = None,
+        chunks_per_worker: float = 1.0,
+        max_retries: int = 3,
+        retries: int = 1,
+        inline_below: int = 4,
+        init_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.address = address
+        self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        self.chunks_per_worker = chunks_per_worker
+        self.max_retries, self.retries, self.inline_below = max_retries, retries, inline_below
+        self.init_kwargs = dict(init_kwargs or {})
+
+    def __repr__(self) -> str:
+        where = self.address or "local"
+        return f"RayExecutor(address={where!r}, num_cpus={self.num_cpus})"
+
+    def ensure_ray(self) -> Any:
+        """Import Ray and connect (ray.init) unless this process already did."""
+        from ..errors import require
+
+        ray: Any = require("ray", "ray")
+        if not ray.is_initialized():
+            kw: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": True,
+                "configure_logging": False,
+            }
+            if self.address:
+                kw["address"] = self.address
+            else:  # a fresh local instance, even when `ray start` runs on this machine
+                kw["address"] = "local"
+                if self.num_cpus is not None:
+                    kw["num_cpus"] = self.num_cpus
+                if self.num_gpus is not None:
+                    kw["num_gpus"] = self.num_gpus
+                # workers import tore_nb even when it runs from a source checkout
+                kw["runtime_env"] = {"env_vars": {"PYTHONPATH": _pythonpath()}}
+            kw.update(self.init_kwargs)
+            ray.init(**kw)
+        return ray
+
+    def run(
+        self,
+        items: Sequence[WorkItem],
+        pipeline: Pipeline,
+        sources: Mapping[str, str],
+        *,
+        cache: MultiLevelCache | None = None,
+        progress: Progress | None = None,
+    ) -> list[StageOutcome]:
+        if not items:
+            return []
+        started = _ray_started()
+        if len(items) < self.inline_below and not started:
+            return SerialExecutor(retries=self.retries).run(
+                items, pipeline, sources, cache=cache, progress=progress
+            )
+        ray = self.ensure_ray()
+        progress = progress or NullProgress()
+        shared = _shared(cache)
+        task = ray.remote(_ray_chunk)
+        doc_refs = {
+            d: ray.put(_read(p))
+            for d, p in sources.items()
+            if any(it.document_id == d for it in items)
+        }
+        pipe_ref = ray.put(pipeline)
+        cache_ref = ray.put(cache) if shared else None
+        groups = _resource_groups(pipeline)
+        chunks = self._chunks(ray, items, pipeline)
+        progress.start(sum(len(c) for c in chunks), "pages")
+        pending: dict[Any, tuple[list[WorkItem], bool]] = {}
+        for chunk in chunks:
+            upstream: list[Any] = []
+            for gi, (names, cpus, gpus) in enumerate(groups):
+                sub = [
+                    WorkItem(it.document_id, it.page, s, it.known)
+                    for it in chunk
+                    if (s := tuple(n for n in it.stages if n in names))
+                ]
+                if not sub:
+                    continue
+                docs = {it.document_id: doc_refs[it.document_id] for it in sub}
+                ref = task.options(
+                    num_cpus=cpus, num_gpus=gpus, max_retries=self.max_retries
+                ).remote(sub, pipe_ref, docs, cache_ref, shared, *upstream)
+                last = gi == max(
+                    i
+                    for i, g in enumerate(groups)
+                    if any(n in g[0] for it in chunk for n in it.stages)
+                )
+                pending[ref] = (sub, last)
+                upstream = [*upstream, ref]
+        out: list[StageOutcome] = []
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    sub, last = pending.pop(ref)
+                    try:
+                        out.extend(ray.get(ref))
+                    except Exception as exc:  # a lost chunk fails its pages only
+                        msg = _describe(exc).splitlines()[0][:500]
+                        out.extend(
+                            StageOutcome(
+                                it.document_id, it.page.index, it.page.identity, s, error=msg
+                            )
+                            for it in sub
+                            for s in it.stages
+                        )
+                    if last:
+                        progress.advance(len(sub))
+        finally:
+            progress.close()
+        return self._retry_failed(ray, items, out, pipe_ref, doc_refs, cache_ref, shared, pipeline)
+
+    def _chunks(
+        self, ray: Any, items: Sequence[WorkItem], pipeline: Pipeline
+    ) -> list[list[WorkItem]]:
+        cpus = ray.cluster_resources().get("CPU", 1.0)
+        per_task = max(s.num_cpus for s in pipeline.stages) or 1.0
+        workers = max(1, int(cpus // per_task))
+        n = max(1, min(len(items), math.ceil(workers * self.chunks_per_worker)))
+        ordered = sorted(items, key=lambda it: (it.document_id, it.page.index))
+        size = math.ceil(len(ordered) / n)
+        return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+    def _retry_failed(
+        self,
+        ray: Any,
+        items: Sequence[WorkItem],
+        out: list[StageOutcome],
+        pipe_ref: Any,
+        doc_refs: Mapping[str, Any],
+        cache_ref: Any,
+        shared: tuple[str, ...],
+        pipeline: Pipeline,
+    ) -> list[StageOutcome]:
+        failed = {(o.document_id, o.page_index, o.stage) for o in out if not o.ok}
+        if not failed or self.retries <= 0:
+            return out
+        strict = ray.remote(_ray_strict)
+        redo = _redo_items(items, out, failed)
+        refs = []
+        for it in redo:
+            stage_gpus = max(pipeline.by_name[s].num_gpus for s in it.stages)
+            stage_cpus = max(pipeline.by_name[s].num_cpus for s in it.stages)
+            refs.append(
+                (
+                    it,
+                    strict.options(
+                        num_cpus=stage_cpus,
+                        num_gpus=stage_gpus,
+                        max_retries=self.retries,
+                        retry_exceptions=True,
+                    ).remote(
+                        [it],
+                        pipe_ref,
+                        {it.document_id: doc_refs[it.document_id]},
+                        cache_ref,
+                        shared,
+                    ),
+                )
+            )
+        again: dict[tuple[str, int, str], StageOutcome] = {}
+        for it, ref in refs:
+            try:
+                got = ray.get(ref)
+            except Exception as exc:  # still failing after Ray's retries
+                msg = _cause(exc)
+                got = [
+                    StageOutcome(it.document_id, it.page.index, it.page.identity, s, error=msg)
+                    for s in it.stages
+                ]
+            for o in got:
+                again[(o.document_id, o.page_index, o.stage)] = _with_attempts(
+                    o, 1 + (1 if o.ok else 1 + self.retries)
+                )
+        return [again.get((o.document_id, o.page_index, o.stage), o) for o in out]
+
+
+def _cause(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return _describe(cause).splitlines()[0][:500]
+    return _describe(exc).splitlines()[0][:500]
+
+
+def _pythonpath() -> str:
+    here = str(Path(__file__).resolve().parents[2])
+    rest = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join(p for p in (here, rest) if p)
+
+
+def _ray_started() -> bool:
+    import sys
+
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _resource_groups(pipeline: Pipeline) -> list[tuple[frozenset[str], float, float]]:
+    """Consecutive stages with the same CPU/GPU needs share a task."""
+    groups: list[tuple[frozenset[str], float, float]] = []
+    for s in pipeline.stages:
+        if groups and (groups[-1][1], groups[-1][2]) == (s.num_cpus, s.num_gpus):
+            names, cpus, gpus = groups[-1]
+            groups[-1] = (names | {s.name}, cpus, gpus)
+        else:
+            groups.append((frozenset({s.name}), s.num_cpus, s.num_gpus))
+    return groups
+
+
+def _ray_sources(docs: Mapping[str, Any]) -> dict[str, str | bytes]:
+    import ray
+
+    out: dict[str, str | bytes] = {}
+    for d, ref in docs.items():
+        out[d] = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+    return out
+
+
+def _merge_upstream(
+    items: Sequence[WorkItem], upstream: Sequence[Sequence[StageOutcome]]
+) -> list[WorkItem]:
+    if not upstream:
+        return list(items)
+    known: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
+    for outcomes in upstream:
+        for o in outcomes:
+            if o.ok:
+                known[(o.document_id, o.page_index)][o.stage] = o.value
+    return [
+        WorkItem(
+            it.document_id,
+            it.page,
+            it.stages,
+            {**it.known, **known[(it.document_id, it.page.index)]},
+        )
+        for it in items
+    ]
+
+
+def _ray_chunk(
+    items: list[WorkItem],
+    pipeline: Pipeline,
+    docs: Mapping[str, Any],
+    cache: MultiLevelCache | None,
+    shared: tuple[str, ...],
+    *upstream: list[StageOutcome],
+) -> list[StageOutcome]:
+    """A Ray task: one chunk of pages, for the stages of one resource group."""
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    merged = _merge_upstream(items, upstream)
+    return run_items(merged, pipeline, _ray_sources(docs), cache, shared)
+
+
+def _ray_strict(
+    items: list[WorkItem],
+    pipeline: Pipeline,
+    docs: Mapping[str, Any],
+    cache: MultiLevelCache | None,
+    shared: tuple[str, ...],
+) -> list[StageOutcome]:
+    """A Ray task that raises when a stage fails, so that Ray's `retry_exceptions` applies."""
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    out = run_items(items, pipeline, _ray_sources(docs), cache, shared)
+    bad = [o for o in out if not o.ok]
+    if bad:
+        raise StageFailed(bad[0].error or "stage failed")
+    return out
+
+
+class StageFailed(RuntimeError):
+    """Raised inside a retry task so that Ray retries it."""

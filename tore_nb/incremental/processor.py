@@ -1,0 +1,497 @@
+"""IncrementalProcessor: process documents so that only what changed is recomputed.
+
+For each document: detect changes against its manifest; when few pages changed (below
+`change_threshold`, the seed's 30%) and the previous document result exists, keep its unchanged
+pages and look up only the changed ones; otherwise look up every page. Lookups are one
+`fetch_many` for all documents; only the misses go to the executor; new results are written back
+with `set_many` and merged, in page order, into one `ProcessingResult` per document.
+
+>>> import tempfile
+>>> from tore_nb.config import CacheConfig
+>>> from tore_nb.tiered import MultiLevelCache
+>>> proc = IncrementalProcessor(MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp())))
+>>> run = proc.process(["../shared/data/pdfs/dmca.pdf"])  # doctest: +SKIP
+>>> run.documents[0].metadata["mode"], len(run.documents[0].pages)  # doctest: +SKIP
+('full', 18)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .changes import ChangeDetector, ChangeSet
+from .documents import Document, DocumentError, document_id_for
+from .executors import Executor, SerialExecutor, StageOutcome, WorkItem
+from .progress import NullProgress, Progress
+from .stages import Pipeline, Stage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..tiered import MultiLevelCache
+
+__all__ = [
+    "IncrementalProcessor",
+    "PageEvent",
+    "PageResult",
+    "ProcessingResult",
+    "RunResult",
+    "result_key",
+]
+
+Mode = Literal["full", "incremental", "unchanged"]
+_Status = tuple[str, str, float, str | None]  # served_by, level, seconds, error
+LOCAL_TIERS = ("memory", "disk")
+
+
+def result_key(document_id: str, pipeline: Pipeline) -> str:
+    """The cache key of a document-level result for a pipeline."""
+    return f"result:{document_id}:{pipeline.fingerprint[:16]}"
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """The stage results of one page; `errors` holds the stages that failed.
+
+    >>> r = PageResult(0, "id", {"text": "hello"}, {})
+    >>> r["text"], r.number, r.ok
+    ('hello', 1, True)
+    """
+
+    index: int
+    identity: str
+    results: Mapping[str, Any]
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def number(self) -> int:
+        return self.index + 1
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def __getitem__(self, stage: str) -> Any:
+        return self.results[stage]
+
+
+@dataclass(frozen=True)
+class ProcessingResult:
+    """A document's pages' results in page order, with the seed's metadata.
+
+    `metadata`: last_updated (UTC datetime), changed_pages (1-based), incremental_update, mode
+    ("full", "incremental" or "unchanged"), failed_pages, change counts.
+    """
+
+    document: Document
+    pages: tuple[PageResult, ...]
+    stages: tuple[str, ...]
+    pipeline_fingerprint: str
+    metadata: Mapping[str, Any]
+
+    @property
+    def path(self) -> str:
+        return self.document.path
+
+    @property
+    def failed_pages(self) -> tuple[int, ...]:
+        """1-based numbers of pages with a failed stage."""
+        return tuple(p.number for p in self.pages if not p.ok)
+
+    def stage_results(self, stage: str) -> list[Any]:
+        """One stage's result for every page, in page order (None where it failed)."""
+        return [p.results.get(stage) for p in self.pages]
+
+    def text(self, separator: str = "\f") -> str:
+        """The text of all pages: the text layer, or OCR where a page has none."""
+        parts = []
+        for p in self.pages:
+            t = p.results.get("text")
+            text = getattr(t, "text", t) if t is not None else ""
+            if not str(text or "").strip():
+                ocr = p.results.get("ocr")
+                text = getattr(ocr, "text", "") if ocr is not None else ""
+            parts.append(str(text or ""))
+        return separator.join(parts)
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return (
+            f"ProcessingResult({self.document.name!r}, pages={len(self.pages)}, "
+            f"mode={m.get('mode')!r}, changed_pages={list(m.get('changed_pages', ()))})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PageEvent:
+    """One row of the change report: what happened to a page's stage in a run."""
+
+    document: str
+    path: str
+    page: int | None
+    status: str
+    old_position: int | None
+    new_position: int | None
+    identity: str
+    stage: str | None
+    served_by: str
+    level: str
+    seconds: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one `process()` call did: a result and a ChangeSet per document, report events.
+
+    `failures` maps paths that could not be read to the reason.
+    """
+
+    documents: tuple[ProcessingResult, ...]
+    changes: tuple[ChangeSet, ...]
+    events: tuple[PageEvent, ...]
+    failures: Mapping[str, str]
+    seconds: float
+
+    def __getitem__(self, key: int | str | os.PathLike[str]) -> ProcessingResult:
+        if isinstance(key, int):
+            return self.documents[key]
+        doc_id = document_id_for(key)
+        for r in self.documents:
+            if r.document.document_id == doc_id:
+                return r
+        raise KeyError(os.fspath(key))
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def report(self) -> pd.DataFrame:
+        """The change report: one row per page and stage (see `report.change_report`)."""
+        from .report import change_report
+
+        return change_report(self)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per document: pages per status, computed, cached, failed, mode, seconds."""
+        from .report import summary
+
+        return summary(self)
+
+    def __str__(self) -> str:
+        from .report import format_summary
+
+        return format_summary(self)
+
+
+@dataclass
+class _Plan:
+    change: ChangeSet
+    mode: Mode
+    previous: ProcessingResult | None
+    prev_tier: str
+    pages: dict[int, PageResult] = field(default_factory=dict)  # reused from the previous result
+    lookup: list[int] = field(default_factory=list)  # page indices to look up / compute
+
+
+class IncrementalProcessor:
+    """Runs stages over documents, recomputing only the pages whose content is new.
+
+    `stages` default to the real default stages (text and layout, OCR for pages without text,
+    tables). `executor` defaults to `SerialExecutor()`; pass `RayExecutor()` to fan out.
+    """
+
+    def __init__(
+        self,
+        cache: MultiLevelCache | None = None,
+        *,
+        stages: Sequence[Stage] | None = None,
+        executor: Executor | None = None,
+        change_threshold: float = 0.3,
+        page_ttl: float | None = 86400.0,
+        result_ttl: float | None = None,
+        progress: Progress | None = None,
+        verify_content: bool = False,
+    ) -> None:
+        if cache is None:
+            from .. import get_cache
+
+            cache = get_cache()
+        self.cache = cache
+        self.detector = ChangeDetector(cache, verify_content=verify_content)
+        self._stages = tuple(stages) if stages is not None else None
+        self.executor: Executor = executor if executor is not None else SerialExecutor()
+        if not 0.0 <= change_threshold <= 1.0:
+            raise ValueError("change_threshold must be between 0 and 1")
+        self.change_threshold = change_threshold
+        self.page_ttl, self.result_ttl = page_ttl, result_ttl
+        self.progress: Progress = progress if progress is not None else NullProgress()
+
+    def __repr__(self) -> str:
+        return f"IncrementalProcessor(cache={self.cache!r}, executor={self.executor!r})"
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        if self._stages is None:
+            from .builtin import default_stages
+
+            self._stages = default_stages()
+        return self._stages
+
+    # -- public API ----------------------------------------------------------------------------
+    def process_document(
+        self,
+        path: str | os.PathLike[str],
+        stages: Sequence[Stage] | None = None,
+        *,
+        force: bool = False,
+    ) -> ProcessingResult:
+        """Process one document; raises `DocumentError` when it cannot be read."""
+        run = self.process([path], stages, force=force)
+        if run.failures:
+            raise DocumentError(next(iter(run.failures.values())))
+        return run.documents[0]
+
+    def process(
+        self,
+        paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+        stages: Sequence[Stage] | None = None,
+        *,
+        force: bool = False,
+        progress: Progress | None = None,
+    ) -> RunResult:
+        """Process documents incrementally; see the module docstring.
+
+        `force=True` ignores every cached result and recomputes all pages.
+        """
+        t0 = time.perf_counter()
+        if isinstance(paths, str | os.PathLike):
+            paths = [paths]
+        path_list = list(dict.fromkeys(os.fspath(p) for p in paths))
+        pipeline = Pipeline(stages if stages is not None else self.stages)
+        ids = [document_id_for(p) for p in path_list]
+        manifests = {} if force else self.detector.load_manifests(ids)
+        plans: list[_Plan] = []
+        failures: dict[str, str] = {}
+        changes: list[ChangeSet] = []
+        for path, doc_id in zip(path_list, ids, strict=True):
+            try:
+                changes.append(self.detector.detect(path, previous=manifests.get(doc_id)))
+            except DocumentError as exc:
+                failures[path] = str(exc)
+        prev_hits = (
+            {}
+            if force
+            else self.cache.fetch_many([result_key(c.document_id, pipeline) for c in changes])
+        )
+        for cs in changes:
+            hit = prev_hits.get(result_key(cs.document_id, pipeline))
+            prev = hit.value if hit is not None else None
+            prev = prev if isinstance(prev, ProcessingResult) else None
+            plans.append(self._plan(cs, prev, hit.tier if hit is not None else ""))
+
+        page_hits = self._lookup(plans, pipeline, force)
+        items, sources = self._work(plans, pipeline, page_hits)
+        outcomes = (
+            self.executor.run(
+                items, pipeline, sources, cache=self.cache, progress=progress or self.progress
+            )
+            if items
+            else []
+        )
+        self._write_back(pipeline, outcomes)
+        results, events = self._merge(plans, pipeline, page_hits, outcomes)
+        return RunResult(
+            tuple(results), tuple(changes), tuple(events), failures, time.perf_counter() - t0
+        )
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _plan(self, cs: ChangeSet, prev: ProcessingResult | None, tier: str) -> _Plan:
+        doc = cs.document
+        if prev is not None and prev.document.document_id != doc.document_id:
+            prev = None
+        if (
+            prev is not None
+            and not cs.file_changed
+            and not prev.failed_pages
+            and prev.document.identities == doc.identities
+        ):
+            return _Plan(cs, "unchanged", prev, tier)
+        if prev is not None and not cs.is_new and cs.changed_fraction < self.change_threshold:
+            plan = _Plan(cs, "incremental", prev, tier)
+            by_identity = {p.identity: p for p in prev.pages if p.ok}
+            for c in cs.changes:
+                if c.new_index is None:
+                    continue
+                old = by_identity.get(c.identity)
+                if old is not None and not c.needs_processing:
+                    plan.pages[c.new_index] = PageResult(c.new_index, c.identity, old.results)
+                else:
+                    plan.lookup.append(c.new_index)
+            return plan
+        return _Plan(cs, "full", prev, tier, lookup=list(range(doc.page_count)))
+
+    def _lookup(self, plans: Sequence[_Plan], pipeline: Pipeline, force: bool) -> Mapping[str, Any]:
+        if force:
+            return {}
+        keys = [
+            pipeline.key(s.name, p.change.document.pages[i].identity)
+            for p in plans
+            for i in p.lookup
+            for s in pipeline.stages
+        ]
+        return self.cache.fetch_many(keys) if keys else {}
+
+    def _work(
+        self, plans: Sequence[_Plan], pipeline: Pipeline, hits: Mapping[str, Any]
+    ) -> tuple[list[WorkItem], dict[str, str]]:
+        items: list[WorkItem] = []
+        sources: dict[str, str] = {}
+        for plan in plans:
+            doc = plan.change.document
+            for i in plan.lookup:
+                page = doc.pages[i]
+                missing = [
+                    s.name
+                    for s in pipeline.stages
+                    if pipeline.key(s.name, page.identity) not in hits
+                ]
+                if not missing:
+                    continue
+                need = pipeline.closure(missing)
+                known = {}
+                for name in need:
+                    hit = hits.get(pipeline.key(name, page.identity))
+                    if hit is not None:
+                        known[name] = hit.value
+                todo = tuple(n for n in need if n not in known)
+                items.append(WorkItem(doc.document_id, page, todo, known))
+                sources[doc.document_id] = doc.path
+        return items, sources
+
+    def _write_back(self, pipeline: Pipeline, outcomes: Sequence[StageOutcome]) -> None:
+        """Store new results in the local tiers (executors already wrote Redis and S3)."""
+        local = tuple(t for t in LOCAL_TIERS if t in self.cache.tier_names)
+        if not local:
+            return
+        by_ttl: dict[float | None, dict[str, Any]] = {}
+        for o in outcomes:
+            if o.ok:
+                ttl = pipeline.by_name[o.stage].ttl
+                ttl = self.page_ttl if ttl is None else ttl
+                by_ttl.setdefault(ttl, {})[pipeline.key(o.stage, o.identity)] = o.value
+        for ttl, batch in by_ttl.items():
+            self.cache.set_many(batch, ttl=ttl, tiers=local)
+
+    def _merge(
+        self,
+        plans: Sequence[_Plan],
+        pipeline: Pipeline,
+        hits: Mapping[str, Any],
+        outcomes: Sequence[StageOutcome],
+    ) -> tuple[list[ProcessingResult], list[PageEvent]]:
+        by_page: dict[tuple[str, int], dict[str, StageOutcome]] = {}
+        for o in outcomes:
+            by_page.setdefault((o.document_id, o.page_index), {})[o.stage] = o
+        n_keys = max(1, len(hits))
+        results: list[ProcessingResult] = []
+        events: list[PageEvent] = []
+        now = _dt.datetime.now(_dt.UTC)
+        for plan in plans:
+            cs, doc = plan.change, plan.change.document
+            if plan.mode == "unchanged" and plan.previous is not None:
+                self._save_manifest(cs)
+                whole: _Status = (plan.prev_tier, "document", 0.0, None)
+                events.extend(_events(cs, pipeline, lambda c, s, st=whole: st))
+                meta = {
+                    **plan.previous.metadata,
+                    "mode": "unchanged",
+                    "changed_pages": (),
+                    "incremental_update": False,
+                }
+                results.append(dataclasses.replace(plan.previous, metadata=meta))
+                continue
+            pages: list[PageResult] = []
+            status_of: dict[tuple[int, str], _Status] = {}
+            for i, page in enumerate(doc.pages):
+                reused = plan.pages.get(i)
+                if reused is not None:
+                    pages.append(reused)
+                    for s in pipeline.names:
+                        status_of[(i, s)] = (plan.prev_tier, "document", 0.0, None)
+                    continue
+                values: dict[str, Any] = {}
+                errors: dict[str, str] = {}
+                done = by_page.get((doc.document_id, i), {})
+                for s in pipeline.names:
+                    hit = hits.get(pipeline.key(s, page.identity))
+                    got = done.get(s)
+                    if got is not None:
+                        if got.ok:
+                            values[s] = got.value
+                            status_of[(i, s)] = (got.source, "page", got.seconds, None)
+                        else:
+                            errors[s] = got.error or "failed"
+                            status_of[(i, s)] = ("failed", "page", got.seconds, got.error)
+                    elif hit is not None:
+                        values[s] = hit.value
+                        status_of[(i, s)] = (hit.tier, "page", hit.seconds / n_keys, None)
+                    else:
+                        errors[s] = "not computed"
+                        status_of[(i, s)] = ("failed", "page", 0.0, "not computed")
+                pages.append(PageResult(i, page.identity, values, errors))
+            counts = cs.counts()
+            result = ProcessingResult(
+                document=doc,
+                pages=tuple(pages),
+                stages=pipeline.names,
+                pipeline_fingerprint=pipeline.fingerprint,
+                metadata={
+                    "last_updated": now,
+                    "changed_pages": cs.changed_pages,
+                    "incremental_update": plan.mode == "incremental",
+                    "mode": plan.mode,
+                    "change_threshold": self.change_threshold,
+                    "changed_fraction": cs.changed_fraction,
+                    "failed_pages": tuple(p.number for p in pages if not p.ok),
+                    **{f"{k}_pages": v for k, v in counts.items()},
+                },
+            )
+            results.append(result)
+            self.cache.set(result_key(doc.document_id, pipeline), result, ttl=self.result_ttl)
+            self._save_manifest(cs)
+            events.extend(_events(cs, pipeline, lambda c, s, st=status_of: st[(c.new_index, s)]))
+        return results, events
+
+    def _save_manifest(self, cs: ChangeSet) -> None:
+        prev = cs.previous
+        if prev is None or cs.file_changed or prev.document.fingerprint != cs.document.fingerprint:
+            self.detector.save_manifest(cs.document)
+
+
+def _events(cs: ChangeSet, pipeline: Pipeline, status: Any) -> list[PageEvent]:
+    doc = cs.document
+    name, path = doc.name, doc.path
+    names = pipeline.names
+    out = []
+    for c in cs.changes:
+        old = None if c.old_index is None else c.old_index + 1
+        if c.new_index is None:
+            out.append(
+                PageEvent(name, path, None, c.status, old, None, c.identity, None, "-", "page", 0.0)
+            )
+            continue
+        new = c.new_index + 1
+        for s in names:
+            st = status(c, s)
+            out.append(
+                PageEvent(
+                    name, path, new, c.status, old, new, c.identity, s, st[0], st[1], st[2], st[3]
+                )
+            )
+    return out

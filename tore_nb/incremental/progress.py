@@ -1,0 +1,128 @@
+"""Progress of a run: a callback object whose default does nothing; bars are views over it.
+
+`TextProgress` draws a bar in a terminal; `NotebookProgress` is an ipywidgets bar;
+`auto_progress()` picks one of them for where the code runs.
+
+>>> p = NullProgress(); p.start(3, "pages"); p.advance(3); p.close()
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any, Protocol, runtime_checkable
+
+__all__ = ["NotebookProgress", "NullProgress", "Progress", "TextProgress", "auto_progress"]
+
+
+@runtime_checkable
+class Progress(Protocol):
+    """Told how much work a run has and how much is done."""
+
+    def start(self, total: int, description: str = "") -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def close(self) -> None: ...
+
+
+class NullProgress:
+    """Shows nothing: the default."""
+
+    def start(self, total: int, description: str = "") -> None:
+        return None
+
+    def advance(self, n: int = 1) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class TextProgress:
+    """A one-line text bar, redrawn at most every `interval` seconds.
+
+    >>> import io; out = io.StringIO(); p = TextProgress(out, interval=0)
+    >>> p.start(4, "pages"); p.advance(4); p.close(); "4/4" in out.getvalue()
+    True
+    """
+
+    def __init__(
+        self, stream: IO[str] | None = None, *, width: int = 30, interval: float = 0.1
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.width, self.interval = width, interval
+        self.total, self.done, self.description = 0, 0, ""
+        self._t0 = self._last = 0.0
+
+    def start(self, total: int, description: str = "") -> None:
+        self.total, self.done, self.description = total, 0, description
+        self._t0 = time.perf_counter()
+        self._last = 0.0
+        self._draw(force=True)
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        self._draw()
+
+    def close(self) -> None:
+        self._draw(force=True)
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self._last < self.interval and self.done < self.total:
+            return
+        self._last = now
+        frac = self.done / self.total if self.total else 1.0
+        filled = int(frac * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        label = f"{self.description} " if self.description else ""
+        self.stream.write(f"\r{label}[{bar}] {self.done}/{self.total} {now - self._t0:5.1f}s")
+        self.stream.flush()
+
+
+class NotebookProgress:
+    """An ipywidgets progress bar with a label (needs the notebook extra)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._label: Any = None
+        self.total = self.done = 0
+
+    def start(self, total: int, description: str = "") -> None:
+        import ipywidgets
+        from IPython.display import display
+
+        self.total, self.done = total, 0
+        self._bar = ipywidgets.IntProgress(
+            min=0, max=max(total, 1), value=0, description=description[:20]
+        )
+        self._label = ipywidgets.Label(f"0/{total}")
+        display(ipywidgets.HBox([self._bar, self._label]))  # type: ignore[no-untyped-call]
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.value = min(self.done, self._bar.max)
+            self._label.value = f"{self.done}/{self.total}"
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.bar_style = "success"
+
+
+def auto_progress() -> Progress:
+    """A widget inside a Jupyter kernel, a text bar in an interactive terminal, else nothing."""
+    ipython = sys.modules.get("IPython")
+    if ipython is not None:
+        shell = ipython.get_ipython()  # type: ignore[attr-defined]
+        if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
+            try:
+                import ipywidgets  # noqa: F401
+            except ImportError:
+                pass
+            else:
+                return NotebookProgress()
+    if sys.stderr.isatty():
+        return TextProgress()
+    return NullProgress()

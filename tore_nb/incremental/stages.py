@@ -1,0 +1,419 @@
+"""Stages: functions of a page, fingerprinted by their code and parameters.
+
+A page result is keyed by the page's content identity and the stage's fingerprint, never by the
+page number: `page:{stage}:{fingerprint}:{identity}`. A stage that reads another stage's result
+names it in `requires`; its fingerprint then covers the stages it depends on, so changing the
+text extractor also recomputes the embeddings made from its text.
+
+>>> @stage(params={"lower": True})
+... def words(ctx, lower):
+...     text = ctx.text()
+...     return len((text.lower() if lower else text).split())
+>>> words.name, len(words.fingerprint)
+('words', 32)
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import textwrap
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, overload
+
+from ..keys import hash_value
+from .documents import Page, open_pdfium
+
+if TYPE_CHECKING:
+    import pypdfium2
+    from PIL import Image
+
+    from ..tiered import MultiLevelCache
+
+__all__ = [
+    "DocumentHandle",
+    "PageContext",
+    "Pipeline",
+    "Stage",
+    "code_fingerprint",
+    "stage",
+]
+
+StageFn = Callable[..., Any]
+
+
+def code_fingerprint(fn: Any) -> str:
+    """A digest of a callable's code: its source normalised through `ast` where available
+    (comments and formatting do not count), else its bytecode; closures and defaults included.
+
+    >>> code_fingerprint(lambda x: x + 1) == code_fingerprint(lambda x: x + 1)
+    True
+    """
+    custom = getattr(fn, "__tore_fingerprint__", None)
+    if isinstance(custom, str):
+        return custom
+    if isinstance(fn, functools.partial):
+        return hash_value(
+            ("partial", code_fingerprint(fn.func), _safe(fn.args), _safe(fn.keywords))
+        )
+    if isinstance(fn, types.MethodType):
+        return hash_value(("method", code_fingerprint(fn.__func__), _safe(fn.__self__)))
+    if not isinstance(fn, types.FunctionType) and callable(fn):
+        call = type(fn).__call__
+        return hash_value(("callable", _qualname(type(fn)), code_fingerprint(call), _safe(fn)))
+    if not isinstance(fn, types.FunctionType):
+        return hash_value(("opaque", _qualname(fn)))
+    parts: list[Any] = [_qualname(fn)]
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+        parts.append(ast.dump(ast.parse(source)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        parts.append(_code_parts(fn.__code__))
+    parts.append(_safe(fn.__defaults__))
+    parts.append(_safe(fn.__kwdefaults__))
+    if fn.__closure__:
+        parts.append([_safe(_cell(c)) for c in fn.__closure__])
+    return hash_value(tuple(parts))
+
+
+def _cell(c: types.CellType) -> Any:
+    try:
+        return c.cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def _code_parts(code: types.CodeType) -> Any:
+    consts = tuple(
+        _code_parts(c) if isinstance(c, types.CodeType) else _safe(c) for c in code.co_consts
+    )
+    return (code.co_code, consts, code.co_names, code.co_varnames)
+
+
+def _safe(value: Any) -> Any:
+    """A hashable stand-in for `value`: its content digest, else its type's name."""
+    if value is None:
+        return None
+    if callable(value) and isinstance(value, types.FunctionType):
+        return code_fingerprint(value)
+    try:
+        return hash_value(value)
+    except (TypeError, ValueError, RecursionError):
+        return _qualname(type(value))
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+@dataclass(frozen=True, eq=False)
+class Stage:
+    """A named function of a page with its parameters, resources and cache lifetime.
+
+    `fn(ctx, **params)` receives a `PageContext`. `requires` names earlier stages whose results
+    it reads from `ctx.results`. `num_gpus` > 0 makes Ray schedule it on a GPU.
+
+    >>> s = Stage("chars", lambda ctx: len(ctx.text()))
+    >>> s.key("abc").startswith("page:chars:")
+    True
+    """
+
+    name: str
+    fn: StageFn
+    params: Mapping[str, Any] = field(default_factory=dict)
+    version: str = "1"
+    requires: tuple[str, ...] = ()
+    ttl: float | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    fingerprint: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.name or ":" in self.name:
+            raise ValueError(f"a stage name must be non-empty and without ':': {self.name!r}")
+        object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "requires", tuple(self.requires))
+        if not self.fingerprint:
+            fp = hash_value(
+                (self.name, self.version, code_fingerprint(self.fn), _safe(dict(self.params)))
+            )
+            object.__setattr__(self, "fingerprint", fp)
+
+    def __call__(self, ctx: PageContext) -> Any:
+        return self.fn(ctx, **self.params)
+
+    def key(self, identity: str, fingerprint: str | None = None) -> str:
+        """The cache key of this stage's result for a page identity."""
+        return f"page:{self.name}:{(fingerprint or self.fingerprint)[:16]}:{identity}"
+
+    def with_params(self, **params: Any) -> Stage:
+        """A copy with some parameters changed (and so a new fingerprint).
+
+        >>> Stage("s", lambda ctx, n=1: n).with_params(n=2).params
+        {'n': 2}
+        """
+        return Stage(
+            self.name,
+            self.fn,
+            {**self.params, **params},
+            self.version,
+            self.requires,
+            self.ttl,
+            self.num_cpus,
+            self.num_gpus,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stage) and (other.name, other.fingerprint) == (
+            self.name,
+            self.fingerprint,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.fingerprint))
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name!r}, fingerprint={self.fingerprint[:12]!r})"
+
+    def __reduce__(self) -> Any:
+        return (
+            Stage,
+            (
+                self.name,
+                self.fn,
+                dict(self.params),
+                self.version,
+                self.requires,
+                self.ttl,
+                self.num_cpus,
+                self.num_gpus,
+                self.fingerprint,
+            ),
+        )
+
+
+@overload
+def stage(fn: StageFn, /) -> Stage: ...
+@overload
+def stage(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    version: str = "1",
+    requires: Sequence[str] = (),
+    ttl: float | None = None,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+) -> Callable[[StageFn], Stage]: ...
+def stage(
+    fn: StageFn | None = None,
+    /,
+    *,
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    version: str = "1",
+    requires: Sequence[str] = (),
+    ttl: float | None = None,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+) -> Stage | Callable[[StageFn], Stage]:
+    """Make a `Stage` from a function of a `PageContext`, as `@stage` or `@stage(...)`.
+
+    >>> @stage
+    ... def n_chars(ctx):
+    ...     return len(ctx.text())
+    >>> n_chars.name
+    'n_chars'
+    """
+
+    def wrap(f: StageFn) -> Stage:
+        return Stage(
+            name or f.__name__,
+            f,
+            dict(params or {}),
+            version,
+            tuple(requires),
+            ttl,
+            num_cpus,
+            num_gpus,
+        )
+
+    return wrap(fn) if fn is not None else wrap
+
+
+class Pipeline:
+    """Stages in order, with their effective fingerprints (own + required stages').
+
+    >>> a = Stage("a", lambda ctx: 1); b = Stage("b", lambda ctx: 2, requires=("a",))
+    >>> p = Pipeline([a, b]); p.names
+    ('a', 'b')
+    """
+
+    def __init__(self, stages: Iterable[Stage]) -> None:
+        self.stages: tuple[Stage, ...] = tuple(stages)
+        if not self.stages:
+            raise ValueError("a pipeline needs at least one stage")
+        self.by_name: dict[str, Stage] = {}
+        self.fingerprints: dict[str, str] = {}
+        for s in self.stages:
+            if s.name in self.by_name:
+                raise ValueError(f"two stages are named {s.name!r}")
+            missing = [r for r in s.requires if r not in self.by_name]
+            if missing:
+                raise ValueError(f"stage {s.name!r} requires {missing}, which must come earlier")
+            deps = tuple(self.fingerprints[r] for r in s.requires)
+            self.fingerprints[s.name] = hash_value((s.fingerprint, deps)) if deps else s.fingerprint
+            self.by_name[s.name] = s
+        self.fingerprint: str = hash_value(tuple(self.fingerprints[s.name] for s in self.stages))
+        self._names = tuple(s.name for s in self.stages)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+    def key(self, stage_name: str, identity: str) -> str:
+        """Cache key of a stage's result for a page identity."""
+        return self.by_name[stage_name].key(identity, self.fingerprints[stage_name])
+
+    def closure(self, names: Iterable[str]) -> tuple[str, ...]:
+        """The named stages plus everything they require, in pipeline order."""
+        wanted = set(names)
+        for s in reversed(self.stages):
+            if s.name in wanted:
+                wanted.update(s.requires)
+        return tuple(s.name for s in self.stages if s.name in wanted)
+
+    def __reduce__(self) -> Any:
+        return (Pipeline, (self.stages,))
+
+    def __repr__(self) -> str:
+        return f"Pipeline({list(self.names)})"
+
+
+class DocumentHandle:
+    """A document opened once for a batch of pages: pypdfium2 (and pdfplumber on demand).
+
+    >>> h = DocumentHandle("../shared/data/pdfs/dmca.pdf")  # doctest: +SKIP
+    >>> len(h.pdfium); h.close()  # doctest: +SKIP
+    18
+    """
+
+    def __init__(
+        self,
+        source: str | bytes,
+        *,
+        path: str | None = None,
+        document_id: str = "",
+        cache: MultiLevelCache | None = None,
+    ) -> None:
+        self.source = source
+        self.path = path if path is not None else (source if isinstance(source, str) else "")
+        self.document_id = document_id
+        self.cache = cache
+        self._pdfium: pypdfium2.PdfDocument | None = None
+        self._plumber: Any = None
+
+    @property
+    def pdfium(self) -> pypdfium2.PdfDocument:
+        if self._pdfium is None:
+            self._pdfium = open_pdfium(self.source)
+        return self._pdfium
+
+    @property
+    def plumber(self) -> Any:
+        """The document opened with pdfplumber (tables); imported and opened on first use."""
+        if self._plumber is None:
+            import io
+
+            import pdfplumber
+
+            src = io.BytesIO(self.source) if isinstance(self.source, bytes) else self.source
+            self._plumber = pdfplumber.open(src)
+        return self._plumber
+
+    def close(self) -> None:
+        if self._plumber is not None:
+            self._plumber.close()
+            self._plumber = None
+        if self._pdfium is not None:
+            self._pdfium.close()
+            self._pdfium = None
+
+    def __enter__(self) -> DocumentHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PageContext:
+    """What a stage sees: the page record, lazy pypdfium2 access, renders, required results.
+
+    >>> ctx = PageContext(DocumentHandle("../shared/data/pdfs/dmca.pdf"),
+    ...                   Page(0, "id", 612.0, 792.0, 0))  # doctest: +SKIP
+    >>> ctx.text()[:10]  # doctest: +SKIP
+    'Executive '
+    """
+
+    def __init__(
+        self, handle: DocumentHandle, page: Page, results: Mapping[str, Any] | None = None
+    ) -> None:
+        self.handle = handle
+        self.page = page
+        self.results: dict[str, Any] = dict(results or {})
+        self._pdfium_page: pypdfium2.PdfPage | None = None
+        self._textpage: pypdfium2.PdfTextPage | None = None
+        self._text: str | None = None
+        self._renders: dict[tuple[float, bool], Image.Image] = {}
+
+    @property
+    def cache(self) -> MultiLevelCache | None:
+        """The cache this process may use for second-level caches (OCR, embeddings)."""
+        return self.handle.cache
+
+    @property
+    def pdfium_page(self) -> pypdfium2.PdfPage:
+        if self._pdfium_page is None:
+            self._pdfium_page = self.handle.pdfium[self.page.index]
+        return self._pdfium_page
+
+    @property
+    def textpage(self) -> pypdfium2.PdfTextPage:
+        if self._textpage is None:
+            self._textpage = self.pdfium_page.get_textpage()
+        return self._textpage
+
+    def text(self) -> str:
+        """The page's text layer as pypdfium2 extracts it (empty for a scan)."""
+        if self._text is None:
+            self._text = self.textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
+        return self._text
+
+    def render(self, dpi: float = 150.0, *, grayscale: bool = False) -> Image.Image:
+        """The page rendered with pypdfium2 as a PIL image (rotation applied)."""
+        key = (dpi, grayscale)
+        img = self._renders.get(key)
+        if img is None:
+            bitmap = self.pdfium_page.render(scale=dpi / 72.0, grayscale=grayscale)
+            img = bitmap.to_pil()
+            self._renders[key] = img
+        return img
+
+    @property
+    def plumber_page(self) -> Any:
+        """The page as a pdfplumber Page (for tables)."""
+        return self.handle.plumber.pages[self.page.index]
+
+    def close(self) -> None:
+        if self._textpage is not None:
+            self._textpage.close()
+            self._textpage = None
+        if self._pdfium_page is not None:
+            self._pdfium_page.close()
+            self._pdfium_page = None
+        self._renders.clear()
