@@ -28,7 +28,7 @@ from tore_nb.cells import (
 from tore_nb.config import CacheConfig
 from tore_nb.tiered import MultiLevelCache
 
-SOURCE_ROOT = str(Path(tore_nb.cells.__file__).resolve().parents[1])  # subprocesses import it
+SOURCE_ROOT = str(Path(tore_nb.__file__).resolve().parents[1])  # subprocesses import it
 
 
 @pytest.fixture

@@ -50,8 +50,17 @@ def test_public_names() -> None:
         "tore_nb.clock",
         "tore_nb.fingerprint",
         "tore_nb.cells",
+        "tore_nb.cells.analysis",
+        "tore_nb.cells.keys",
+        "tore_nb.cells.capture",
+        "tore_nb.cells.explanation",
+        "tore_nb.cells.run",
         "tore_nb.memo",
         "tore_nb.magics",
+        "tore_nb.widgets",
+        "tore_nb.widgets.dashboard",
+        "tore_nb.widgets.report",
+        "tore_nb.widgets.progress",
     ],
 )
 def test_doctests(module: str) -> None:

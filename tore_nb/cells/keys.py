@@ -1,0 +1,149 @@
+"""Cell keys: pure and inspectable, made of parts so that `explain` can say which one changed.
+
+`cell_key` turns a `CellAnalysis` and a namespace into a key made of parts: a format version,
+the normalised code, a digest of every input (modules by name and version, user functions and
+classes by code fingerprint, other values by content), extra `deps`, and files by content.
+
+An input that cannot be content-hashed (an open file, a lock, a connection) raises
+`UnhashableInput`: hashing it by identity would give keys that differ in every process. A user
+type can define `__tore_hash__` to say what counts.
+"""
+
+from __future__ import annotations
+
+import builtins
+import glob
+import os
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+from ..fingerprint import dependency_token
+from ..keys import hash_value
+from .analysis import CellAnalysis
+
+__all__ = [
+    "CELL_FORMAT",
+    "LATEST_PREFIX",
+    "PREFIX",
+    "CellKey",
+    "KeyPart",
+    "UnhashableInput",
+    "cell_key",
+    "cell_label",
+    "file_digest",
+]
+
+CELL_FORMAT = 1
+PREFIX = "tcache:cell:"
+LATEST_PREFIX = "tcache:latest:"
+_BUILTIN_NAMES = frozenset(dir(builtins))
+_LABEL_SAFE = re.compile(r"[^A-Za-z0-9_.\-+]")
+
+
+@dataclass(frozen=True)
+class KeyPart:
+    """One component of a cell's key: kind ('format', 'code', 'input', 'file', 'option'),
+    name and digest."""
+
+    kind: str
+    name: str
+    digest: str
+
+
+# Pickled into cell entries: keep the class path it has always had, tore_nb.cells.KeyPart,
+# so that stored entries stay readable by older and newer versions alike.
+KeyPart.__module__ = "tore_nb.cells"
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """A cell's cache key and the parts it was made from (kept so `explain` can diff them)."""
+
+    key: str
+    label: str
+    parts: tuple[KeyPart, ...]
+
+
+class UnhashableInput(TypeError):
+    """An input of the cell cannot be content-hashed, so the cell cannot be keyed."""
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        super().__init__(f"input {name!r} cannot be content-hashed ({error})")
+        self.name = name
+
+
+def cell_label(analysis: CellAnalysis, name: str | None = None) -> str:
+    """A readable label for a cell's keys: its `--name`, else the names it assigns."""
+    if name:
+        return _LABEL_SAFE.sub("_", name)[:80]
+    shown = "+".join(n for n in analysis.outputs if n not in analysis.definitions)[:60]
+    return _LABEL_SAFE.sub("_", shown) or "cell"
+
+
+def cell_key(
+    analysis: CellAnalysis,
+    namespace: Mapping[str, Any],
+    *,
+    name: str | None = None,
+    deps: Iterable[str] = (),
+    files: Iterable[str] = (),
+    variables: Sequence[str] | None = None,
+    skip: Collection[str] = (),
+) -> CellKey:
+    """The key of a cell in a namespace; raises UnhashableInput naming an input it cannot hash.
+
+    >>> from tore_nb.cells import analyze_cell
+    >>> a = analyze_cell("y = x * 2")
+    >>> cell_key(a, {"x": 1}).key == cell_key(a, {"x": 1}).key != cell_key(a, {"x": 2}).key
+    True
+    """
+    parts = [
+        KeyPart("format", "tore_nb.cells", str(CELL_FORMAT)),
+        KeyPart("code", "source", analysis.code_digest),
+    ]
+    names = list(dict.fromkeys([*analysis.inputs, *deps]))
+    for n in names:
+        if n in skip:
+            continue
+        if n not in namespace:
+            if n in _BUILTIN_NAMES:
+                continue
+            parts.append(KeyPart("input", n, "undefined"))
+            continue
+        try:
+            token = dependency_token(namespace[n], strict=True)
+        except TypeError as exc:
+            raise UnhashableInput(n, exc) from None
+        parts.append(KeyPart("input", n, token))
+    for pattern in files:
+        parts.extend(_file_parts(pattern))
+    if variables is not None:
+        parts.append(KeyPart("option", "vars", ",".join(variables)))
+    label = cell_label(analysis, name)
+    digest = hash_value([(p.kind, p.name, p.digest) for p in parts])
+    return CellKey(f"{PREFIX}{label}:{digest}", label, tuple(parts))
+
+
+def _file_parts(pattern: str) -> list[KeyPart]:
+    paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    if not paths:
+        return [KeyPart("file", pattern, "missing")]
+    return [KeyPart("file", p, file_digest(p)) for p in paths]
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """xxh3-128 of a file's bytes, read in 1 MB chunks; 'missing' when it does not exist."""
+    h = xxhash.xxh3_128()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except FileNotFoundError:
+        return "missing"
+    except IsADirectoryError:
+        return "directory"
+    return h.hexdigest()

@@ -1,0 +1,55 @@
+"""Views of the cache and of incremental runs: a live dashboard, a change report, run progress.
+
+Each view is a plain object over plain data (a cache's `MetricsSnapshot`, a `RunResult`, progress
+counts) with a text form for terminals (`str(view)`) and an HTML form for exported notebooks
+(`view._repr_html_()`). The ipywidgets face is built lazily, only when the view is displayed in
+a Jupyter kernel, so importing this module costs nothing.
+
+- `CacheDashboard(cache)`: per tier hit rate, hits, misses, entries, size, latency, errors and
+  breaker state, the compute time saved, and charts of hit rate and latency over time. It
+  refreshes after every cell, on a timer while cells run, and on its button; a tier can be
+  cleared from it after a confirmation. `%tcache dashboard` shows one.
+- `ChangeReportView(run)`: an incremental run's change report with status colours, a summary
+  per document, and thumbnails of changed pages beside their previous version.
+- `RunProgress()`: a progress callback for `IncrementalProcessor` (Ray runs included): pages
+  done, cached, failed.
+
+>>> import tempfile
+>>> from tore_nb import CacheConfig, MultiLevelCache
+>>> cache = MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp()))
+>>> cache.set("k", 1), cache.get("k")
+(True, 1)
+>>> print(CacheDashboard(cache, interval=None).to_text().splitlines()[0])
+tore_nb cache: hit rate 100.0%, 1 requests, 1 hits, 0 misses, saved 0.00 s
+
+Modules, each with one job; each imports only those above it in this list:
+
+- `tables`: escaping, numbers, text and HTML tables
+- `base`: `_View`, the text, HTML and widget forms every view has
+- `charts`: the dashboard's SVG charts of hit rate and latency over time
+- `thumbnails`: PDF pages rendered to PNG (`page_thumbnail`)
+- `pages`: an incremental run as one row per page (`page_rows`)
+- `dashboard`: `CacheDashboard`, `show_dashboard`
+- `report`: `ChangeReportView`
+- `progress`: `RunProgress`
+"""
+
+from __future__ import annotations
+
+from .charts import TIER_COLORS as TIER_COLORS
+from .charts import Sample as Sample
+from .dashboard import CacheDashboard, show_dashboard
+from .pages import PageRow as PageRow
+from .pages import page_rows as page_rows
+from .progress import RunProgress
+from .report import STATUS_COLORS as STATUS_COLORS
+from .report import ChangeReportView
+from .thumbnails import _png as _png
+from .thumbnails import page_thumbnail as page_thumbnail
+
+__all__ = [
+    "CacheDashboard",
+    "ChangeReportView",
+    "RunProgress",
+    "show_dashboard",
+]

@@ -1,0 +1,74 @@
+"""Text and HTML building blocks shared by the views: escaping, numbers, tables, the font.
+
+Plain string functions, no widgets: a text table padded to its widest cell (numbers
+right-aligned) for terminals, and an HTML table for exported notebooks and the widgets' HTML.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+_FONT = "font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:13px"
+_CELL = "padding:2px 8px;border-bottom:1px solid #ddd"
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _pct(rate: float) -> str:
+    return f"{100.0 * rate:.1f}%"
+
+
+def _text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Columns padded to their widest cell; numbers right-aligned."""
+    cells = [[str(c) for c in header], *([str(c) for c in r] for r in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    numeric = [
+        all(_looks_numeric(r[i]) for r in cells[1:]) and bool(rows) for i in range(len(header))
+    ]
+    lines = []
+    for r in cells:
+        parts = [
+            c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric, strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _looks_numeric(text: str) -> bool:
+    return text == "-" or text.rstrip("%").replace(".", "", 1).lstrip("-").isdigit()
+
+
+def _html_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    css_class: str,
+    row_attrs: Sequence[str] | None = None,
+    keys: Sequence[str] | None = None,
+) -> str:
+    """An HTML table whose cells are already escaped HTML; `keys` name the data-col attributes."""
+    keys = keys or header
+    head = "".join(
+        f'<th style="{_CELL};text-align:left;background:#f5f5f5">{_esc(h)}</th>' for h in header
+    )
+    body = []
+    for i, row in enumerate(rows):
+        attrs = row_attrs[i] if row_attrs else ""
+        tds = "".join(
+            f'<td data-col="{_esc(k)}" style="{_CELL}">{c}</td>'
+            for k, c in zip(keys, row, strict=True)
+        )
+        body.append(f"<tr {attrs}>{tds}</tr>")
+    return (
+        f'<table class="{css_class}" style="border-collapse:collapse;{_FONT}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
