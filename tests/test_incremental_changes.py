@@ -247,7 +247,13 @@ def test_pypdf_rewrite_keeps_every_identity(name: str) -> None:
     assert after.identities == before
 
 
-@pytest.mark.parametrize("name", ALL_PDFS)
+# an encrypted file is always read by pypdf, so the fast reader has nothing to agree on there
+UNENCRYPTED = [
+    n for n in ALL_PDFS if not (PDFS / n).exists() or b"/Encrypt" not in (PDFS / n).read_bytes()
+]
+
+
+@pytest.mark.parametrize("name", UNENCRYPTED)
 def test_raw_reader_agrees_with_pypdf(name: str) -> None:
     """Identities from the fast tokenizer equal those from pypdf's own parser."""
     import io
@@ -260,8 +266,7 @@ def test_raw_reader_agrees_with_pypdf(name: str) -> None:
 
     def identities(raw: bool) -> list[str]:
         reader = pypdf.PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            pytest.skip("an encrypted file is always read by pypdf")
+        assert not reader.is_encrypted
         hasher = PageHasher(RawObjects(data, reader, raw=raw))
         return [hasher.page(p)[0] for p in reader.pages]
 
