@@ -193,7 +193,7 @@ class MultiLevelCache:
             value, created, expires = decoded
             t2 = perf_counter_ns()
             st.hit(t2 - t1, len(data))
-            if i or self._mem is not None:
+            if i or (self._mem is not None and (wanted is None or "memory" in wanted)):
                 self._promote_many([(key, value, data, expires)], self._faster(i, wanted))
             return Hit(value, tier.name, (t2 - t0) / 1e9, created)
         return None
@@ -316,7 +316,7 @@ class MultiLevelCache:
             self.metrics.tier(tier.name).batch(
                 len(promote), len(rest), perf_counter_ns() - t1, nbytes
             )
-            if i or mem is not None:
+            if i or (mem is not None and (wanted is None or "memory" in wanted)):
                 self._promote_many(promote, self._faster(i, wanted))
             todo = rest + skipped
         self.metrics.hits += len(found)
