@@ -262,3 +262,18 @@ def test_renamed_copy_reuses_page_results(proc: IncrementalProcessor, tmp_path: 
     run = proc.process(moved)
     assert run[0].metadata["mode"] == "full"  # a new document id: no previous manifest
     assert computed_pages(run) == []  # but every page result is found by content
+
+
+def test_identical_pages_in_one_run_are_computed_once(proc: IncrementalProcessor) -> None:
+    run = proc.process([pdf("dmca.pdf"), pdf("dmca_v2.pdf")])
+    # dmca_v2 shares 16 pages with dmca (3 replaced, 7 rotated, 19 appended)
+    assert len(CALLS) == 18 + 3 and set(CALLS.values()) == {1}
+    df = run.report()
+    v2 = df[df.document == "dmca_v2.pdf"]
+    assert sorted({int(p) for p in v2[v2.served_by == "computed"]["page"]}) == [3, 7, 19]
+    assert set(v2[~v2.page.isin([3, 7, 19])].served_by) == {"this-run"}
+    assert run.documents[1].stage_results("chars") == [
+        r.results["chars"] for r in proc.process([pdf("dmca_v2.pdf")]).documents[0].pages
+    ]
+    summary = run.summary().set_index("document")
+    assert summary.loc["dmca_v2.pdf", "computed"] == 6

@@ -296,7 +296,7 @@ class IncrementalProcessor:
             plans.append(self._plan(cs, prev, hit.tier if hit is not None else ""))
 
         page_hits = self._lookup(plans, pipeline, force)
-        items, sources = self._work(plans, pipeline, page_hits)
+        items, sources, copies = self._work(plans, pipeline, page_hits)
         outcomes = (
             self.executor.run(
                 items, pipeline, sources, cache=self.cache, progress=progress or self.progress
@@ -305,6 +305,7 @@ class IncrementalProcessor:
             else []
         )
         self._write_back(pipeline, outcomes)
+        outcomes = [*outcomes, *_copied(outcomes, copies)]
         results, events = self._merge(plans, pipeline, page_hits, outcomes)
         return RunResult(
             tuple(results), tuple(changes), tuple(events), failures, time.perf_counter() - t0
@@ -349,13 +350,22 @@ class IncrementalProcessor:
 
     def _work(
         self, plans: Sequence[_Plan], pipeline: Pipeline, hits: Mapping[str, Any]
-    ) -> tuple[list[WorkItem], dict[str, str]]:
+    ) -> tuple[list[WorkItem], dict[str, str], list[_Copy]]:
+        """Work items for the misses; a page whose identity is already scheduled in this run
+        (the same page in two versions of a document, or in two documents) is computed once and
+        copied (the returned `_Copy` list)."""
         items: list[WorkItem] = []
         sources: dict[str, str] = {}
+        scheduled: dict[str, tuple[str, int]] = {}
+        copies: list[_Copy] = []
         for plan in plans:
             doc = plan.change.document
             for i in plan.lookup:
                 page = doc.pages[i]
+                first = scheduled.get(page.identity)
+                if first is not None:
+                    copies.append((*first, doc.document_id, page.index))
+                    continue
                 missing = [
                     s.name
                     for s in pipeline.stages
@@ -371,8 +381,9 @@ class IncrementalProcessor:
                         known[name] = hit.value
                 todo = tuple(n for n in need if n not in known)
                 items.append(WorkItem(doc.document_id, page, todo, known))
+                scheduled[page.identity] = (doc.document_id, page.index)
                 sources[doc.document_id] = doc.path
-        return items, sources
+        return items, sources, copies
 
     def _write_back(self, pipeline: Pipeline, outcomes: Sequence[StageOutcome]) -> None:
         """Store new results in the local tiers (executors already wrote Redis and S3)."""
@@ -472,6 +483,29 @@ class IncrementalProcessor:
         prev = cs.previous
         if prev is None or cs.file_changed or prev.document.fingerprint != cs.document.fingerprint:
             self.detector.save_manifest(cs.document)
+
+
+_Copy = tuple[str, int, str, int]  # computed (document, page index) -> copy (document, index)
+SHARED = "this-run"  # served_by of a page whose identical twin was computed in the same run
+
+
+def _copied(outcomes: Sequence[StageOutcome], copies: Sequence[_Copy]) -> list[StageOutcome]:
+    if not copies:
+        return []
+    by_page: dict[tuple[str, int], list[StageOutcome]] = {}
+    for o in outcomes:
+        by_page.setdefault((o.document_id, o.page_index), []).append(o)
+    return [
+        dataclasses.replace(
+            o,
+            document_id=doc,
+            page_index=index,
+            seconds=0.0,
+            source=SHARED if o.ok else o.source,
+        )
+        for src_doc, src_index, doc, index in copies
+        for o in by_page.get((src_doc, src_index), ())
+    ]
 
 
 def _events(cs: ChangeSet, pipeline: Pipeline, status: Any) -> list[PageEvent]:

@@ -1,7 +1,8 @@
 """Change reports of a run: a pandas DataFrame per page and stage, and a summary per document.
 
 Columns of `change_report`: document, page, status, old_position, new_position, identity,
-stage, served_by (memory, disk, redis, s3, computed or failed), level (page: the page's own
+stage, served_by (memory, disk, redis, s3, computed, this-run (an identical page computed in
+the same run) or failed), level (page: the page's own
 cache entry; document: reused from the previous document result), seconds, error.
 
 >>> from tore_nb.incremental.processor import RunResult
