@@ -20,6 +20,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SECRET = b"tore-nb-test-secret-0123456789abcdef"
 
 
+def sample_pdf(name: str) -> Path:
+    """A PDF of ../shared/data/pdfs (fails under CI, skips elsewhere, when it is not there)."""
+    path = SHARED_DATA / "pdfs" / name
+    if not path.is_file():
+        missing(f"shared test data {path}")
+    return path
+
+
 def missing(what: str) -> None:
     """Fail under CI, skip on a developer machine."""
     if CI:

@@ -12,18 +12,9 @@ import pytest
 
 from tore_nb.cli import main
 
+from .conftest import sample_pdf as pdf
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def pdf(name: str) -> Path:
-    path = DATA / "pdfs" / name
-    if not path.is_file():
-        if CI:
-            pytest.fail(f"shared test data missing: {path}", pytrace=False)
-        pytest.skip(f"shared test data missing: {path}")
-    return path
 
 
 def test_process_twice_second_run_all_cached(

@@ -21,18 +21,10 @@ from tore_nb.incremental.documents import (
 )
 from tore_nb.tiered import MultiLevelCache
 
+from .conftest import SECRET
+from .conftest import sample_pdf as pdf
+
 PDFS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pdfs"
-SECRET = b"tore-nb-test-secret-0123456789abcdef"
-
-
-def pdf(name: str) -> Path:
-    """A file of the shared test set; fails under CI when the data is missing."""
-    path = PDFS / name
-    if not path.is_file():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"shared test data missing: {path}", pytrace=False)
-        pytest.skip(f"shared test data missing: {path}")
-    return path
 
 
 def changes(v1: str, v2: str) -> ChangeSet:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -14,18 +13,8 @@ from tore_nb.incremental.stages import PageContext, Stage
 from tore_nb.maintenance import CacheInvalidator, CacheWarmer
 from tore_nb.tiered import MultiLevelCache
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SECRET = b"tore-nb-test-secret-0123456789abcdef"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def pdf(name: str) -> Path:
-    path = DATA / "pdfs" / name
-    if not path.is_file():
-        if CI:
-            pytest.fail(f"shared test data missing: {path}", pytrace=False)
-        pytest.skip(f"shared test data missing: {path}")
-    return path
+from .conftest import SECRET
+from .conftest import sample_pdf as pdf
 
 
 def n_chars(ctx: PageContext) -> int:

@@ -3,7 +3,6 @@ the stage caches."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -33,9 +32,8 @@ from tore_nb.incremental.processor import IncrementalProcessor
 from tore_nb.incremental.stages import DocumentHandle, PageContext
 from tore_nb.tiered import MultiLevelCache
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SECRET = b"tore-nb-test-secret-0123456789abcdef"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from .conftest import CI, SECRET
+from .conftest import SHARED_DATA as DATA
 
 
 def data(rel: str) -> Path:

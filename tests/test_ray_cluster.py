@@ -29,12 +29,12 @@ from tore_nb.incremental.processor import IncrementalProcessor
 from tore_nb.incremental.stages import PageContext, Stage
 from tore_nb.tiered import MultiLevelCache
 
+from .conftest import CI, SECRET
+from .conftest import SHARED_DATA as DATA
+
 pytestmark = pytest.mark.ray
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-SECRET = b"tore-nb-test-secret-0123456789abcdef"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 HOST = "127.0.0.2"
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 

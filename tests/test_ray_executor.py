@@ -17,21 +17,12 @@ from tore_nb.incremental.processor import IncrementalProcessor, RunResult
 from tore_nb.incremental.stages import PageContext, Stage
 from tore_nb.tiered import MultiLevelCache
 
+from .conftest import CI, SECRET
+from .conftest import sample_pdf as pdf
+
 pytestmark = pytest.mark.ray
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-SECRET = b"tore-nb-test-secret-0123456789abcdef"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def pdf(name: str) -> Path:
-    path = DATA / "pdfs" / name
-    if not path.is_file():
-        if CI:
-            pytest.fail(f"shared test data missing: {path}", pytrace=False)
-        pytest.skip(f"shared test data missing: {path}")
-    return path
 
 
 @pytest.fixture(scope="module")
