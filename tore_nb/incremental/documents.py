@@ -173,7 +173,22 @@ def read_document(
 
 
 def page_identities(data: bytes, *, source: str = "<bytes>") -> tuple[Page, ...]:
-    """The pages of a PDF given as bytes, each with its content identity."""
+    """The pages of a PDF given as bytes, each with its content identity.
+
+    A plain file is read by the fast reader alone (cross-reference sections, page tree and
+    objects); anything it cannot read plainly (an encrypted or damaged file) is read with pypdf.
+    Both give the same identities.
+    """
+    try:
+        raw = RawObjects(data)
+        hasher = PageHasher(raw)
+        return tuple(Page(i, *hasher.page(page)) for i, page in enumerate(raw.pages()))
+    except Exception:  # anything unusual: pypdf reads the file, and reports its errors
+        pass
+    return _pypdf_page_identities(data, source)
+
+
+def _pypdf_page_identities(data: bytes, source: str) -> tuple[Page, ...]:
     import pypdf
     from pypdf.errors import PyPdfError
 

@@ -16,6 +16,7 @@ the file bytes by a regex tokenizer (`RawObjects`), several times faster than py
 
 from __future__ import annotations
 
+import io
 import re
 import zlib
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from typing import Any
 
 import xxhash
 
-__all__ = ["IDENTITY_VERSION", "PageHasher", "RawObjects", "tokenize"]
+__all__ = ["IDENTITY_VERSION", "Fallback", "PageHasher", "RawObjects", "read_xref", "tokenize"]
 
 IDENTITY_VERSION = 2
 _WS = b"\x00\t\n\x0c\r "
@@ -46,8 +47,9 @@ _TOKEN = re.compile(
     re.X | re.S,
 )
 _KINDS = {"dopen": "<<", "dclose": ">>", "aopen": "[", "aclose": "]"}
+# atomic groups and possessive repeats: a failed match gives up at once, without backtracking
 _NUM_ARRAY = re.compile(
-    rb"\[((?:[\x00\t\n\x0c\r ]*[+-]?(?:\d+\.?\d*|\.\d+)(?![\d.]))*)[\x00\t\n\x0c\r ]*\]"
+    rb"\[((?>[\x00\t\n\x0c\r ]*[+-]?(?:\d+\.?\d*|\.\d+)(?![\d.]))*+)[\x00\t\n\x0c\r ]*\]"
 )
 _NAME_ESC = re.compile(rb"#([0-9A-Fa-f]{2})")
 _LIT_SPECIAL = re.compile(rb"[()\\]")
@@ -190,6 +192,135 @@ def _literal(data: bytes, pos: int) -> tuple[bytes, int]:
     raise _Bad("unterminated string")
 
 
+def _value_pattern(cap: bool) -> bytes:
+    """One scalar value, or an array of numbers, as a regex (capturing each kind when `cap`)."""
+    o = b"(" if cap else b"(?:"
+    ws, reg = rb"[\x00\t\n\x0c\r ]", rb"[^\x00\t\n\x0c\r ()<>\[\]{}/%]"
+    number = rb"[+-]?(?:\d+\.?\d*|\.\d+)"
+    after = rb"(?=[\x00\t\n\x0c\r /\]>]|\Z)"
+    lit = rb"\((?:[^\\()]|\\.|\((?:[^\\()]|\\.|\((?:[^\\()]|\\.)*\))*\))*\)"
+    return (
+        rb"(?:" + o + rb"\d+)" + ws + b"+" + o + rb"\d+)" + ws + b"+R(?!" + reg + b")"
+        b"|" + o + number + b")" + after + b"|" + o + b"/" + reg + b"*)"
+        b"|" + o + lit + b")|" + o + rb"<[0-9A-Fa-f\x00\t\n\x0c\r ]*>)"
+        b"|"
+        + o
+        + b"true|false|null)"
+        + after
+        + rb"|\["
+        + o
+        + rb"(?>"
+        + ws
+        + b"*"
+        + number
+        + rb"(?![\d.]))*+)"
+        + ws
+        + rb"*\])"
+    )
+
+
+_WSS = rb"[\x00\t\n\x0c\r ]*"
+_KEY = rb"/[^\x00\t\n\x0c\r ()<>\[\]{}/%]*"
+_FLAT_DEPTH = 4
+
+
+def _nested_patterns() -> tuple[list[bytes], list[bytes]]:
+    """Values nested up to `_FLAT_DEPTH` dictionaries or arrays deep, without and with groups."""
+    plain, grouped = [_value_pattern(False)], [_value_pattern(True)]
+    for _ in range(_FLAT_DEPTH):
+        inner = plain[-1]
+        body_d = rb"(?>" + _WSS + _KEY + _WSS + inner + rb")*+" + _WSS
+        body_a = rb"(?>" + _WSS + inner + rb")*+" + _WSS
+        grouped.append(rb"(?:" + grouped[0] + rb"|(<<" + body_d + rb">>)|(\[" + body_a + rb"\]))")
+        plain.append(rb"(?:" + inner + rb"|<<" + body_d + rb">>|\[" + body_a + rb"\])")
+    return plain, grouped
+
+
+_PLAIN, _GROUPED = _nested_patterns()
+# entries of a dictionary and items of an array whose values nest at most `depth` levels
+_ENTRY = [re.compile(_WSS + b"(" + _KEY + b")" + _WSS + g, re.S) for g in _GROUPED]
+_ITEM = [re.compile(_WSS + g, re.S) for g in _GROUPED]
+# a dictionary or array of values nested at most _FLAT_DEPTH levels: a few regexes, no token loop
+_FLAT_DICT = re.compile(
+    rb"<<((?>" + _WSS + _KEY + _WSS + _PLAIN[_FLAT_DEPTH - 1] + rb")*+)" + _WSS + b">>", re.S
+)
+_FLAT_ARRAY = re.compile(
+    rb"\[((?>" + _WSS + _PLAIN[_FLAT_DEPTH - 1] + rb")*+)" + _WSS + rb"\]", re.S
+)
+_NAMES: dict[bytes, Name] = {}
+_KEYS: dict[bytes, str] = {}
+
+
+def _name(raw: bytes) -> Name:
+    """The Name for a name token (`raw` starts with '/'); names repeat, so they are cached."""
+    got = _NAMES.get(raw)
+    if got is None:
+        body = raw[1:]
+        if b"#" in body:
+            body = _NAME_ESC.sub(lambda g: bytes([int(g.group(1), 16)]), body)
+        got = Name("/" + body.decode("utf-8", "surrogateescape"))
+        if len(_NAMES) < 65536:
+            _NAMES[raw] = got
+    return got
+
+
+def _key(raw: bytes) -> str:
+    got = _KEYS.get(raw)
+    if got is None:
+        got = str(_name(raw))
+        if len(_KEYS) < 65536:
+            _KEYS[raw] = got
+    return got
+
+
+def _hex(token: bytes) -> bytes:
+    digits = re.sub(rb"[^0-9A-Fa-f]", b"", token[1:-1])
+    return bytes.fromhex((digits + b"0" if len(digits) % 2 else digits).decode())
+
+
+def _scalar(g: Any) -> Any:
+    """The value of one `_value_pattern(True)` match, given as its groups."""
+    rn, rg, nu, nm, lt, hx, kw, arr = g[:8]
+    if nm:
+        return _name(nm)
+    if nu:
+        return float(nu) if b"." in nu else int(nu)
+    if rn:
+        return Ref(int(rn), int(rg))
+    if lt:
+        return _unescape(lt[1:-1])
+    if hx:
+        return _hex(hx)
+    if kw:
+        return True if kw == b"true" else (False if kw == b"false" else None)
+    return [float(t) if b"." in t else int(t) for t in arr.split()]
+
+
+def _flat_value(g: Any, depth: int) -> Any:
+    """The value of one `_GROUPED[depth]` match: a scalar, or a nested dictionary or array."""
+    if depth:
+        if g[8]:
+            return _flat_dict(g[8][2:-2], depth - 1)
+        if g[9]:
+            return _flat_array(g[9][1:-1], depth - 1)
+    return _scalar(g)
+
+
+def _flat_dict(body: bytes, depth: int = _FLAT_DEPTH - 1) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, *g in _ENTRY[depth].findall(body):
+        out[_key(k)] = _flat_value(g, depth)
+    return out
+
+
+def _flat_array(body: bytes, depth: int = _FLAT_DEPTH - 1) -> list[Any]:
+    return [_flat_value(g, depth) for g in _ITEM[depth].findall(body)]
+
+
+_K_REF, _K_NUM, _K_NAME, _K_DOPEN, _K_DCLOSE, _K_AOPEN, _K_ACLOSE = 1, 4, 5, 6, 7, 8, 9
+_K_HEX, _K_LIT, _K_KW, _K_WS = 10, 11, 12, 13
+
+
 def parse_object(data: bytes, pos: int = 0, end: int | None = None) -> tuple[Any, int | None]:
     """The first object at `pos`; the second value is where stream data starts, if any."""
     stack: list[Any] = []
@@ -197,45 +328,59 @@ def parse_object(data: bytes, pos: int = 0, end: int | None = None) -> tuple[Any
     root: Any = _NONE
     stop = len(data) if end is None else end
     match, numbers = _TOKEN.match, _NUM_ARRAY.match
+    flat_dict, flat_array = _FLAT_DICT.match, _FLAT_ARRAY.match
     while pos < stop:
         m = match(data, pos, stop)
         if m is None:
             raise _Bad(f"unexpected byte at {pos}")
-        kind = m.lastgroup
+        kind = m.lastindex
         pos = m.end()
-        if kind == "ws":
-            continue
         value: Any
-        arr = numbers(data, m.start("aopen"), stop) if kind == "aopen" else None
-        if arr is not None:  # /Widths, matrices, boxes: one regex, no token loop
-            pos = arr.end()
-            value = [float(t) if b"." in t else int(t) for t in arr.group(1).split()]
-        elif kind == "num":
-            tok = m.group("num")
+        if kind == _K_NAME:
+            value = _name(m.group(_K_NAME))
+        elif kind == _K_NUM:
+            tok = m.group(_K_NUM)
             value = float(tok) if b"." in tok else int(tok)
-        elif kind == "name":
-            raw = m.group("name")[1:]
-            if b"#" in raw:
-                raw = _NAME_ESC.sub(lambda g: bytes([int(g.group(1), 16)]), raw)
-            value = Name("/" + raw.decode("utf-8", "surrogateescape"))
-        elif kind == "ref":
-            value = Ref(int(m.group("rn")), int(m.group("rg")))
-        elif kind == "dopen" or kind == "aopen":
-            stack.append({} if kind == "dopen" else [])
-            keys.append(None)
-            continue
-        elif kind == "dclose" or kind == "aclose":
+        elif kind == _K_REF:
+            value = Ref(int(m.group(2)), int(m.group(3)))
+        elif kind == _K_DOPEN:
+            start = m.start(_K_DOPEN)
+            flat = flat_dict(data, start, stop)
+            if flat is not None:
+                pos = flat.end()
+                value = _flat_dict(flat.group(1))
+            else:
+                stack.append({})
+                keys.append(None)
+                continue
+        elif kind == _K_AOPEN:
+            start = m.start(_K_AOPEN)
+            arr = numbers(data, start, stop)
+            if arr is not None:  # /Widths, matrices, boxes
+                pos = arr.end()
+                value = [float(t) if b"." in t else int(t) for t in arr.group(1).split()]
+            else:
+                flat = flat_array(data, start, stop)
+                if flat is not None:
+                    pos = flat.end()
+                    value = _flat_array(flat.group(1))
+                else:
+                    stack.append([])
+                    keys.append(None)
+                    continue
+        elif kind in (_K_DCLOSE, _K_ACLOSE):
             if not stack:
                 raise _Bad("unbalanced")
             value = stack.pop()
             keys.pop()
-        elif kind == "lit":
-            value = _unescape(m.group("lit")[1:-1])
-        elif kind == "hex":
-            digits = re.sub(rb"[^0-9A-Fa-f]", b"", m.group("hex")[1:-1])
-            value = bytes.fromhex((digits + b"0" if len(digits) % 2 else digits).decode())
-        elif kind == "kw":
-            word = m.group("kw")
+        elif kind == _K_WS:
+            continue
+        elif kind == _K_LIT:
+            value = _unescape(m.group(_K_LIT)[1:-1])
+        elif kind == _K_HEX:
+            value = _hex(m.group(_K_HEX))
+        elif kind == _K_KW:
+            word = m.group(_K_KW)
             if word == b"stream" or word == b"endobj":
                 if root is _NONE or stack:
                     raise _Bad("misplaced keyword")
@@ -252,9 +397,7 @@ def parse_object(data: bytes, pos: int = 0, end: int | None = None) -> tuple[Any
             if root is not _NONE:
                 return root, None
             root = value
-            if not isinstance(root, dict | list):
-                # a scalar object; a following `stream` or `endobj` keyword ends it
-                continue
+            # a following `stream` or `endobj` keyword ends the object
             continue
         top = stack[-1]
         if type(top) is list:
@@ -281,19 +424,106 @@ def _unescape(body: bytes) -> bytes:
 _NONE: Any = object()
 
 
-class RawObjects:
-    """Indirect objects of one file, read from its bytes at the offsets pypdf found."""
+class Fallback(Exception):
+    """The file is not plain enough for the fast reader: read it with pypdf instead."""
 
-    def __init__(self, data: bytes, reader: Any, *, raw: bool = True) -> None:
+
+class RawObjects:
+    """Indirect objects of one file, read from its bytes.
+
+    With a pypdf `reader`, at the offsets pypdf found. Without one, the cross-reference sections
+    are read here (`Fallback` is raised where pypdf would have to repair or decrypt something)
+    and pypdf is opened only if some object cannot be read raw.
+    """
+
+    def __init__(self, data: bytes, reader: Any = None, *, raw: bool = True) -> None:
         self.data = data
-        self.reader = reader
+        self._reader = reader
         self.raw = raw
-        self.offsets: dict[tuple[int, int], int] = {
-            (idnum, gen): off for gen, table in reader.xref.items() for idnum, off in table.items()
-        }
-        self.in_streams: dict[int, tuple[int, int]] = dict(reader.xref_objStm)
+        self.trailer: dict[str, Any] = {}
+        self.offsets: dict[tuple[int, int], int]
+        self.in_streams: dict[int, tuple[int, int]]
+        if reader is not None:
+            self.offsets = {
+                (idnum, gen): off
+                for gen, table in reader.xref.items()
+                for idnum, off in table.items()
+            }
+            self.in_streams = dict(reader.xref_objStm)
+        else:
+            self.offsets, self.in_streams, self.trailer = read_xref(data)
         self._objstm: dict[int, tuple[bytes, dict[int, int]]] = {}
         self._cache: dict[tuple[int, int], Any] = {}
+
+    @property
+    def reader(self) -> Any:
+        """The pypdf reader of the same bytes, opened on first use."""
+        if self._reader is None:
+            import pypdf
+
+            self._reader = pypdf.PdfReader(io.BytesIO(self.data))
+        return self._reader
+
+    def pages(self) -> list[dict[str, Any]]:
+        """The page dictionaries in order, inherited attributes filled in as pypdf does."""
+        catalog = self._resolve(self.trailer.get("/Root"))
+        if type(catalog) is not dict or self._resolve(catalog.get("/Type")) != "/Catalog":
+            raise Fallback("no plain catalog")
+        root = self._resolve(catalog.get("/Pages"))
+        if type(root) is not dict:
+            raise Fallback("no page tree")
+        pages: list[dict[str, Any]] = []
+        # (node, its reference, inherited attributes, the nodes above it)
+        todo: list[tuple[dict[str, Any], Any, dict[str, Any], tuple[int, ...]]] = [
+            (root, None, {}, ())
+        ]
+        while todo:
+            node, ref, inherit, above = todo.pop()
+            if "/Type" in node:
+                kind = self._resolve(node["/Type"])
+            else:
+                kind = "/Page" if "/Kids" not in node else "/Pages"
+            if kind == "/Page":
+                page = dict(node)
+                for key, value in inherit.items():
+                    page.setdefault(key, value)
+                pages.append(page)
+            elif kind == "/Pages":
+                if len(above) > 64:
+                    raise Fallback("deep page tree")
+                inherit = dict(inherit)
+                for key in _INHERITED:
+                    if key in node:
+                        inherit[key] = node[key]
+                kids = self._resolve(node.get("/Kids"))
+                if kids is None:
+                    kids = []
+                if type(kids) is not list:
+                    raise Fallback("/Kids is not an array")
+                path = (*above, id(node))
+                children = []
+                for kid in kids:
+                    if type(kid) is Ref and type(ref) is Ref and _same_ref(kid, ref):
+                        raise Fallback("cyclic page tree")
+                    child = self._resolve(kid)
+                    if type(child) is not dict:
+                        if child is None:
+                            continue
+                        raise Fallback("page tree entry is not a dictionary")
+                    if not child:
+                        continue
+                    if id(child) in path:
+                        raise Fallback("cyclic page tree")
+                    children.append((child, kid, inherit, path))
+                todo.extend(reversed(children))
+        return pages
+
+    def _resolve(self, obj: Any) -> Any:
+        if type(obj) is Ref:
+            obj = self.get(obj.idnum, obj.generation)
+            if type(obj) not in _RAW_TYPES:
+                raise Fallback("pypdf object in the page tree")
+        return obj
 
     def get(self, idnum: int, generation: int = 0) -> Any:
         key = (idnum, generation)
@@ -318,7 +548,9 @@ class RawObjects:
         if off is None:
             return None  # a free or missing object is null
         head = _OBJ_HEAD.match(self.data, off)
-        if head is None or int(head.group(1)) != idnum:
+        if head is None or int(head.group(1)) != idnum or int(head.group(2)) != generation:
+            if self._reader is None:
+                raise Fallback("object header not at its offset")  # pypdf would search for it
             raise _Bad("object header not at its offset")
         value, data_start = parse_object(self.data, head.end())
         if data_start is not None:
@@ -378,6 +610,218 @@ class RawObjects:
         return body, offsets
 
 
+_INHERITED = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
+_RAW_TYPES: set[type] = {Name, int, float, bool, bytes, list, dict, Stream, Ref, type(None)}
+_STARTXREF = re.compile(
+    rb"startxref[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]*%%EOF[\x00\t\n\x0c\r ]*\Z"
+)
+_XREF_SUBSECTION = re.compile(rb"[\x00\t\n\x0c\r ]*(\d+)[ ]+(\d+)[ ]*(?:\r\n|\r|\n)")
+_XREF_ENTRY = re.compile(rb"(\d{10}) (\d{5}) ([nf])(?: \r| \n|\r\n)")
+_TRAILER = re.compile(rb"[\x00\t\n\x0c\r ]*trailer")
+_XREF_STREAM_KEYS = ("/Root", "/Encrypt", "/Info", "/ID", "/Size")
+
+
+def _same_ref(a: Ref, b: Ref) -> bool:
+    return a.idnum == b.idnum and a.generation == b.generation
+
+
+def read_xref(
+    data: bytes,
+) -> tuple[dict[tuple[int, int], int], dict[int, tuple[int, int]], dict[str, Any]]:
+    """Offsets of objects, objects in object streams and the trailer, as pypdf reads them.
+
+    Only for a plain file: anything pypdf would repair, and an encrypted file, raise `Fallback`.
+    """
+    if not data.startswith(b"%PDF-"):
+        raise Fallback("no header")
+    tail_start = max(0, len(data) - 1024)
+    at = data.rfind(b"startxref", tail_start)
+    found = _STARTXREF.match(data, at) if at >= 0 else None
+    if found is None:
+        raise Fallback("no startxref at the end")
+    offsets: dict[tuple[int, int], int] = {}
+    in_streams: dict[int, tuple[int, int]] = {}
+    trailer: dict[str, Any] = {}
+    start: Any = int(found.group(1))
+    first, seen, shifted = True, set(), [False]
+    while start is not None:
+        if type(start) is not int or start <= 0 or start >= len(data) or start in seen:
+            raise Fallback("bad xref offset")
+        if first and data[start - 1 : start] not in (b"\r", b"\n", b" ", b"\t"):
+            raise Fallback("startxref not at a line start")  # pypdf checks, then repairs
+        first = False
+        seen.add(start)
+        pos = start + 1 if data[start : start + 1] in (b"\r", b"\n") else start
+        if data.startswith(b"xref", pos):
+            section = _xref_table(data, pos + 4, offsets, shifted)
+            for key, value in section.items():
+                trailer.setdefault(key, value)
+            if "/XRefStm" in section:
+                _xref_stream(data, section["/XRefStm"], offsets, in_streams)
+        elif data[pos : pos + 1].isdigit():
+            section = _xref_stream(data, pos, offsets, in_streams)
+            for key in _XREF_STREAM_KEYS:
+                if key in section:
+                    trailer.setdefault(key, section[key])
+            if "/XRefStm" in section:
+                _xref_stream(data, section["/XRefStm"], offsets, in_streams)
+        else:
+            raise Fallback("no xref section at its offset")
+        start = section.get("/Prev")
+    if "/Encrypt" in trailer or "/Root" not in trailer:
+        raise Fallback("encrypted, or no /Root")
+    if shifted[0]:
+        head = _OBJ_HEAD.match
+        for (num, gen), off in offsets.items():
+            m = head(data, off)
+            if m is None or int(m.group(1)) != num or int(m.group(2)) != gen:
+                raise Fallback("an xref entry of a table not zero-indexed is off")
+    return offsets, in_streams, trailer
+
+
+def _xref_table(
+    data: bytes, pos: int, offsets: dict[tuple[int, int], int], shifted: list[bool]
+) -> dict[str, Any]:
+    first = True
+    while True:
+        head = _XREF_SUBSECTION.match(data, pos)
+        if head is None:
+            break
+        num, count = int(head.group(1)), int(head.group(2))
+        if first and num != 0:
+            shifted[0] = True  # pypdf then checks every entry's header, and may rebuild
+        first = False
+        pos = head.end()
+        block = data[pos : pos + 20 * count]
+        entries = _XREF_ENTRY.findall(block)
+        if len(entries) != count or len(block) != 20 * count:
+            raise Fallback("irregular xref entries")
+        for offset, gen, kind in entries:
+            if kind == b"n":
+                offsets.setdefault((num, int(gen)), int(offset))
+            num += 1
+        pos += 20 * count
+    tag = _TRAILER.match(data, pos)
+    if tag is None:
+        raise Fallback("no trailer after the xref table")
+    end = data.find(b"startxref", tag.end())
+    if end < 0:
+        raise Fallback("no startxref after the trailer")
+    try:
+        section, _ = parse_object(data, tag.end(), end)
+    except (_Bad, ValueError) as exc:
+        raise Fallback("unreadable trailer") from exc
+    if type(section) is not dict:
+        raise Fallback("trailer is not a dictionary")
+    return section
+
+
+def _xref_stream(
+    data: bytes,
+    pos: Any,
+    offsets: dict[tuple[int, int], int],
+    in_streams: dict[int, tuple[int, int]],
+) -> dict[str, Any]:
+    if type(pos) is not int or not 0 < pos < len(data):
+        raise Fallback("bad xref stream offset")
+    head = _OBJ_HEAD.match(data, pos)
+    if head is None:
+        raise Fallback("no xref stream at its offset")
+    try:
+        d, data_start = parse_object(data, head.end())
+    except (_Bad, ValueError) as exc:
+        raise Fallback("unreadable xref stream") from exc
+    if type(d) is not dict:
+        raise Fallback("xref stream is not a dictionary")
+    widths, size = d.get("/W"), d.get("/Size")
+    if (
+        data_start is None
+        or d.get("/Type") != "/XRef"
+        or type(size) is not int
+        or type(widths) is not list
+        or len(widths) != 3
+        or any(type(w) is not int or not 0 <= w <= 8 for w in widths)
+        or type(d.get("/Length")) is not int
+    ):
+        raise Fallback("irregular xref stream")
+    index = d.get("/Index", [0, size])
+    if type(index) is not list or len(index) % 2 or any(type(x) is not int or x < 0 for x in index):
+        raise Fallback("irregular xref stream index")
+    body = _png_rows(Stream(d, _plain_stream_data(data, d, data_start)), sum(widths))
+    w0, w1, w2 = widths
+    i = 0
+    for s in range(0, len(index), 2):
+        first, count = index[s], index[s + 1]
+        if len(body) < i + count * (w0 + w1 + w2):
+            raise Fallback("short xref stream")
+        for num in range(first, first + count):
+            kind = int.from_bytes(body[i : i + w0], "big") if w0 else 1
+            a = int.from_bytes(body[i + w0 : i + w0 + w1], "big")
+            b = int.from_bytes(body[i + w0 + w1 : i + w0 + w1 + w2], "big")
+            i += w0 + w1 + w2
+            if kind == 1:
+                if (num, b) not in offsets and num not in in_streams:
+                    offsets[(num, b)] = a
+            elif kind == 2 and (num, 0) not in offsets and num not in in_streams:
+                in_streams[num] = (a, b)
+    section: dict[str, Any] = d
+    return section
+
+
+def _plain_stream_data(data: bytes, d: dict[str, Any], start: int) -> bytes:
+    if data[start : start + 2] == b"\r\n":
+        start += 2
+    elif data[start : start + 1] in (b"\n", b"\r"):
+        start += 1
+    end = start + int(d["/Length"])
+    if not data[end : end + 20].lstrip(_WS).startswith(b"endstream"):
+        raise Fallback("xref stream /Length is wrong")
+    return data[start:end]
+
+
+def _png_rows(stream: Stream, columns: int) -> bytes:
+    """An xref stream's data: inflated, with a PNG predictor of Up or Sub (or none) undone."""
+    parms = stream.get("/DecodeParms")
+    if type(parms) is list and len(parms) == 1:
+        parms = parms[0]
+    try:
+        body = zlib.decompress(stream.data) if stream.get("/Filter") is not None else stream.data
+    except zlib.error as exc:
+        raise Fallback("xref stream does not inflate") from exc
+    filt = stream.get("/Filter")
+    if filt not in (None, "/FlateDecode", ["/FlateDecode"]):
+        raise Fallback("xref stream filter")
+    if parms is None or (type(parms) is dict and parms.get("/Predictor", 1) == 1):
+        return body
+    if (
+        type(parms) is not dict
+        or not 10 <= parms.get("/Predictor", 1) <= 15
+        or parms.get("/Columns", 1) != columns
+        or parms.get("/Colors", 1) != 1
+        or parms.get("/BitsPerComponent", 8) != 8
+    ):
+        raise Fallback("xref stream predictor")
+    row = columns + 1
+    if len(body) % row:
+        raise Fallback("xref stream rows")
+    out = bytearray()
+    prev = bytes(columns)
+    for r in range(0, len(body), row):
+        kind, line = body[r], body[r + 1 : r + row]
+        if kind == 2:
+            line = bytes((a + b) & 0xFF for a, b in zip(line, prev, strict=True))
+        elif kind == 1:
+            acc = bytearray(line)
+            for j in range(1, columns):
+                acc[j] = (acc[j] + acc[j - 1]) & 0xFF
+            line = bytes(acc)
+        elif kind != 0:
+            raise Fallback("xref stream PNG filter")
+        out += line
+        prev = line
+    return bytes(out)
+
+
 def decoded(stream: Any) -> bytes | None:
     """A Flate stream's inflated data, the data of an unfiltered one, else None."""
     raw: bytes = stream.data if isinstance(stream, Stream) else stream._data
@@ -401,7 +845,7 @@ def decoded(stream: Any) -> bytes | None:
 def used_names(content: bytes) -> frozenset[str]:
     """Every name a content stream mentions (resource names among them)."""
     names = set()
-    for raw in _NAME_IN_CONTENT.findall(content):
+    for raw in set(_NAME_IN_CONTENT.findall(content)):
         if b"#" in raw:
             raw = _NAME_ESC.sub(lambda g: bytes([int(g.group(1), 16)]), raw)
         names.add("/" + raw.decode("utf-8", "surrogateescape"))
@@ -433,21 +877,24 @@ class PageHasher:
 
     # pages -----------------------------------------------------------------------------------
     def page(self, page: Any) -> tuple[str, float, float, int]:
-        """(identity, width, height, rotation) of a pypdf PageObject."""
+        """(identity, width, height, rotation) of a pypdf PageObject or a raw page dictionary."""
         rotation = int(self._value(_get(page, "/Rotate")) or 0) % 360
-        media = [float(x) for x in page.mediabox]
-        crop = [float(x) for x in page.cropbox]
-        h = xxhash.xxh3_128()
-        h.update(b"page-v%d;r%d;" % (IDENTITY_VERSION, rotation))
-        h.update(" ".join(num(v) for v in media).encode() + b";")
+        if type(page) is dict:  # from RawObjects.pages()
+            media = self._box(page, "/MediaBox", ())
+            crop = self._box(page, "/CropBox", ("/MediaBox",))
+        else:
+            media = [float(x) for x in page.mediabox]
+            crop = [float(x) for x in page.cropbox]
+        h: list[bytes] = [b"page-v%d;r%d;" % (IDENTITY_VERSION, rotation)]
+        h.append(" ".join(num(v) for v in media).encode() + b";")
         if crop != media:
-            h.update(b"crop " + " ".join(num(v) for v in crop).encode() + b";")
+            h.append(b"crop " + " ".join(num(v) for v in crop).encode() + b";")
         content = self._content(_get(page, "/Contents"))
         _feed_bytes(h, content)
         self._scoped_resources(h, self._value(_get(page, "/Resources")), content)
         for key in ("/Group", "/UserUnit"):
             if key in page:
-                h.update(key.encode())
+                h.append(key.encode())
                 self._feed(h, _get(page, key))
         annots = self._value(_get(page, "/Annots"))
         if isinstance(annots, list):
@@ -457,7 +904,22 @@ class PageHasher:
         width, height = abs(crop[2] - crop[0]), abs(crop[3] - crop[1])
         if rotation in (90, 270):
             width, height = height, width
-        return h.hexdigest(), width, height, rotation
+        return xxhash.xxh3_128_hexdigest(b"".join(h)), width, height, rotation
+
+    def _box(self, page: dict[str, Any], key: str, defaults: tuple[str, ...]) -> list[float]:
+        """A page box as pypdf's `mediabox` or `cropbox` reads it; `Fallback` where it warns."""
+        box = self._value(page.get(key))
+        for other in defaults:
+            if box is not None:
+                break
+            box = self._value(page.get(other))
+        if (
+            type(box) is not list
+            or len(box) != 4
+            or any(type(x) is not int and type(x) is not float for x in box)
+        ):
+            raise Fallback(f"irregular {key}")
+        return [float(x) for x in box]
 
     def _value(self, obj: Any) -> Any:
         """Resolve a reference (raw or pypdf) to its value."""
@@ -480,19 +942,21 @@ class PageHasher:
         data = decoded(stream)
         return data if data is not None else b"raw:" + _stream_raw(stream)
 
-    def _scoped_resources(self, h: Any, resources: Any, content: bytes) -> None:
+    def _scoped_resources(self, h: list[bytes], resources: Any, content: bytes) -> None:
         """Hash only the resources that `content` names; shared dictionaries stay out."""
         if not isinstance(resources, dict):
             return
-        used = used_names(content)
+        used: frozenset[str] | None = None
         for kind in _RESOURCE_KINDS:
             group = self._value(resources.get(kind))
-            if not isinstance(group, dict):
+            if not isinstance(group, dict) or not group:
                 continue
+            if used is None:
+                used = used_names(content)
             scoped = kind in ("/XObject", "/Pattern")
             for name in sorted(str(n) for n in group if n in used):
-                h.update(b"res" + kind.encode() + name.encode() + b";")
-                h.update(self._digest(dict.__getitem__(group, name), scoped))
+                h.append(b"res" + kind.encode() + name.encode() + b";")
+                h.append(self._digest(dict.__getitem__(group, name), scoped))
 
     def _may_draw(self, annot: Any) -> bool:
         """False for an annotation without an appearance stream (a link): it draws nothing.
@@ -506,20 +970,21 @@ class PageHasher:
                 return False
         return True
 
-    def _annotation(self, h: Any, annot: Any) -> None:
+    def _annotation(self, h: list[bytes], annot: Any) -> None:
         if not isinstance(annot, dict) or "/AP" not in annot:
             return  # no appearance stream: draws nothing
-        h.update(b"annot;")
+        h.append(b"annot;")
         for key in ("/Subtype", "/Rect", "/F", "/AS", "/Contents", "/V", "/AP"):
             if key in annot:
-                h.update(key.encode())
-                h.update(self._digest(dict.__getitem__(annot, key), key == "/AP"))
+                h.append(key.encode())
+                h.append(self._digest(dict.__getitem__(annot, key), key == "/AP"))
 
     # objects ---------------------------------------------------------------------------------
+    # Everything hashed is appended to a list of parts and hashed at once: xxh3 of the joined
+    # parts equals the digest of feeding them one by one, at a fraction of the calls.
     def _digest(self, obj: Any, scoped: bool = False) -> bytes:
         """The digest of any object, the same whether it is stored directly or by reference."""
-        g = self._g
-        if isinstance(obj, Ref | g.IndirectObject):
+        if type(obj) is Ref or isinstance(obj, self._g.IndirectObject):
             key = (int(obj.idnum), int(obj.generation), scoped)
             hit = self._memo.get(key)
             if hit is not None:
@@ -533,81 +998,139 @@ class PageHasher:
                 self._busy.discard(key)
             self._memo[key] = digest
             return digest
-        h = xxhash.xxh3_128()
-        self._feed(h, obj, scoped)
-        return h.digest()
+        out: list[bytes] = []
+        self._feed(out, obj, scoped)
+        return _xxh3(b"".join(out))
 
-    def _feed(self, h: Any, obj: Any, scoped: bool = False) -> None:
+    def _feed(self, out: list[bytes], obj: Any, scoped: bool = False) -> None:
         t = type(obj)
         if t is Name:
-            h.update(b"/" + obj.encode("utf-8", "surrogateescape") + b";")
-            return
-        if t is int:
-            h.update(b"n%d;" % obj)
-            return
+            token = _NAME_PARTS.get(obj)
+            if token is None:
+                token = _NAME_PARTS[obj] = b"/" + obj.encode("utf-8", "surrogateescape") + b";"
+            out.append(token)
+        elif t is int:
+            out.append(b"n%d;" % obj)
+        elif t is Ref:
+            out.append(b"@" + self._digest(obj, scoped))
+        elif t is dict:
+            self._dict(out, obj, scoped)
+        elif t is list:
+            self._list(out, obj, scoped)
+        elif t is float:
+            out.append(b"n" + _num_bytes(obj) + b";")
+        elif t is bytes:
+            out += (b"1:s", b"%d:" % len(obj), obj)
+        elif t is bool:
+            out.append(b"T;" if obj else b"F;")
+        elif obj is None:
+            out.append(b"N;")
+        else:
+            self._feed_other(out, obj, scoped)
+
+    def _feed_other(self, out: list[bytes], obj: Any, scoped: bool) -> None:
+        """Streams and pypdf's objects (read by pypdf where the raw reader could not)."""
+        t = type(obj)
         g = self._g
         if isinstance(obj, Ref | g.IndirectObject):
-            h.update(b"@" + self._digest(obj, scoped))
+            out.append(b"@" + self._digest(obj, scoped))
         elif t is bool or isinstance(obj, g.BooleanObject):
-            h.update(b"T;" if (obj if t is bool else obj.value) else b"F;")
+            out.append(b"T;" if (obj if t is bool else obj.value) else b"F;")
         elif isinstance(obj, Name | g.NameObject):
-            h.update(b"/" + str(obj).encode("utf-8", "surrogateescape") + b";")
+            out.append(b"/" + str(obj).encode("utf-8", "surrogateescape") + b";")
         elif isinstance(obj, int | float):
-            h.update(b"n" + num(obj).encode() + b";")
+            out.append(b"n" + num(obj).encode() + b";")
         elif isinstance(obj, g.TextStringObject):
-            _feed_bytes(h, b"s", obj.original_bytes)
+            _feed_bytes(out, b"s", obj.original_bytes)
         elif isinstance(obj, bytes):
-            _feed_bytes(h, b"s", bytes(obj))
+            _feed_bytes(out, b"s", bytes(obj))
         elif obj is None or isinstance(obj, g.NullObject):
-            h.update(b"N;")
+            out.append(b"N;")
         elif isinstance(obj, list):
-            h.update(b"[%d;" % len(obj))
-            if all(type(x) in _NUMBER_TYPES for x in obj):
-                h.update(" ".join(str(x) if type(x) is int else num(x) for x in obj).encode())
-                h.update(b"]")
-                return
-            for item in obj:
-                if isinstance(item, dict | list):
-                    h.update(b"@" + self._digest(item, scoped))
-                else:
-                    self._feed(h, item, scoped)
+            self._list(out, obj, scoped)
         elif isinstance(obj, dict):
             if _is_stream(obj, g):
                 if (scoped and obj.get("/Subtype") == "/Form") or obj.get("/PatternType") == 1:
-                    self._form(h, obj)
+                    self._form(out, obj)
                     return
-                h.update(b"stream;")
-                self._dict(h, obj, scoped=False)
-                _feed_bytes(h, _stream_raw(obj))
+                out.append(b"stream;")
+                self._dict(out, obj, scoped=False)
+                _feed_bytes(out, _stream_raw(obj))
                 return
-            self._dict(h, obj, scoped)
+            self._dict(out, obj, scoped)
         else:
-            h.update(b"?" + repr(obj).encode() + b";")
+            out.append(b"?" + repr(obj).encode() + b";")
 
-    def _dict(self, h: Any, d: dict[str, Any], scoped: bool) -> None:
-        keys = sorted(str(k) for k in d if k not in _SKIP_KEYS)
-        h.update(b"<<%d;" % len(keys))
-        for k in keys:
-            h.update(k.encode("utf-8", "surrogateescape") + b"=")
-            v = dict.__getitem__(d, k)
-            if isinstance(v, dict | list):
-                h.update(b"@" + self._digest(v, scoped))
+    def _list(self, out: list[bytes], obj: list[Any], scoped: bool) -> None:
+        out.append(b"[%d;" % len(obj))
+        if _NUMBER_TYPES.issuperset(map(type, obj)):
+            out.append(
+                " ".join([str(x) if type(x) is int else _num_str(x) for x in obj]).encode() + b"]"
+            )
+            return
+        for item in obj:
+            t = type(item)
+            if t is dict or t is list or isinstance(item, dict | list):
+                out.append(b"@" + self._digest(item, scoped))
             else:
-                self._feed(h, v, scoped)
+                self._feed(out, item, scoped)
 
-    def _form(self, h: Any, stream: Any) -> None:
+    def _dict(self, out: list[bytes], d: dict[str, Any], scoped: bool) -> None:
+        keys = sorted([str(k) for k in d if k not in _SKIP_KEYS])
+        out.append(b"<<%d;" % len(keys))
+        getitem = dict.__getitem__
+        for k in keys:
+            token = _KEY_PARTS.get(k)
+            if token is None:
+                token = _KEY_PARTS[k] = k.encode("utf-8", "surrogateescape") + b"="
+            out.append(token)
+            v = getitem(d, k)
+            t = type(v)
+            if t is dict or t is list or isinstance(v, dict | list):
+                out.append(b"@" + self._digest(v, scoped))
+            else:
+                self._feed(out, v, scoped)
+
+    def _form(self, out: list[bytes], stream: Any) -> None:
         """A form XObject or tiling pattern: dictionary, content and its scoped resources."""
         content = self._stream_content(stream)
-        h.update(b"form;")
+        out.append(b"form;")
         for key in sorted(str(k) for k in stream if k not in _FORM_SKIP):
-            h.update(key.encode() + b"=")
+            out.append(key.encode() + b"=")
             v = dict.__getitem__(stream, key)
             if isinstance(v, dict | list):
-                h.update(b"@" + self._digest(v))
+                out.append(b"@" + self._digest(v))
             else:
-                self._feed(h, v)
-        _feed_bytes(h, content)
-        self._scoped_resources(h, self._value(stream.get("/Resources")), content)
+                self._feed(out, v)
+        _feed_bytes(out, content)
+        self._scoped_resources(out, self._value(stream.get("/Resources")), content)
+
+
+_NAME_PARTS: dict[str, bytes] = {}
+_KEY_PARTS: dict[str, bytes] = {}
+_NUM_PARTS: dict[float, bytes] = {}
+_NUM_STRS: dict[float, str] = {}
+_xxh3 = xxhash.xxh3_128_digest
+
+
+def _num_str(x: Any) -> str:
+    if type(x) is not float:
+        return num(x)
+    got = _NUM_STRS.get(x)
+    if got is None:
+        got = num(x)
+        if len(_NUM_STRS) < 65536:
+            _NUM_STRS[x] = got
+    return got
+
+
+def _num_bytes(x: float) -> bytes:
+    got = _NUM_PARTS.get(x)
+    if got is None:
+        got = num(x).encode()
+        if len(_NUM_PARTS) < 65536:
+            _NUM_PARTS[x] = got
+    return got
 
 
 def _get(d: Any, key: str) -> Any:
@@ -627,7 +1150,6 @@ def _stream_raw(stream: Any) -> bytes:
     return data
 
 
-def _feed_bytes(h: Any, *parts: bytes) -> None:
+def _feed_bytes(out: list[bytes], *parts: bytes) -> None:
     for p in parts:
-        h.update(b"%d:" % len(p))
-        h.update(p)
+        out += (b"%d:" % len(p), p)
