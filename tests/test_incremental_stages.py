@@ -147,3 +147,13 @@ def test_parsing_and_table_caches(cache: MultiLevelCache, tmp_path: Path) -> Non
     assert tc.get_or_extract("pid", "lattice", lambda: [2]) == [1]
     assert tc.get_or_extract("pid", "lattice", lambda: [3], {"snap": 2}) == [3]
     assert tc.invalidate() == 2 and tc.ttl == 86400
+
+
+def test_editing_a_helper_changes_the_stage_fingerprint() -> None:
+    from tore_nb.incremental.stages import code_fingerprint
+
+    ns: dict[str, object] = {}
+    exec("def helper(x):\n    return x + 1\n\ndef st(ctx):\n    return helper(ctx)\n", ns)
+    before = code_fingerprint(ns["st"])
+    exec("def helper(x):\n    return x + 2\n", ns)
+    assert code_fingerprint(ns["st"]) != before

@@ -15,10 +15,7 @@ text extractor also recomputes the embeddings made from its text.
 
 from __future__ import annotations
 
-import ast
 import functools
-import inspect
-import textwrap
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,8 +43,9 @@ StageFn = Callable[..., Any]
 
 
 def code_fingerprint(fn: Any) -> str:
-    """A digest of a callable's code: its source normalised through `ast` where available
-    (comments and formatting do not count), else its bytecode; closures and defaults included.
+    """A digest of a callable's code (`tore_nb.fingerprint`): its source normalised through `ast`
+    (comments and formatting do not count), its defaults and closure, and the user helpers it
+    calls; partials, methods and callable objects add their arguments and state.
 
     >>> code_fingerprint(lambda x: x + 1) == code_fingerprint(lambda x: x + 1)
     True
@@ -66,31 +64,11 @@ def code_fingerprint(fn: Any) -> str:
         return hash_value(("callable", _qualname(type(fn)), code_fingerprint(call), _safe(fn)))
     if not isinstance(fn, types.FunctionType):
         return hash_value(("opaque", _qualname(fn)))
-    parts: list[Any] = [_qualname(fn)]
-    try:
-        source = textwrap.dedent(inspect.getsource(fn))
-        parts.append(ast.dump(ast.parse(source)))
-    except (OSError, TypeError, SyntaxError, IndentationError):
-        parts.append(_code_parts(fn.__code__))
-    parts.append(_safe(fn.__defaults__))
-    parts.append(_safe(fn.__kwdefaults__))
-    if fn.__closure__:
-        parts.append([_safe(_cell(c)) for c in fn.__closure__])
-    return hash_value(tuple(parts))
+    # the same fingerprint as @cached and %%tcache: the function's normalised code, defaults,
+    # closure, and the user helpers it calls, so editing a helper re-runs the stage
+    from ..fingerprint import fingerprint
 
-
-def _cell(c: types.CellType) -> Any:
-    try:
-        return c.cell_contents
-    except ValueError:  # an empty cell
-        return None
-
-
-def _code_parts(code: types.CodeType) -> Any:
-    consts = tuple(
-        _code_parts(c) if isinstance(c, types.CodeType) else _safe(c) for c in code.co_consts
-    )
-    return (code.co_code, consts, code.co_names, code.co_varnames)
+    return fingerprint(fn)
 
 
 def _safe(value: Any) -> Any:
