@@ -161,7 +161,8 @@ def test_s3_endpoint_never_answers(
     assert figures.exceptions == figures.corrupt_reads == 0
     # one call pays the read timeout (2 s) times the attempts (2) plus botocore's backoff;
     # then the breaker skips S3
-    assert figures.longest_call_s < 6.5
-    assert total < 10.0
+    # (2 x 2 s + a backoff of up to 2 s with jitter; a loaded machine adds a little)
+    assert figures.longest_call_s < 8.0
+    assert total < 12.0
     assert figures.warnings == 1
     assert aws_canary not in outage_log.text
