@@ -138,6 +138,8 @@ def format_report(run: RunResult, *, max_rows: int = 200, changed_only: bool = F
     df = change_report(run)
     if changed_only:
         df = df[(df["status"] != "unchanged") | (df["served_by"].isin(["computed", "failed"]))]
+    if df.empty:
+        return "no page changed and nothing was computed" if changed_only else "no pages"
     df = df.assign(identity=df["identity"].str.slice(0, 12), seconds=df["seconds"].round(4))
     if "error" in df and df["error"].isna().all():
         df = df.drop(columns=["error"])
