@@ -7,8 +7,10 @@ numbers, /Info, unused entries of a shared /Resources dictionary, dictionary key
 indirect storage and the writer's formatting of reals (6 significant digits are kept) are left out,
 so a rewrite of the file by another tool changes no identity.
 
-pypdf reads the cross-reference table and the page tree; every other object is read straight from
-the file bytes by a regex tokenizer (`RawObjects`), several times faster than pypdf's parser.
+The cross-reference sections, the page tree and every object are read straight from the file
+bytes by regexes (`RawObjects`), several times faster than pypdf's parser; pypdf reads a file (or
+an object) only where that reader cannot. A file's dictionaries with the same text are parsed
+once and share their values, and the digest of a shared direct value is computed once.
 
 >>> [t for t, _ in tokenize(b"<< /Type /Font /W [1 2.5] /F 3 0 R >>")]
 ['<<', 'name', 'name', 'name', '[', 'num', 'num', ']', 'name', 'ref', '>>']
@@ -241,12 +243,11 @@ _PLAIN, _GROUPED = _nested_patterns()
 _ENTRY = [re.compile(_WSS + b"(" + _KEY + b")" + _WSS + g, re.S) for g in _GROUPED]
 _ITEM = [re.compile(_WSS + g, re.S) for g in _GROUPED]
 # a dictionary or array of values nested at most _FLAT_DEPTH levels: a few regexes, no token loop
-_FLAT_DICT = re.compile(
-    rb"<<((?>" + _WSS + _KEY + _WSS + _PLAIN[_FLAT_DEPTH - 1] + rb")*+)" + _WSS + b">>", re.S
-)
+# (a dictionary's entries are matched one by one with `_ENTRY[_FLAT_DEPTH - 1]`, then its '>>')
 _FLAT_ARRAY = re.compile(
     rb"\[((?>" + _WSS + _PLAIN[_FLAT_DEPTH - 1] + rb")*+)" + _WSS + rb"\]", re.S
 )
+_DICT_CLOSE = re.compile(_WSS + b">>")
 _NAMES: dict[bytes, Name] = {}
 _KEYS: dict[bytes, str] = {}
 
@@ -273,6 +274,25 @@ def _key(raw: bytes) -> str:
     return got
 
 
+_NUMBERS: dict[bytes, int | float] = {}
+
+
+def _number(token: bytes) -> int | float:
+    """The value of a number token: a float where it has a '.', else an int (cached)."""
+    got = _NUMBERS.get(token)
+    if got is None:
+        got = float(token) if b"." in token else int(token)
+        if len(_NUMBERS) < 65536:
+            _NUMBERS[token] = got
+    return got
+
+
+def _numbers(text: bytes) -> list[int | float]:
+    """The values of the number tokens in `text` (the body of an array of numbers)."""
+    get = _NUMBERS.get
+    return [v if (v := get(t)) is not None else _number(t) for t in text.split()]
+
+
 def _hex(token: bytes) -> bytes:
     digits = re.sub(rb"[^0-9A-Fa-f]", b"", token[1:-1])
     return bytes.fromhex((digits + b"0" if len(digits) % 2 else digits).decode())
@@ -284,7 +304,7 @@ def _scalar(g: Any) -> Any:
     if nm:
         return _name(nm)
     if nu:
-        return float(nu) if b"." in nu else int(nu)
+        return _number(nu)
     if rn:
         return Ref(int(rn), int(rg))
     if lt:
@@ -293,7 +313,7 @@ def _scalar(g: Any) -> Any:
         return _hex(hx)
     if kw:
         return True if kw == b"true" else (False if kw == b"false" else None)
-    return [float(t) if b"." in t else int(t) for t in arr.split()]
+    return _numbers(arr)
 
 
 def _flat_value(g: Any, depth: int) -> Any:
@@ -307,28 +327,63 @@ def _flat_value(g: Any, depth: int) -> Any:
 
 
 def _flat_dict(body: bytes, depth: int = _FLAT_DEPTH - 1) -> dict[str, Any]:
+    return _dict_of(_ENTRY[depth].findall(body), depth)
+
+
+def _dict_of(entries: list[Any], depth: int) -> dict[str, Any]:
+    """The dictionary of `_ENTRY[depth]` matches, given as their groups."""
+    # names, numbers and references (most values) are read inline; see `_scalar`
     out: dict[str, Any] = {}
-    for k, *g in _ENTRY[depth].findall(body):
-        out[_key(k)] = _flat_value(g, depth)
+    keys, names = _KEYS, _NAMES
+    for g in entries:
+        k = g[0]
+        key = keys.get(k) or _key(k)
+        if g[4]:
+            out[key] = names.get(g[4]) or _name(g[4])
+        elif g[3]:
+            out[key] = _number(g[3])
+        elif g[1]:
+            out[key] = Ref(int(g[1]), int(g[2]))
+        else:
+            out[key] = _flat_value(g[1:], depth)
     return out
 
 
 def _flat_array(body: bytes, depth: int = _FLAT_DEPTH - 1) -> list[Any]:
-    return [_flat_value(g, depth) for g in _ITEM[depth].findall(body)]
+    out: list[Any] = []
+    names = _NAMES
+    for g in _ITEM[depth].findall(body):
+        if g[3]:
+            out.append(names.get(g[3]) or _name(g[3]))
+        elif g[2]:
+            out.append(_number(g[2]))
+        elif g[0]:
+            out.append(Ref(int(g[0]), int(g[1])))
+        else:
+            out.append(_flat_value(g, depth))
+    return out
 
 
 _K_REF, _K_NUM, _K_NAME, _K_DOPEN, _K_DCLOSE, _K_AOPEN, _K_ACLOSE = 1, 4, 5, 6, 7, 8, 9
 _K_HEX, _K_LIT, _K_KW, _K_WS = 10, 11, 12, 13
 
 
-def parse_object(data: bytes, pos: int = 0, end: int | None = None) -> tuple[Any, int | None]:
-    """The first object at `pos`; the second value is where stream data starts, if any."""
+def parse_object(
+    data: bytes, pos: int = 0, end: int | None = None, memo: dict[bytes, Any] | None = None
+) -> tuple[Any, int | None]:
+    """The first object at `pos`; the second value is where stream data starts, if any.
+
+    With a `memo`, dictionaries nested at most `_FLAT_DEPTH` levels are parsed once per distinct
+    text and their values shared (nothing mutates a parsed object); the returned object itself
+    is always a fresh one.
+    """
     stack: list[Any] = []
     keys: list[Any] = []
     root: Any = _NONE
     stop = len(data) if end is None else end
     match, numbers = _TOKEN.match, _NUM_ARRAY.match
-    flat_dict, flat_array = _FLAT_DICT.match, _FLAT_ARRAY.match
+    entry_scanner = _ENTRY[_FLAT_DEPTH - 1].scanner  # type: ignore[attr-defined]
+    dict_close, flat_array = _DICT_CLOSE.match, _FLAT_ARRAY.match
     while pos < stop:
         m = match(data, pos, stop)
         if m is None:
@@ -340,15 +395,30 @@ def parse_object(data: bytes, pos: int = 0, end: int | None = None) -> tuple[Any
             value = _name(m.group(_K_NAME))
         elif kind == _K_NUM:
             tok = m.group(_K_NUM)
-            value = float(tok) if b"." in tok else int(tok)
+            value = _number(tok)
         elif kind == _K_REF:
             value = Ref(int(m.group(2)), int(m.group(3)))
         elif kind == _K_DOPEN:
-            start = m.start(_K_DOPEN)
-            flat = flat_dict(data, start, stop)
-            if flat is not None:
-                pos = flat.end()
-                value = _flat_dict(flat.group(1))
+            # a dictionary nested at most _FLAT_DEPTH levels: its entries matched one after
+            # another from its '<<' (as `<<((?>entry)*+)\s*>>` would match them), then '>>'
+            start = end = m.end()
+            entries = []
+            scan = entry_scanner(data, start, stop).match
+            while (entry := scan()) is not None:
+                entries.append(entry.groups(b""))
+                end = entry.end()
+            close = dict_close(data, end, stop)
+            if close is not None:
+                pos = close.end()
+                if memo is None:
+                    value = _dict_of(entries, _FLAT_DEPTH - 1)
+                else:
+                    body = data[start:end]
+                    value = memo.get(body)
+                    if value is None:
+                        value = memo[body] = _dict_of(entries, _FLAT_DEPTH - 1)
+                    if not stack:
+                        value = dict(value)  # the object itself: a fresh dictionary
             else:
                 stack.append({})
                 keys.append(None)
@@ -358,7 +428,7 @@ def parse_object(data: bytes, pos: int = 0, end: int | None = None) -> tuple[Any
             arr = numbers(data, start, stop)
             if arr is not None:  # /Widths, matrices, boxes
                 pos = arr.end()
-                value = [float(t) if b"." in t else int(t) for t in arr.group(1).split()]
+                value = _numbers(arr.group(1))
             else:
                 flat = flat_array(data, start, stop)
                 if flat is not None:
@@ -415,10 +485,28 @@ def parse_object(data: bytes, pos: int = 0, end: int | None = None) -> tuple[Any
 
 
 def _unescape(body: bytes) -> bytes:
+    """The bytes of a literal string's body (balanced, as `_TOKEN` matched it): as `_literal`."""
     if b"\\" not in body:
         return body
-    out, _ = _literal(body + b")", 0)
-    return out
+    return _ESCAPE.sub(_escaped, body)
+
+
+# an escape of a literal string: a known character, 1-3 octal digits, a line end, 8 or 9 (an error,
+# as in `_literal`), or any other character (the backslash is dropped)
+_ESCAPE = re.compile(rb"\\(?:[nrtbf()\\]|[0-7]{1,3}|\r\n?|\n|([89])|.)", re.S)
+_ESCAPED: dict[bytes, bytes] = {}
+
+
+def _escaped(m: re.Match[bytes]) -> bytes:
+    esc = m.group()
+    got = _ESCAPED.get(esc)
+    if got is None:
+        if m.group(1):
+            raise ValueError(f"bad octal escape {esc!r}")  # int(b"8", 8) in `_literal`
+        got, _ = _literal(esc + b")", 0)
+        if len(_ESCAPED) < 4096:
+            _ESCAPED[esc] = got
+    return got
 
 
 _NONE: Any = object()
@@ -454,6 +542,7 @@ class RawObjects:
             self.offsets, self.in_streams, self.trailer = read_xref(data)
         self._objstm: dict[int, tuple[bytes, dict[int, int]]] = {}
         self._cache: dict[tuple[int, int], Any] = {}
+        self._parsed: dict[bytes, Any] = {}  # flat dictionaries by their text (parse_object)
 
     @property
     def reader(self) -> Any:
@@ -527,8 +616,9 @@ class RawObjects:
 
     def get(self, idnum: int, generation: int = 0) -> Any:
         key = (idnum, generation)
-        if key in self._cache:
-            return self._cache[key]
+        value = self._cache.get(key, _NONE)
+        if value is not _NONE:
+            return value
         try:
             if not self.raw:
                 raise _Bad("raw reading is off")
@@ -542,7 +632,7 @@ class RawObjects:
         if generation == 0 and idnum in self.in_streams:
             stmnum, _ = self.in_streams[idnum]
             body, offsets = self._object_stream(stmnum)
-            value, _ = parse_object(body, offsets[idnum])
+            value, _ = parse_object(body, offsets[idnum], memo=self._parsed)
             return value
         off = self.offsets.get((idnum, generation))
         if off is None:
@@ -552,7 +642,7 @@ class RawObjects:
             if self._reader is None:
                 raise Fallback("object header not at its offset")  # pypdf would search for it
             raise _Bad("object header not at its offset")
-        value, data_start = parse_object(self.data, head.end())
+        value, data_start = parse_object(self.data, head.end(), memo=self._parsed)
         if data_start is not None:
             return Stream(value, self._stream_data(value, data_start))
         return value
@@ -844,12 +934,27 @@ def decoded(stream: Any) -> bytes | None:
 
 def used_names(content: bytes) -> frozenset[str]:
     """Every name a content stream mentions (resource names among them)."""
-    names = set()
-    for raw in set(_NAME_IN_CONTENT.findall(content)):
-        if b"#" in raw:
-            raw = _NAME_ESC.sub(lambda g: bytes([int(g.group(1), 16)]), raw)
-        names.add("/" + raw.decode("utf-8", "surrogateescape"))
-    return frozenset(names)
+    get = _CONTENT_NAMES.get
+    return frozenset(
+        [
+            name if (name := get(raw)) is not None else _content_name(raw)
+            for raw in set(_NAME_IN_CONTENT.findall(content))
+        ]
+    )
+
+
+_CONTENT_NAMES: dict[bytes, str] = {}
+
+
+def _content_name(raw: bytes) -> str:
+    """A name of a content stream as a str: '/' and its body, #xx escapes undone (cached)."""
+    body = raw
+    if b"#" in body:
+        body = _NAME_ESC.sub(lambda g: bytes([int(g.group(1), 16)]), body)
+    name = "/" + body.decode("utf-8", "surrogateescape")
+    if len(_CONTENT_NAMES) < 65536:
+        _CONTENT_NAMES[raw] = name
+    return name
 
 
 def num(x: float) -> str:
@@ -870,6 +975,8 @@ class PageHasher:
         self.raw = raw
         self._memo: dict[tuple[int, int, bool], bytes] = {}
         self._busy: set[tuple[int, int, bool]] = set()
+        self._inline: dict[tuple[int, bool], tuple[Any, bytes]] = {}
+        self._cycles = 0
         from pypdf import generic
 
         self._g = generic
@@ -923,10 +1030,12 @@ class PageHasher:
 
     def _value(self, obj: Any) -> Any:
         """Resolve a reference (raw or pypdf) to its value."""
-        g = self._g
-        if isinstance(obj, Ref):
+        t = type(obj)
+        if t is Ref:
             return self.raw.get(obj.idnum, obj.generation)
-        if isinstance(obj, g.IndirectObject):
+        if t is dict or t is list or t is Name:
+            return obj
+        if isinstance(obj, self._g.IndirectObject):
             return self.raw.get(int(obj.idnum), int(obj.generation))
         return obj
 
@@ -948,13 +1057,20 @@ class PageHasher:
             return
         used: frozenset[str] | None = None
         for kind in _RESOURCE_KINDS:
-            group = self._value(resources.get(kind))
+            group = resources.get(kind)
+            if group is None:
+                continue
+            group = self._value(group)
             if not isinstance(group, dict) or not group:
                 continue
             if used is None:
                 used = used_names(content)
             scoped = kind in ("/XObject", "/Pattern")
-            for name in sorted(str(n) for n in group if n in used):
+            if type(group) is dict and len(used) < len(group):  # str keys: the same names
+                names = sorted([n for n in used if n in group])
+            else:
+                names = sorted(str(n) for n in group if n in used)
+            for name in names:
                 h.append(b"res" + kind.encode() + name.encode() + b";")
                 h.append(self._digest(dict.__getitem__(group, name), scoped))
 
@@ -984,12 +1100,18 @@ class PageHasher:
     # parts equals the digest of feeding them one by one, at a fraction of the calls.
     def _digest(self, obj: Any, scoped: bool = False) -> bytes:
         """The digest of any object, the same whether it is stored directly or by reference."""
-        if type(obj) is Ref or isinstance(obj, self._g.IndirectObject):
+        t = type(obj)
+        key: tuple[int, int, bool] | None = None
+        if t is Ref:
+            key = (obj.idnum, obj.generation, scoped)
+        elif t is not dict and t is not list and isinstance(obj, self._g.IndirectObject):
             key = (int(obj.idnum), int(obj.generation), scoped)
+        if key is not None:
             hit = self._memo.get(key)
             if hit is not None:
                 return hit
             if key in self._busy:
+                self._cycles += 1
                 return b"cycle"
             self._busy.add(key)
             try:
@@ -998,9 +1120,19 @@ class PageHasher:
                 self._busy.discard(key)
             self._memo[key] = digest
             return digest
+        # a direct dictionary or array shared by several objects (see parse_object's memo):
+        # its digest is kept with the object itself, so the id cannot be reused meanwhile
+        inline = (id(obj), scoped)
+        seen = self._inline.get(inline)
+        if seen is not None and seen[0] is obj:
+            return seen[1]
+        cycles = self._cycles
         out: list[bytes] = []
         self._feed(out, obj, scoped)
-        return _xxh3(b"".join(out))
+        digest = _xxh3(b"".join(out))
+        if self._cycles == cycles:  # met no cycle: the same digest wherever it is met again
+            self._inline[inline] = (obj, digest)
+        return digest
 
     def _feed(self, out: list[bytes], obj: Any, scoped: bool = False) -> None:
         t = type(obj)
@@ -1032,7 +1164,9 @@ class PageHasher:
         """Streams and pypdf's objects (read by pypdf where the raw reader could not)."""
         t = type(obj)
         g = self._g
-        if isinstance(obj, Ref | g.IndirectObject):
+        if t is Stream:  # read raw; reaches the stream branch below, with fewer checks
+            self._stream(out, obj, scoped)
+        elif isinstance(obj, Ref | g.IndirectObject):
             out.append(b"@" + self._digest(obj, scoped))
         elif t is bool or isinstance(obj, g.BooleanObject):
             out.append(b"T;" if (obj if t is bool else obj.value) else b"F;")
@@ -1050,16 +1184,19 @@ class PageHasher:
             self._list(out, obj, scoped)
         elif isinstance(obj, dict):
             if _is_stream(obj, g):
-                if (scoped and obj.get("/Subtype") == "/Form") or obj.get("/PatternType") == 1:
-                    self._form(out, obj)
-                    return
-                out.append(b"stream;")
-                self._dict(out, obj, scoped=False)
-                _feed_bytes(out, _stream_raw(obj))
+                self._stream(out, obj, scoped)
                 return
             self._dict(out, obj, scoped)
         else:
             out.append(b"?" + repr(obj).encode() + b";")
+
+    def _stream(self, out: list[bytes], obj: Any, scoped: bool) -> None:
+        if (scoped and obj.get("/Subtype") == "/Form") or obj.get("/PatternType") == 1:
+            self._form(out, obj)
+            return
+        out.append(b"stream;")
+        self._dict(out, obj, scoped=False)
+        _feed_bytes(out, _stream_raw(obj))
 
     def _list(self, out: list[bytes], obj: list[Any], scoped: bool) -> None:
         out.append(b"[%d;" % len(obj))
@@ -1076,9 +1213,12 @@ class PageHasher:
                 self._feed(out, item, scoped)
 
     def _dict(self, out: list[bytes], d: dict[str, Any], scoped: bool) -> None:
-        keys = sorted([str(k) for k in d if k not in _SKIP_KEYS])
+        if type(d) is dict or type(d) is Stream:  # read raw: every key is a str already
+            keys = sorted([k for k in d if k not in _SKIP_KEYS])
+        else:
+            keys = sorted([str(k) for k in d if k not in _SKIP_KEYS])
         out.append(b"<<%d;" % len(keys))
-        getitem = dict.__getitem__
+        getitem, names, numbers = dict.__getitem__, _NAME_PARTS, _NUMBER_TYPES
         for k in keys:
             token = _KEY_PARTS.get(k)
             if token is None:
@@ -1086,7 +1226,15 @@ class PageHasher:
             out.append(token)
             v = getitem(d, k)
             t = type(v)
-            if t is dict or t is list or isinstance(v, dict | list):
+            # the common cases of `_feed` and `_digest`, inline: the same bytes, fewer calls
+            if t is Name and v in names:
+                out.append(names[v])
+            elif t is Ref:
+                out.append(b"@" + self._digest(v, scoped))
+            elif t is list and numbers.issuperset(map(type, v)):
+                text = " ".join([str(x) if type(x) is int else _num_str(x) for x in v])
+                out.append(b"@" + _xxh3(b"[%d;" % len(v) + text.encode() + b"]"))
+            elif t is dict or t is list or isinstance(v, dict | list):
                 out.append(b"@" + self._digest(v, scoped))
             else:
                 self._feed(out, v, scoped)
