@@ -404,3 +404,16 @@ def test_get_or_compute_counts_one_request(embedded_config: CacheConfig) -> None
     assert c.get_or_compute("k", lambda: 2) == 1
     stats = c.get_stats()
     assert (stats["total_requests"], stats["misses"], stats["hits"]) == (2, 1, 1)
+
+
+def test_contains_agrees_with_get_after_a_missed_delete(tmp_path: Path) -> None:
+    cfg = CacheConfig.embedded(tmp_path, breaker_reset_seconds=0.01)
+    disk = FlakyTier(DiskTier(tmp_path / "d", size_limit=10**8))
+    c = MultiLevelCache(cfg, tiers=[MemoryTier(10**7, 60), disk], secret=SECRET)
+    c.set("k", "v1")
+    disk.down = True
+    c.delete("k")
+    disk.down = False
+    time.sleep(0.02)
+    assert c.get("k") is None
+    assert not c.contains("k")

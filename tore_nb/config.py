@@ -259,7 +259,8 @@ class CacheConfig:
             take("redis", "host", "redis_host", str)
             take("redis", "port", "redis_port", _port)
             take("redis", "db", "redis_db", _nonneg_int)
-            kw.setdefault("redis_host", "localhost") if "redis_url" not in kw else None
+            if "redis_url" not in kw:
+                kw.setdefault("redis_host", "localhost")
         obj = section("object_storage")
         if _bool(obj.get("enabled", False)):
             take("object_storage", "bucket", "s3_cache_bucket", str)

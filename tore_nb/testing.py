@@ -6,6 +6,7 @@ stops it by PID (it can also be paused with SIGSTOP, killed and restarted). `Mot
 ThreadedMotoServer on 127.0.0.1. `TierContract` is a pytest mixin: subclass it and provide a
 `tier` fixture to run the same tests against any Tier implementation, third-party ones included.
 
+>>> from tore_nb.tiers import NullTier
 >>> FlakyTier(NullTier()).name
 'null'
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TierUnavailable
-from .tiers.base import NullTier, Tier, TierUsage
+from .tiers.base import Tier, TierUsage
 
 __all__ = ["FlakyTier", "MotoS3", "RedisServer", "TierContract", "free_port"]
 
@@ -372,6 +373,3 @@ class TierContract:
     def test_is_a_tier(self, tier: Tier) -> None:
         assert isinstance(tier, Tier)
         assert isinstance(tier.name, str) and tier.max_item_bytes > 0
-
-
-_ = NullTier  # re-exported for doctest

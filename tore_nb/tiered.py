@@ -23,7 +23,6 @@ import datetime as _dt
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -143,26 +142,32 @@ class MultiLevelCache:
 
     def fetch(self, key: str, tiers: Iterable[str] | None = None) -> Hit | None:
         """Like `get`, but says which tier served the value; None on a miss."""
-        t0 = time.perf_counter()
-        wanted = None if tiers is None else set(tiers)
-        self.metrics.requests += 1
+        hit = self._find(key, None if tiers is None else set(tiers))
+        self._count(hit is not None)
+        return hit
+
+    def _count(self, hit: bool) -> None:
+        m = self.metrics
+        m.requests += 1
+        if hit:
+            m.hits += 1
+        else:
+            m.misses += 1
+
+    def _find(self, key: str, wanted: set[str] | None) -> Hit | None:
+        """Look a key up fast to slow (per-tier stats only; requests are counted by callers)."""
         mem = self._mem
         if mem is not None and (wanted is None or "memory" in wanted):
             t1 = perf_counter_ns()
             value = mem.lookup(key)
             st = self._mst
             assert st is not None
+            dt = perf_counter_ns() - t1
             if value is not MISSING:
-                st.hit(perf_counter_ns() - t1)
-                self.metrics.hits += 1
-                return Hit(value, "memory", time.perf_counter() - t0)
-            st.miss(perf_counter_ns() - t1)
-        hit = self._fetch_remote(key, wanted)
-        if hit is None:
-            self.metrics.misses += 1
-            return None
-        self.metrics.hits += 1
-        return hit
+                st.hit(dt)
+                return Hit(value, "memory", dt / 1e9)
+            st.miss(dt)
+        return self._fetch_remote(key, wanted)
 
     def _fetch_remote(self, key: str, wanted: set[str] | None) -> Hit | None:
         t0 = perf_counter_ns()
@@ -235,13 +240,14 @@ class MultiLevelCache:
         if self._mem is not None and self._mem.lookup(key) is not MISSING:
             return True
         for tier in self._remote:
-            if not self._breakers[tier.name].allow():
+            if key in self._stale[tier.name] or not self._breakers[tier.name].allow():
                 continue
             try:
                 data = tier.get(key)
             except Exception as exc:
                 self._breakers[tier.name].failure(exc)
                 continue
+            self._breakers[tier.name].success()
             if data is None:
                 continue
             try:
@@ -505,20 +511,19 @@ class MultiLevelCache:
         Threads of one process wait on a per-key lock; processes that share Redis or a disk
         tier wait on the tier's lock where it offers one.
         """
-        hit = self.fetch(key, tiers)
-        if hit is not None:
-            return hit.value  # type: ignore[no-any-return]
-        with self._flight(key), self._shared_lock(key):
-            hit = self.fetch(key, tiers)
-            # one logical request: the second look, after waiting, replaces the first miss
-            m = self.metrics
-            m.requests -= 1
-            m.misses -= 1
-            if hit is not None:
-                return hit.value  # type: ignore[no-any-return]
-            value = compute()
-            self.set(key, value, ttl, tiers)
-            return value
+        wanted = None if tiers is None else set(tiers)
+        hit = self._find(key, wanted)
+        if hit is None:
+            # a second look once this key's lock is ours: another caller may have filled it
+            with self._flight(key), self._shared_lock(key):
+                hit = self._find(key, wanted)
+                if hit is None:
+                    self._count(False)
+                    value = compute()
+                    self.set(key, value, ttl, tiers)
+                    return value
+        self._count(True)
+        return hit.value  # type: ignore[no-any-return]
 
     def _flight(self, key: str) -> threading.Lock:
         with self._flights_lock:

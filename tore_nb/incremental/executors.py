@@ -568,8 +568,7 @@ def _ray_strict(
     shared: tuple[str, ...],
 ) -> list[StageOutcome]:
     """A Ray task that raises when a stage fails, so that Ray's `retry_exceptions` applies."""
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    out = run_items(items, pipeline, _ray_sources(docs), cache, shared)
+    out = _ray_chunk(items, pipeline, docs, cache, shared)
     bad = [o for o in out if not o.ok]
     if bad:
         raise StageFailed(bad[0].error or "stage failed")

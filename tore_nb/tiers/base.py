@@ -11,7 +11,8 @@ True
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -45,10 +46,8 @@ class Tier(Protocol):
     def close(self) -> None: ...
 
 
-def glob_match(pattern: str) -> object:
-    """A compiled matcher for a shell-style glob (the syntax of Redis KEYS and find_keys)."""
-    import re
-
+def glob_match(pattern: str) -> Callable[[str], object]:
+    """A matcher for a shell-style glob (the syntax of Redis KEYS and find_keys)."""
     return re.compile(fnmatch.translate(pattern)).match
 
 

@@ -157,7 +157,7 @@ class DiskTier:
         self._call(write, write=True)
 
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:
-        match: Callable[[str], Any] = glob_match(pattern)  # type: ignore[assignment]
+        match = glob_match(pattern)
         keys = self._call(lambda c: [k for k in c.iterkeys() if isinstance(k, str)])
         return iter([k for k in keys if match(k)])
 

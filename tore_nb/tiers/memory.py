@@ -13,7 +13,7 @@ True
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from cachetools import TLRUCache
@@ -95,7 +95,7 @@ class MemoryTier:
             self.set(k, v, ttl)
 
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:
-        match: Callable[[str], Any] = glob_match(pattern)  # type: ignore[assignment]
+        match = glob_match(pattern)
         with self.lock:
             self._cache.expire()
             keys = list(self._cache.keys())

@@ -175,7 +175,7 @@ class S3Tier:
         return iter(self._run(do) or [])
 
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:
-        match: Callable[[str], Any] = glob_match(pattern)  # type: ignore[assignment]
+        match = glob_match(pattern)
         n = len(self.prefix)
         return iter([o["Key"][n:] for o in self._list() if match(o["Key"][n:])])
 
