@@ -118,3 +118,57 @@ def test_secret_from_env_and_key_file(tmp_path: Path) -> None:
 
 def test_repr_hides_secret() -> None:
     assert "0123" not in repr(Codec(SECRET))
+
+
+@pytest.mark.parametrize("handed_over", [False, True])
+def test_restored_arrays_are_aligned_and_writable(handed_over: bool) -> None:
+    # odd-sized buffers between wide ones: every array must still come back aligned
+    value = {
+        "bytes": np.arange(7, dtype=np.uint8),
+        "floats": np.random.default_rng(3).random(20_000),
+        "shorts": np.arange(3, dtype=np.int16),
+        "complex": np.ones(1001, dtype=np.complex128),
+    }
+    c = Codec(SECRET)
+    blob = c.encode("k", value)
+    out = c.decode("k", bytearray(blob) if handed_over else blob)
+    for name, arr in out.items():
+        assert arr.flags.aligned and arr.flags.writeable, name
+        np.testing.assert_array_equal(arr, value[name])
+
+
+def test_a_handed_over_buffer_is_used_in_place() -> None:
+    c = Codec(SECRET)
+    arr = np.random.default_rng(4).random(100_000)
+    entry = bytearray(c.encode("k", arr))
+    out = c.decode("k", entry)
+    out[0] = -1.0  # the array lives in the entry's memory: no second copy was made
+    assert -1.0 in np.frombuffer(bytes(entry[-arr.nbytes :]), dtype=np.float64)
+    frozen = c.encode("k", arr)
+    again = c.decode("k", frozen)  # from immutable bytes: a private, writable copy
+    again[0] = -2.0
+    assert c.decode("k", frozen)[0] == arr[0]
+
+
+def test_decode_many_reports_each_entry(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    c = Codec(SECRET)
+    good = c.encode("a", {"v": 1})
+    flipped = bytearray(c.encode("b", {"v": 2}))
+    flipped[-1] ^= 1
+    planted = pickle.dumps(Canary(str(canary)))
+    out = c.decode_many(
+        [
+            ("a", good),
+            ("b", bytes(flipped)),
+            ("c", planted),
+            ("d", good[:40]),
+            ("a", good),
+            ("e", c.encode("e", np.arange(10))),  # buffers: the general path
+        ]
+    )
+    assert out[0][0] == {"v": 1} and out[4][0] == {"v": 1}  # type: ignore[index]
+    assert isinstance(out[1], IntegrityError)
+    assert isinstance(out[2], SerializationError) and isinstance(out[3], SerializationError)
+    np.testing.assert_array_equal(out[5][0], np.arange(10))  # type: ignore[index]
+    assert not canary.exists()

@@ -417,3 +417,35 @@ def test_contains_agrees_with_get_after_a_missed_delete(tmp_path: Path) -> None:
     time.sleep(0.02)
     assert c.get("k") is None
     assert not c.contains("k")
+
+
+def test_large_disk_hits_are_private_aligned_arrays(embedded_config: CacheConfig) -> None:
+
+    cache = MultiLevelCache(embedded_config, secret=SECRET)
+    arr = np.random.default_rng(5).random(200_000)  # 1.6 MB: a file in the disk tier
+    cache.set("big", arr, tiers=["disk"])
+    first = cache.get("big", tiers=["disk"])
+    second = cache.get("big", tiers=["disk"])
+    assert first.flags.aligned and first.flags.writeable
+    first[:] = 0.0  # each read owns its memory
+    np.testing.assert_array_equal(second, arr)
+    np.testing.assert_array_equal(cache.get("big", tiers=["disk"]), arr)
+
+
+def test_fetch_many_says_where_each_hit_came_from(full_config: CacheConfig) -> None:
+    cache = MultiLevelCache(full_config, secret=SECRET)
+    cache.set("m", 1, tiers=["memory"])
+    cache.set("d", 2, tiers=["disk"])
+    cache.set("r", 3, tiers=["redis"])
+    cache.set("s", 4, tiers=["s3"])
+    hits = cache.fetch_many(["m", "d", "r", "s", "absent", "m"])
+    assert {k: (h.value, h.tier) for k, h in hits.items()} == {
+        "m": (1, "memory"),
+        "d": (2, "disk"),
+        "r": (3, "redis"),
+        "s": (4, "s3"),
+    }
+    assert all(h.created is not None for k, h in hits.items() if k != "m")
+    assert cache.get_many(["m", "d", "r", "s", "absent"]) == {"m": 1, "d": 2, "r": 3, "s": 4}
+    stats = cache.get_stats()
+    assert stats["total_requests"] == 10 and stats["hits"] == 8

@@ -42,6 +42,10 @@ class TierStats:
     )
 
     def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        """Zero every counter (in place: the cache keeps references to these objects)."""
         self.hits = self.misses = self.errors = self.corrupt = 0
         self.sets = self.deletes = self.promotions = self.rejected = 0
         self.bytes_read = self.bytes_written = 0
@@ -155,8 +159,8 @@ class CacheMetrics:
 
     def reset(self) -> None:
         with self._lock:
-            for name in self._tiers:
-                self._tiers[name] = TierStats()
+            for stats in self._tiers.values():
+                stats.clear()
             self.requests = self.hits = self.misses = 0
             self.saved_seconds = 0.0
 

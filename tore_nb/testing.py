@@ -242,7 +242,7 @@ class FlakyTier:
         if self.down:
             raise TierUnavailable(f"{self.name} is down (injected)")
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> bytes | bytearray | memoryview | None:
         self._check()
         return self.inner.get(key)
 
@@ -254,7 +254,7 @@ class FlakyTier:
         self._check()
         return self.inner.delete(key)
 
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    def get_many(self, keys: Sequence[str]) -> Sequence[bytes | bytearray | memoryview | None]:
         self._check()
         return self.inner.get_many(keys)
 

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from . import clock
 from .breaker import Breaker
-from .codec import Codec, load_secret
+from .codec import Blob, Codec, load_secret
 from .config import CacheConfig
 from .errors import IntegrityError, SerializationError, UnpicklableError
 from .keys import make_key
@@ -97,6 +97,11 @@ class MultiLevelCache:
         # keys whose write or delete a tier missed (down, breaker open): its copy may be stale,
         # so reads skip it there until a later write or delete reaches that tier
         self._stale: dict[str, set[str]] = {t.name: set() for t in self._remote}
+        # what a read needs of each remote tier, gathered once for the hot path
+        self._lanes = [
+            (t, t.name, self._breakers[t.name], self.metrics.tier(t.name), self._stale[t.name])
+            for t in self._remote
+        ]
         self._flights: dict[str, threading.Lock] = {}
         self._janitor: ThreadPoolExecutor | None = None
         self._janitor_pid = 0
@@ -122,8 +127,9 @@ class MultiLevelCache:
         """The cached value, or `default` on a miss. Never raises for cache failures."""
         m = self.metrics
         m.requests += 1
+        wanted = None if tiers is None else set(tiers)
         mem = self._mem
-        if mem is not None and (tiers is None or "memory" in tiers):
+        if mem is not None and (wanted is None or "memory" in wanted):
             t0 = perf_counter_ns()
             value = mem.lookup(key)
             st = self._mst
@@ -133,12 +139,12 @@ class MultiLevelCache:
                 m.hits += 1
                 return value
             st.miss(perf_counter_ns() - t0)
-        hit = self._fetch_remote(key, None if tiers is None else set(tiers))
-        if hit is None:
+        found = self._fetch_remote(key, wanted)
+        if found is None:
             m.misses += 1
             return default
         m.hits += 1
-        return hit.value
+        return found[0]
 
     def fetch(self, key: str, tiers: Iterable[str] | None = None) -> Hit | None:
         """Like `get`, but says which tier served the value; None on a miss."""
@@ -167,19 +173,25 @@ class MultiLevelCache:
                 st.hit(dt)
                 return Hit(value, "memory", dt / 1e9)
             st.miss(dt)
-        return self._fetch_remote(key, wanted)
-
-    def _fetch_remote(self, key: str, wanted: set[str] | None) -> Hit | None:
         t0 = perf_counter_ns()
-        for i, tier in enumerate(self._remote):
-            if wanted is not None and tier.name not in wanted:
+        found = self._fetch_remote(key, wanted)
+        if found is None:
+            return None
+        return Hit(found[0], found[1], (perf_counter_ns() - t0) / 1e9, found[2])
+
+    def _fetch_remote(self, key: str, wanted: set[str] | None) -> tuple[Any, str, float] | None:
+        """(value, tier, created) from the first remote tier that has the key, else None.
+
+        The hot path of every L2-L4 hit: per-tier objects come from `_lanes`, one tuple each.
+        """
+        decode = self.codec.decode_fast
+        for i, (tier, name, breaker, st, stale) in enumerate(self._lanes):
+            if wanted is not None and name not in wanted:
                 continue
-            if key in self._stale[tier.name]:
+            if stale and key in stale:
                 continue
-            breaker = self._breakers[tier.name]
             if not breaker.allow():
                 continue
-            st = self.metrics.tier(tier.name)
             t1 = perf_counter_ns()
             try:
                 data = tier.get(key)
@@ -191,33 +203,26 @@ class MultiLevelCache:
             if data is None:
                 st.miss(perf_counter_ns() - t1)
                 continue
-            decoded = self._decode(tier, key, data)
-            if decoded is None:
+            try:
+                value, created, expires = decode(key, data)
+            except SerializationError as exc:
+                self._reject(tier, key, exc)
                 st.miss(perf_counter_ns() - t1)
                 continue
-            value, created, expires = decoded
+            if expires and expires <= clock.now():
+                st.miss(perf_counter_ns() - t1)
+                continue
             t2 = perf_counter_ns()
             st.hit(t2 - t1, len(data))
             if i or (self._mem is not None and (wanted is None or "memory" in wanted)):
                 self._promote_many([(key, value, data, expires)], self._faster(i, wanted))
-            return Hit(value, tier.name, (t2 - t0) / 1e9, created)
+            return value, name, created
         return None
 
     def _faster(self, index: int, wanted: set[str] | None) -> list[Tier]:
         faster: list[Tier] = [] if self._mem is None else [self._mem]
         faster += self._remote[:index]
         return [t for t in faster if wanted is None or t.name in wanted]
-
-    def _decode(self, tier: Tier, key: str, data: bytes) -> tuple[Any, float, float] | None:
-        """(value, created, expires) of a verified, unexpired entry; else None (a miss)."""
-        try:
-            value, created, expires = self.codec.decode_fast(key, data)
-        except SerializationError as exc:
-            self._reject(tier, key, exc)
-            return None
-        if expires and expires <= clock.now():
-            return None
-        return value, created, expires
 
     def _reject(self, tier: Tier, key: str, exc: SerializationError) -> None:
         st = self.metrics.tier(tier.name)
@@ -264,38 +269,51 @@ class MultiLevelCache:
 
     def get_many(self, keys: Iterable[str], tiers: Iterable[str] | None = None) -> dict[str, Any]:
         """Values of the keys that hit; one round trip per remote tier (MGET, parallel S3)."""
-        return {k: h.value for k, h in self.fetch_many(keys, tiers).items()}
+        return self._lookup_many(keys, tiers, None)
 
     def fetch_many(self, keys: Iterable[str], tiers: Iterable[str] | None = None) -> dict[str, Hit]:
         """Like `get_many`, but each hit says which tier served it."""
         t0 = perf_counter_ns()
+        served: dict[str, tuple[str, float | None]] = {}
+        values = self._lookup_many(keys, tiers, served)
+        elapsed = (perf_counter_ns() - t0) / 1e9
+        return {k: Hit(v, served[k][0], elapsed, served[k][1]) for k, v in values.items()}
+
+    def _lookup_many(
+        self,
+        keys: Iterable[str],
+        tiers: Iterable[str] | None,
+        served: dict[str, tuple[str, float | None]] | None,
+    ) -> dict[str, Any]:
+        """key -> value for the keys that hit, fast tiers first; `served` gets (tier, created)."""
+        t0 = perf_counter_ns()
         wanted = None if tiers is None else set(tiers)
         todo = list(dict.fromkeys(keys))
-        # key -> (value, tier, created); Hit records are made once, at the end
-        found: dict[str, tuple[Any, str, float | None]] = {}
+        found: dict[str, Any] = {}
         self.metrics.requests += len(todo)
         mem = self._mem
-        if mem is not None and todo and (wanted is None or "memory" in wanted):
+        to_memory = mem is not None and (wanted is None or "memory" in wanted)
+        if mem is not None and todo and to_memory:
             rest = []
             for k in todo:
                 value = mem.lookup(k)
                 if value is MISSING:
                     rest.append(k)
                 else:
-                    found[k] = (value, "memory", None)
+                    found[k] = value
+                    if served is not None:
+                        served[k] = ("memory", None)
             self.metrics.tier("memory").batch(
                 len(todo) - len(rest), len(rest), perf_counter_ns() - t0
             )
             todo = rest
-        for i, tier in enumerate(self._remote):
+        for i, (tier, name, breaker, st, stale) in enumerate(self._lanes):
             if not todo:
                 break
-            if wanted is not None and tier.name not in wanted:
+            if wanted is not None and name not in wanted:
                 continue
-            breaker = self._breakers[tier.name]
             if not breaker.allow():
                 continue
-            stale = self._stale[tier.name]
             skipped = [k for k in todo if k in stale] if stale else []
             if skipped:
                 todo = [k for k in todo if k not in stale]
@@ -303,35 +321,43 @@ class MultiLevelCache:
             try:
                 blobs = tier.get_many(todo) if todo else []
             except Exception as exc:
-                self.metrics.tier(tier.name).errors += 1
+                st.errors += 1
                 breaker.failure(exc)
                 todo += skipped
                 continue
             breaker.success()
-            rest, promote, nbytes = [], [], 0
-            decode, name = self._decode, tier.name
-            for k, data in zip(todo, blobs, strict=True):
-                decoded = None if data is None else decode(tier, k, data)
-                if decoded is None:
-                    rest.append(k)
+            present = [(k, d) for k, d in zip(todo, blobs, strict=True) if d is not None]
+            decoded = self.codec.decode_many(present)
+            now = clock.now()
+            targets = self._faster(i, wanted) if i or to_memory else []
+            promote: list[tuple[str, Any, Blob, float]] = []
+            hits = nbytes = 0
+            for (k, data), got in zip(present, decoded, strict=True):
+                if isinstance(got, SerializationError):
+                    self._reject(tier, k, got)
                     continue
-                assert data is not None
+                value, created, expires = got
+                if expires and expires <= now:
+                    continue
+                hits += 1
                 nbytes += len(data)
-                found[k] = (decoded[0], name, decoded[1])
-                promote.append((k, decoded[0], data, decoded[2]))
-            self.metrics.tier(tier.name).batch(
-                len(promote), len(rest), perf_counter_ns() - t1, nbytes
-            )
-            if i or (mem is not None and (wanted is None or "memory" in wanted)):
-                self._promote_many(promote, self._faster(i, wanted))
+                found[k] = value
+                if served is not None:
+                    served[k] = (name, created)
+                if targets:
+                    promote.append((k, value, data, expires))
+            rest = [k for k in todo if k not in found] if hits < len(todo) else []
+            st.batch(hits, len(rest), perf_counter_ns() - t1, nbytes)
+            self._promote_many(promote, targets)
             todo = rest + skipped
         self.metrics.hits += len(found)
         self.metrics.misses += len(todo)
-        elapsed = (perf_counter_ns() - t0) / 1e9
-        return {k: Hit(v, t, elapsed, c) for k, (v, t, c) in found.items()}
+        return found
 
     def _promote_many(
-        self, items: list[tuple[str, Any, bytes, float]], targets: list[Tier]
+        self,
+        items: list[tuple[str, Any, Blob, float]],
+        targets: list[Tier],
     ) -> None:
         """Back-fill faster tiers; items are (key, value, entry bytes, expires or 0)."""
         if not items or not targets:
@@ -349,7 +375,7 @@ class MultiLevelCache:
             # group by remaining TTL so that each group is one batched write
             groups: dict[float | None, dict[str, bytes]] = {}
             for k, _, data, expires in fits:
-                groups.setdefault(round(expires - now) if expires else None, {})[k] = data
+                groups.setdefault(round(expires - now) if expires else None, {})[k] = bytes(data)
             for ttl_group, batch in groups.items():
                 if self._write(tier, batch, ttl_group):
                     st.promotions += len(batch)

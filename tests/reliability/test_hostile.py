@@ -3,6 +3,7 @@ rejected and never unpickled; passwords never leak; malformed configuration name
 
 from __future__ import annotations
 
+import datetime
 import logging
 import pickle
 import traceback
@@ -144,3 +145,27 @@ def test_malformed_environment(var: str, value: str, tmp_path: Path) -> None:
             load_secret({var: value})
         else:
             CacheConfig.from_env({var: value})
+
+
+def test_disk_rows_diskcache_would_unpickle_are_never_loaded(tmp_path: Path) -> None:
+    """A row stored by diskcache itself in pickle or text mode (not by tore_nb) is a miss:
+    diskcache's own `get` would unpickle it before any signature check."""
+    import diskcache
+
+    canary = tmp_path / "canary"
+    cache = MultiLevelCache(
+        CacheConfig(disk_cache_path=str(tmp_path / "d"), memory_enabled=False), secret=SECRET
+    )
+    cache.set("real", {"v": 1})
+    planter = diskcache.Cache(str(tmp_path / "d"))
+    planter.set("planted", Canary(str(canary)), tag=0.0)  # pickle mode, in the row
+    planter.set("planted-file", [Canary(str(canary)), "x" * 100_000], tag=0.0)  # pickle, a file
+    planter.set("text", "a text row", tag=0.0)
+    planter.close()
+    for key in ("planted", "planted-file", "text"):
+        assert cache.get(key) is None
+        assert not cache.contains(key)
+    # rows written "in 1970" (tag 0): the sweep reads tags, never values
+    assert cache.expire_older_than(datetime.datetime.fromtimestamp(1)) == 3
+    assert cache.get("real") == {"v": 1}
+    assert not canary.exists()

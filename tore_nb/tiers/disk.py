@@ -1,8 +1,12 @@
 """L2: local disk through diskcache (SQLite index, large values as files), with a size limit.
 
-Entries are stored as raw bytes with their creation time as the diskcache tag. A database that
-SQLite cannot open is set aside (renamed) and rebuilt, so a corrupt cache costs its contents,
-never the user's run.
+Entries are stored as raw bytes with their creation time as the diskcache tag. diskcache does
+the writing, eviction and size accounting; reads issue one SELECT on diskcache's own connection
+instead of `Cache.get`, for two reasons: `Cache.get` unpickles rows stored in pickle mode (a
+planted row would run code before any signature check), and its Python wrapper costs more
+than the query. Values kept as files are read into fresh writable memory, which the codec
+then hands to unpickled arrays without a second copy. A database that SQLite cannot open is set
+aside (renamed) and rebuilt, so a corrupt cache costs its contents, never the user's run.
 
 >>> import tempfile
 >>> d = DiskTier(tempfile.mkdtemp(), size_limit=10**7)
@@ -31,6 +35,21 @@ from .base import TierUsage, glob_match
 __all__ = ["DiskTier"]
 
 log = logging.getLogger("tore_nb.tiers.disk")
+# diskcache's Cache table: mode 1 is bytes kept in the row, 2 bytes kept in a file
+_SELECT = (
+    "SELECT mode, filename, value FROM Cache"
+    " WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)"
+)
+_MODE_RAW, _MODE_BINARY = 1, 2
+_forks = 0  # bumped in a forked child: a connection cached per thread must not cross a fork
+
+
+def _after_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
@@ -47,6 +66,8 @@ class DiskTier:
         self.max_item_bytes = max_item_bytes if max_item_bytes is not None else size_limit
         self._cache: diskcache.Cache | None = None
         self._lock = threading.Lock()
+        self._dir = str(self.directory)
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"DiskTier({str(self.directory)!r})"
@@ -125,16 +146,41 @@ class DiskTier:
                 os.replace(self.directory, aside)
 
     # -- Tier protocol -------------------------------------------------------------------------
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> bytes | memoryview | None:
         cache = self._cache
-        if cache is None:
-            value = self._call(lambda c: c.get(key))
-        else:
+        if cache is not None:
             try:  # the hot path, without the closure of _call
-                value = cache.get(key)
+                return self._read(cache, key)
             except Exception:  # let _call translate it (and rebuild a corrupt database)
-                value = self._call(lambda c: c.get(key))
-        return value if isinstance(value, bytes) else None
+                pass
+        return self._call(lambda c: self._read(c, key))  # type: ignore[no-any-return]
+
+    def _read(self, cache: diskcache.Cache, key: str) -> bytes | memoryview | None:
+        try:  # a cursor on diskcache's connection for this thread, without its per-call getpid()
+            owner, forks, cursor = self._local.cursor
+            if owner is not cache or forks != _forks:
+                raise AttributeError
+        except AttributeError:
+            cursor = cache._con.cursor()
+            self._local.cursor = (cache, _forks, cursor)
+        cursor.execute(_SELECT, (key, time.time()))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        mode, filename, value = row
+        if mode == _MODE_RAW:
+            return value if type(value) is bytes else None
+        if mode == _MODE_BINARY and filename:
+            import numpy as np  # uninitialised memory: a bytearray would be zeroed first
+
+            try:
+                with open(os.path.join(self._dir, filename), "rb", buffering=0) as f:
+                    buf = np.empty(os.fstat(f.fileno()).st_size, np.uint8).data
+                    n = f.readinto(buf)
+            except FileNotFoundError:  # evicted or replaced between the query and the open
+                return None
+            return buf if n == len(buf) else None
+        return None  # text or pickled rows were not written by tore_nb: never unpickle them
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         ok = self._call(lambda c: c.set(key, value, expire=ttl, tag=time.time()), write=True)
@@ -144,7 +190,7 @@ class DiskTier:
     def delete(self, key: str) -> bool:
         return bool(self._call(lambda c: c.delete(key)))
 
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    def get_many(self, keys: Sequence[str]) -> list[bytes | memoryview | None]:
         return [self.get(k) for k in keys]
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
@@ -164,17 +210,9 @@ class DiskTier:
     def expire_older_than(self, cutoff: float) -> int:
         def sweep(c: diskcache.Cache) -> int:
             c.expire()
-            n = 0
-            for k in list(c.iterkeys()):
-                got = c.get(k, default=None, read=True, tag=True)
-                if got is None or got[0] is None:
-                    continue
-                handle, tag = got
-                if hasattr(handle, "close"):
-                    handle.close()
-                if isinstance(tag, float) and tag < cutoff and c.delete(k):
-                    n += 1
-            return n
+            # tags hold write times; reading them from the table never loads (or unpickles) values
+            rows = c._sql("SELECT key FROM Cache WHERE raw = 1 AND tag < ?", (cutoff,)).fetchall()
+            return sum(1 for (k,) in rows if isinstance(k, str) and c.delete(k))
 
         return int(self._call(sweep))
 
