@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,18 +158,22 @@ def test_decode_many_reports_each_entry(tmp_path: Path) -> None:
     flipped = bytearray(c.encode("b", {"v": 2}))
     flipped[-1] ^= 1
     planted = pickle.dumps(Canary(str(canary)))
-    out = c.decode_many(
-        [
-            ("a", good),
-            ("b", bytes(flipped)),
-            ("c", planted),
-            ("d", good[:40]),
-            ("a", good),
-            ("e", c.encode("e", np.arange(10))),  # buffers: the general path
-        ]
-    )
-    assert out[0][0] == {"v": 1} and out[4][0] == {"v": 1}  # type: ignore[index]
-    assert isinstance(out[1], IntegrityError)
-    assert isinstance(out[2], SerializationError) and isinstance(out[3], SerializationError)
-    np.testing.assert_array_equal(out[5][0], np.arange(10))  # type: ignore[index]
+    batch = {
+        "a": good,
+        "b": bytes(flipped),
+        "c": planted,
+        "d": good[:40],
+        "e": c.encode("e", np.arange(10)),  # buffers: the general path
+        "absent": None,
+        "expired": c.encode("expired", 1, ttl=-1),
+    }
+    live, bad, nbytes = c.decode_many(list(batch), list(batch.values()), now=time.time())
+    assert sorted(live) == ["a", "e"]
+    assert live["a"][0] == {"v": 1}
+    np.testing.assert_array_equal(live["e"][0], np.arange(10))
+    assert nbytes == len(good) + len(batch["e"])  # type: ignore[arg-type]
+    errors = dict(bad)
+    assert sorted(errors) == ["b", "c", "d"]
+    assert isinstance(errors["b"], IntegrityError)
+    assert all(isinstance(e, SerializationError) for e in errors.values())
     assert not canary.exists()

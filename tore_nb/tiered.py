@@ -326,29 +326,23 @@ class MultiLevelCache:
                 todo += skipped
                 continue
             breaker.success()
-            present = [(k, d) for k, d in zip(todo, blobs, strict=True) if d is not None]
-            decoded = self.codec.decode_many(present)
-            now = clock.now()
-            targets = self._faster(i, wanted) if i or to_memory else []
-            promote: list[tuple[str, Any, Blob, float]] = []
-            hits = nbytes = 0
-            for (k, data), got in zip(present, decoded, strict=True):
-                if isinstance(got, SerializationError):
-                    self._reject(tier, k, got)
-                    continue
-                value, created, expires = got
-                if expires and expires <= now:
-                    continue
-                hits += 1
-                nbytes += len(data)
-                found[k] = value
-                if served is not None:
-                    served[k] = (name, created)
-                if targets:
-                    promote.append((k, value, data, expires))
-            rest = [k for k in todo if k not in found] if hits < len(todo) else []
-            st.batch(hits, len(rest), perf_counter_ns() - t1, nbytes)
-            self._promote_many(promote, targets)
+            live, bad, nbytes = self.codec.decode_many(todo, blobs, clock.now())
+            for k, error in bad:
+                self._reject(tier, k, error)
+            if served is None:
+                for k, got in live.items():
+                    found[k] = got[0]
+            else:
+                for k, got in live.items():
+                    found[k] = got[0]
+                    served[k] = (name, got[1])
+            rest = [k for k in todo if k not in live] if len(live) < len(todo) else []
+            st.batch(len(live), len(rest), perf_counter_ns() - t1, nbytes)
+            if live and (i or to_memory):
+                entry = {k: d for k, d in zip(todo, blobs, strict=True) if d is not None}
+                self._promote_many(
+                    [(k, v, entry[k], e) for k, (v, _, e) in live.items()], self._faster(i, wanted)
+                )
             todo = rest + skipped
         self.metrics.hits += len(found)
         self.metrics.misses += len(todo)
