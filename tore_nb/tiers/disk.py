@@ -37,7 +37,7 @@ __all__ = ["DiskTier"]
 log = logging.getLogger("tore_nb.tiers.disk")
 # diskcache's Cache table: mode 1 is bytes kept in the row, 2 bytes kept in a file
 _SELECT = (
-    "SELECT mode, filename, value FROM Cache"
+    "SELECT mode, filename, value, size FROM Cache"
     " WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)"
 )
 _MODE_RAW, _MODE_BINARY = 1, 2
@@ -167,20 +167,31 @@ class DiskTier:
         row = cursor.fetchone()
         if row is None:
             return None
-        mode, filename, value = row
+        mode, filename, value, size = row
         if mode == _MODE_RAW:
             return value if type(value) is bytes else None
-        if mode == _MODE_BINARY and filename:
-            import numpy as np  # uninitialised memory: a bytearray would be zeroed first
-
-            try:
-                with open(os.path.join(self._dir, filename), "rb", buffering=0) as f:
-                    buf = np.empty(os.fstat(f.fileno()).st_size, np.uint8).data
-                    n = f.readinto(buf)
-            except FileNotFoundError:  # evicted or replaced between the query and the open
-                return None
-            return buf if n == len(buf) else None
+        if mode == _MODE_BINARY and filename and isinstance(size, int):
+            return self._read_file(filename, size)
         return None  # text or pickled rows were not written by tore_nb: never unpickle them
+
+    def _read_file(self, filename: str, size: int) -> memoryview | None:
+        import numpy as np  # uninitialised memory: a bytearray would be zeroed first
+
+        buf = np.empty(size, np.uint8).data
+        try:
+            fd = os.open(os.path.join(self._dir, filename), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # evicted or replaced between the query and the open
+            return None
+        try:
+            n = os.readv(fd, [buf])
+            while 0 < n < size:  # a regular file gives all at once, but a read may stop short
+                got = os.preadv(fd, [buf[n:]], n)
+                if not got:
+                    break
+                n += got
+        finally:
+            os.close(fd)
+        return buf[:n]  # a short file is a truncated entry: the codec rejects and counts it
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         ok = self._call(lambda c: c.set(key, value, expire=ttl, tag=time.time()), write=True)
