@@ -15,7 +15,9 @@ Entry layout (little endian)::
     tag     16s  AES-GMAC of sizes + body; its GCM nonce is counter + BLAKE3(namespace, key,
                  header), so the tag also covers namespace, key and header
     sizes   Q*(1+nbuf)  raw length of the pickle stream, then of each buffer
-    body         pickle stream + buffers (zstd-compressed as one frame when flag 0 is set)
+    body         pickle stream + buffers (zstd-compressed as one frame when flag 0 is set);
+                 with buffers, the stream is zero-padded (unpickling stops at its STOP opcode)
+                 so that the first buffer starts at a multiple of 64 bytes in the entry
 
 Why GMAC: with AES-NI it authenticates about 20 GB/s, several times BLAKE3 and 20x HMAC-SHA256,
 so signing costs well under a microsecond for small entries and ~50 us per MB. A writer (one
