@@ -161,11 +161,14 @@ def test_disk_rows_diskcache_would_unpickle_are_never_loaded(tmp_path: Path) -> 
     planter.set("planted", Canary(str(canary)), tag=0.0)  # pickle mode, in the row
     planter.set("planted-file", [Canary(str(canary)), "x" * 100_000], tag=0.0)  # pickle, a file
     planter.set("text", "a text row", tag=0.0)
+    planter.set("huge", b"x" * 100_000, tag=0.0)  # a file, whose size in the table is then forged
+    planter._sql("UPDATE Cache SET size = ? WHERE key = 'huge'", (10**15,))
     planter.close()
-    for key in ("planted", "planted-file", "text"):
+    for key in ("planted", "planted-file", "text", "huge"):
         assert cache.get(key) is None
         assert not cache.contains(key)
     # rows written "in 1970" (tag 0): the sweep reads tags, never values
-    assert cache.expire_older_than(datetime.datetime.fromtimestamp(1)) == 3
+    assert cache.expire_older_than(datetime.datetime.fromtimestamp(1)) == 4
     assert cache.get("real") == {"v": 1}
+    assert cache.breaker_state("disk") == "closed"
     assert not canary.exists()

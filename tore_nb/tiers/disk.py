@@ -171,7 +171,8 @@ class DiskTier:
         if mode == _MODE_RAW:
             return value if type(value) is bytes else None
         if mode == _MODE_BINARY and filename and isinstance(size, int):
-            return self._read_file(filename, size)
+            # the size comes from the table: bound it before allocating that much
+            return self._read_file(filename, size) if 0 < size <= self.max_item_bytes else None
         return None  # text or pickled rows were not written by tore_nb: never unpickle them
 
     def _read_file(self, filename: str, size: int) -> memoryview | None:
