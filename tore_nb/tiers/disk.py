@@ -104,6 +104,7 @@ class DiskTier:
         return diskcache.Cache(
             str(self.directory),
             size_limit=self.size_limit,
+            # reads go around Cache.get (see _read): this policy needs no bookkeeping on reads
             eviction_policy="least-recently-stored",
             timeout=1.0,
             disk_min_file_size=64 * 1024,
