@@ -70,3 +70,10 @@ class TestS3Tier(TierContract):
         tier.set("k", b"v", None)
         head = moto_server.client().head_object(Bucket=s3_bucket, Key="cache/ns/k")
         assert head.get("StorageClass", "STANDARD") == "STANDARD_IA"
+
+    def test_usage_of_a_large_prefix_is_unknown_not_listed(self, tier: Tier) -> None:
+        tier.set_many({f"k{i}": b"v" for i in range(5)}, None)
+        tier.usage_scan_limit = 3  # type: ignore[attr-defined]
+        assert (tier.usage().entries, tier.usage().size_bytes) == (None, None)
+        tier.usage_scan_limit = 5  # type: ignore[attr-defined]
+        assert tier.usage().entries == 5

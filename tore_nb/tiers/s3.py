@@ -56,6 +56,7 @@ class S3Tier:
         max_attempts: int = 2,
         max_item_bytes: int = 5_000_000_000,
         workers: int = 8,
+        usage_scan_limit: int = 10_000,
     ) -> None:
         require("boto3", "s3")
         self.bucket = bucket
@@ -68,6 +69,7 @@ class S3Tier:
         self.max_attempts = max_attempts
         self.max_item_bytes = max_item_bytes
         self.workers = workers
+        self.usage_scan_limit = usage_scan_limit
         self._client: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
@@ -165,12 +167,17 @@ class S3Tier:
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         self._map(lambda kv: self.set(kv[0], kv[1], ttl), list(items.items()))
 
-    def _list(self) -> Iterator[dict[str, Any]]:
+    def _list(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
         def do() -> list[dict[str, Any]]:
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix
             )
-            return [obj for page in pages for obj in page.get("Contents", [])]
+            found: list[dict[str, Any]] = []
+            for page in pages:
+                found += page.get("Contents", [])
+                if limit is not None and len(found) > limit:
+                    break
+            return found
 
         return iter(self._run(do) or [])
 
@@ -199,7 +206,11 @@ class S3Tier:
         return self._delete_objects([o["Key"] for o in self._list()])
 
     def usage(self) -> TierUsage:
-        objs = list(self._list())
+        """Entries and bytes under the prefix, or unknown (None) past `usage_scan_limit`
+        objects: statistics must not list a large bucket on every call."""
+        objs = list(self._list(self.usage_scan_limit))
+        if len(objs) > self.usage_scan_limit:
+            return TierUsage(None, None)
         return TierUsage(len(objs), sum(int(o.get("Size", 0)) for o in objs))
 
     def close(self) -> None:
