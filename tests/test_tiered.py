@@ -420,7 +420,6 @@ def test_contains_agrees_with_get_after_a_missed_delete(tmp_path: Path) -> None:
 
 
 def test_large_disk_hits_are_private_aligned_arrays(embedded_config: CacheConfig) -> None:
-
     cache = MultiLevelCache(embedded_config, secret=SECRET)
     arr = np.random.default_rng(5).random(200_000)  # 1.6 MB: a file in the disk tier
     cache.set("big", arr, tiers=["disk"])
