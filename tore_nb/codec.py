@@ -63,7 +63,6 @@ FLAG_ZSTD = 1
 _HEAD = struct.Struct("<4sBBBBddI12s12s16s")
 HEADER_SIZE = _HEAD.size  # 68
 _SIGNED = 28  # the header bytes before salt, counter and tag
-_Q = struct.Struct("<Q")
 # the header and the first size as one read; `_SIMPLE` is its first 8 bytes for an entry of
 # format 1, pickle 5, uncompressed (flags 0, reserved 0)
 _FAST = struct.Struct("<8sddI12s12s16sQ")
@@ -288,10 +287,7 @@ class Codec:
             value, info = self.decode_entry(key, data)
             return value, info.created, info.expires
         # one uncompressed pickle stream: the shape of nearly every small entry
-        kb = key.encode()
-        ctx = b"".join((self._ns_prefix, len(kb).to_bytes(4, "little"), kb, data[:_SIGNED]))
-        if len(ctx) > 112:
-            ctx = blake3.blake3(ctx).digest(16)
+        ctx = self._context(key, data[:_SIGNED])
         mv = memoryview(data)
         aead = self._keys.get(salt) or self._aead(salt)
         if not compare_digest(aead.encrypt(counter + ctx, b"", mv[HEADER_SIZE:]), tag):
@@ -318,8 +314,8 @@ class Codec:
         found: dict[str, tuple[Any, float, float]] = {}
         bad: list[tuple[str, SerializationError]] = []
         nbytes = 0
-        unpack, join, loads, size = _FAST.unpack_from, b"".join, pickle.loads, _FAST.size
-        aeads, aead_for, ns, decode = self._keys, self._aead, self._ns_prefix, self.decode_fast
+        unpack, loads, size, context = _FAST.unpack_from, pickle.loads, _FAST.size, self._context
+        aeads, aead_for, decode = self._keys, self._aead, self.decode_fast
         for key, data in zip(keys, blobs, strict=True):
             if data is None:
                 continue
@@ -328,10 +324,7 @@ class Codec:
                 if prefix != _SIMPLE or nbuf or n != len(data) - size:
                     got = decode(key, data)
                 else:
-                    kb = key.encode()
-                    ctx = join((ns, len(kb).to_bytes(4, "little"), kb, data[:_SIGNED]))
-                    if len(ctx) > 112:
-                        ctx = blake3.blake3(ctx).digest(16)
+                    ctx = context(key, data[:_SIGNED])
                     mv = memoryview(data)
                     aead = aeads.get(salt) or aead_for(salt)
                     if not compare_digest(aead.encrypt(counter + ctx, b"", mv[HEADER_SIZE:]), tag):

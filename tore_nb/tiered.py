@@ -244,15 +244,15 @@ class MultiLevelCache:
         """Whether a valid (verified, unexpired) entry exists in any tier; nothing is unpickled."""
         if self._mem is not None and self._mem.lookup(key) is not MISSING:
             return True
-        for tier in self._remote:
-            if key in self._stale[tier.name] or not self._breakers[tier.name].allow():
+        for tier, _, breaker, _, stale in self._lanes:
+            if key in stale or not breaker.allow():
                 continue
             try:
                 data = tier.get(key)
             except Exception as exc:
-                self._breakers[tier.name].failure(exc)
+                breaker.failure(exc)
                 continue
-            self._breakers[tier.name].success()
+            breaker.success()
             if data is None:
                 continue
             try:
