@@ -131,6 +131,28 @@ def test_other_types() -> None:
     assert hash_value(cyclic) == hash_value(cyclic)
 
 
+class ListState:
+    """Pickles to a fresh list each time: a temporary the hasher must not confuse with another."""
+
+    def __init__(self, v: int) -> None:
+        self.v = v
+
+    def __getstate__(self) -> list[int]:
+        return [self.v]
+
+    def __setstate__(self, state: list[int]) -> None:
+        self.v = state[0]
+
+
+def test_temporaries_made_while_hashing_are_not_back_references() -> None:
+    # A temporary freed mid-hash can hand its id() to the next one; were the memo to forget
+    # it, the second would hash as a back-reference to the first and differing values collide.
+    for _ in range(20):
+        assert hash_value([ListState(1), ListState(2)]) != hash_value([ListState(1), ListState(3)])
+    df = pd.DataFrame({"a": range(5), "b": list("abcde")})
+    assert len({hash_value(df.copy()) for _ in range(50)} | {hash_value(df)}) == 1
+
+
 def test_unhashable_raises_type_error() -> None:
     import threading
 

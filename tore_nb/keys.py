@@ -55,11 +55,15 @@ class ContentHasher:
     32
     """
 
-    __slots__ = ("_h", "_memo")
+    __slots__ = ("_h", "_keep", "_memo")
 
     def __init__(self) -> None:
         self._h = xxhash.xxh3_128()
         self._memo: dict[int, int] = {}
+        # Holds every memoised object until the digest is done: a temporary made while hashing
+        # (a state list, `list(index.names)`) could otherwise be freed and its id() reused by
+        # the next one, which would then hash as a back-reference and differing values collide.
+        self._keep: list[Any] = []
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()
@@ -86,6 +90,7 @@ class ContentHasher:
             self._tag(b"R", self._memo[oid])
             return
         self._memo[oid] = len(self._memo)
+        self._keep.append(obj)
         for check, handler in _SLOW_HANDLERS:
             if check(obj):
                 handler(self, obj)
@@ -173,6 +178,7 @@ def _enter(h: ContentHasher, obj: Any) -> bool:
         h._tag(b"R", h._memo[oid])
         return False
     h._memo[oid] = len(h._memo)
+    h._keep.append(obj)
     return True
 
 
