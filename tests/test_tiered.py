@@ -24,6 +24,13 @@ def make(cfg: CacheConfig) -> MultiLevelCache:
     return MultiLevelCache(cfg, secret=SECRET)
 
 
+def with_flaky_disk(tmp_path: Path, **breaker: float) -> tuple[MultiLevelCache, FlakyTier]:
+    """Memory over a disk tier that a test can take down (`disk.down = True`)."""
+    cfg = CacheConfig.embedded(tmp_path, **breaker)
+    disk = FlakyTier(DiskTier(tmp_path / "d", size_limit=10**8))
+    return MultiLevelCache(cfg, tiers=[MemoryTier(10**7, 60), disk], secret=SECRET), disk
+
+
 def test_embedded_roundtrip_and_restart(embedded_config: CacheConfig) -> None:
     c = make(embedded_config)
     key = c.generate_key("doc.pdf", dpi=150)
@@ -163,9 +170,7 @@ def test_item_too_large_for_every_tier(embedded_config: CacheConfig) -> None:
 
 
 def test_flaky_tier_degrades_and_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    cfg = CacheConfig.embedded(tmp_path, breaker_reset_seconds=0.2, breaker_failures=1)
-    disk = FlakyTier(DiskTier(tmp_path / "d", size_limit=10**8))
-    c = MultiLevelCache(cfg, tiers=[MemoryTier(10**7, 60), disk], secret=SECRET)
+    c, disk = with_flaky_disk(tmp_path, breaker_reset_seconds=0.2, breaker_failures=1)
     c.set("a", 1)
     disk.down = True
     with caplog.at_level(logging.WARNING, logger="tore_nb"):
@@ -180,13 +185,11 @@ def test_flaky_tier_degrades_and_recovers(tmp_path: Path, caplog: pytest.LogCapt
     time.sleep(0.25)
     c.set("b", 2)  # the probe succeeds and closes the breaker
     assert c.breaker_state("disk") == "closed"
-    assert make(cfg.replace(disk_cache_path=str(tmp_path / "d"))).get("b") == 2
+    assert make(c.config.replace(disk_cache_path=str(tmp_path / "d"))).get("b") == 2
 
 
 def test_delete_during_outage_never_resurfaces(tmp_path: Path) -> None:
-    cfg = CacheConfig.embedded(tmp_path, breaker_reset_seconds=0.01)
-    disk = FlakyTier(DiskTier(tmp_path / "d", size_limit=10**8))
-    c = MultiLevelCache(cfg, tiers=[MemoryTier(10**7, 60), disk], secret=SECRET)
+    c, disk = with_flaky_disk(tmp_path, breaker_reset_seconds=0.01)
     c.set("k", "v1")
     disk.down = True
     c.delete("k")
@@ -407,9 +410,7 @@ def test_get_or_compute_counts_one_request(embedded_config: CacheConfig) -> None
 
 
 def test_contains_agrees_with_get_after_a_missed_delete(tmp_path: Path) -> None:
-    cfg = CacheConfig.embedded(tmp_path, breaker_reset_seconds=0.01)
-    disk = FlakyTier(DiskTier(tmp_path / "d", size_limit=10**8))
-    c = MultiLevelCache(cfg, tiers=[MemoryTier(10**7, 60), disk], secret=SECRET)
+    c, disk = with_flaky_disk(tmp_path, breaker_reset_seconds=0.01)
     c.set("k", "v1")
     disk.down = True
     c.delete("k")

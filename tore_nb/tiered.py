@@ -45,6 +45,10 @@ log = logging.getLogger("tore_nb.cache")
 T = TypeVar("T")
 MB = 1_000_000
 
+# what a read needs of one remote tier: the tier, its name, breaker, stats, stale keys, and the
+# faster tiers that a hit there is promoted into
+_Lane = tuple[Tier, str, Breaker, TierStats, set[str], list[Tier]]
+
 
 class Hit(NamedTuple):
     """A value found in the cache, the tier that served it, and how long the lookup took.
@@ -97,11 +101,8 @@ class MultiLevelCache:
         # keys whose write or delete a tier missed (down, breaker open): its copy may be stale,
         # so reads skip it there until a later write or delete reaches that tier
         self._stale: dict[str, set[str]] = {t.name: set() for t in self._remote}
-        # what a read needs of each remote tier, gathered once for the hot path
-        self._lanes = [
-            (t, t.name, self._breakers[t.name], self.metrics.tier(t.name), self._stale[t.name])
-            for t in self._remote
-        ]
+        # reads planned once per selection of tiers (see _plan)
+        self._plans: dict[tuple[str, ...] | None, tuple[bool, tuple[_Lane, ...]]] = {}
         self._flights: dict[str, threading.Lock] = {}
         self._janitor: ThreadPoolExecutor | None = None
         self._janitor_pid = 0
@@ -127,11 +128,10 @@ class MultiLevelCache:
         """The cached value, or `default` on a miss. Never raises for cache failures."""
         m = self.metrics
         m.requests += 1
-        wanted = None if tiers is None else set(tiers)
-        mem = self._mem
-        if mem is not None and (wanted is None or "memory" in wanted):
+        memory, lanes = self._plan(tiers)
+        if memory:
             t0 = perf_counter_ns()
-            value = mem.lookup(key)
+            value = self._mem.lookup(key)  # type: ignore[union-attr]
             st = self._mst
             assert st is not None
             if value is not MISSING:
@@ -139,7 +139,7 @@ class MultiLevelCache:
                 m.hits += 1
                 return value
             st.miss(perf_counter_ns() - t0)
-        found = self._fetch_remote(key, wanted)
+        found = self._fetch_remote(key, lanes)
         if found is None:
             m.misses += 1
             return default
@@ -148,7 +148,7 @@ class MultiLevelCache:
 
     def fetch(self, key: str, tiers: Iterable[str] | None = None) -> Hit | None:
         """Like `get`, but says which tier served the value; None on a miss."""
-        hit = self._find(key, None if tiers is None else set(tiers))
+        hit = self._find(key, tiers)
         self._count(hit is not None)
         return hit
 
@@ -160,12 +160,12 @@ class MultiLevelCache:
         else:
             m.misses += 1
 
-    def _find(self, key: str, wanted: set[str] | None) -> Hit | None:
+    def _find(self, key: str, tiers: Iterable[str] | None) -> Hit | None:
         """Look a key up fast to slow (per-tier stats only; requests are counted by callers)."""
-        mem = self._mem
-        if mem is not None and (wanted is None or "memory" in wanted):
+        memory, lanes = self._plan(tiers)
+        if memory:
             t1 = perf_counter_ns()
-            value = mem.lookup(key)
+            value = self._mem.lookup(key)  # type: ignore[union-attr]
             st = self._mst
             assert st is not None
             dt = perf_counter_ns() - t1
@@ -174,20 +174,38 @@ class MultiLevelCache:
                 return Hit(value, "memory", dt / 1e9)
             st.miss(dt)
         t0 = perf_counter_ns()
-        found = self._fetch_remote(key, wanted)
+        found = self._fetch_remote(key, lanes)
         if found is None:
             return None
         return Hit(found[0], found[1], (perf_counter_ns() - t0) / 1e9, found[2])
 
-    def _fetch_remote(self, key: str, wanted: set[str] | None) -> tuple[Any, str, float] | None:
-        """(value, tier, created) from the first remote tier that has the key, else None.
+    def _plan(self, tiers: Iterable[str] | None) -> tuple[bool, tuple[_Lane, ...]]:
+        """How a read over `tiers` (None: all) goes: whether it looks in memory, then its lanes.
 
-        The hot path of every L2-L4 hit: per-tier objects come from `_lanes`, one tuple each.
+        Planned once per selection, so that the hot path of a hit does no set-up of its own.
         """
+        sel = tiers if tiers is None or type(tiers) is tuple else tuple(tiers)
+        plan = self._plans.get(sel)
+        if plan is None:
+            wanted = None if sel is None else set(sel)
+            faster: list[Tier] = []
+            if self._mem is not None and (wanted is None or "memory" in wanted):
+                faster.append(self._mem)
+            lanes = []
+            for t in self._remote:
+                if wanted is None or t.name in wanted:
+                    lane = (t, t.name, self._breakers[t.name], self.metrics.tier(t.name))
+                    lanes.append((*lane, self._stale[t.name], list(faster)))
+                    faster.append(t)
+            plan = (bool(faster) and faster[0] is self._mem, tuple(lanes))
+            if len(self._plans) < 256:  # selections are few; a caller making up new ones is not
+                self._plans[sel] = plan
+        return plan
+
+    def _fetch_remote(self, key: str, lanes: tuple[_Lane, ...]) -> tuple[Any, str, float] | None:
+        """(value, tier, created) from the first lane's tier that has the key, else None."""
         decode = self.codec.decode_fast
-        for i, (tier, name, breaker, st, stale) in enumerate(self._lanes):
-            if wanted is not None and name not in wanted:
-                continue
+        for tier, name, breaker, st, stale, faster in lanes:
             if stale and key in stale:
                 continue
             if not breaker.allow():
@@ -212,17 +230,11 @@ class MultiLevelCache:
             if expires and expires <= clock.now():
                 st.miss(perf_counter_ns() - t1)
                 continue
-            t2 = perf_counter_ns()
-            st.hit(t2 - t1, len(data))
-            if i or (self._mem is not None and (wanted is None or "memory" in wanted)):
-                self._promote_many([(key, value, data, expires)], self._faster(i, wanted))
+            st.hit(perf_counter_ns() - t1, len(data))
+            if faster:
+                self._promote_many([(key, value, data, expires)], faster)
             return value, name, created
         return None
-
-    def _faster(self, index: int, wanted: set[str] | None) -> list[Tier]:
-        faster: list[Tier] = [] if self._mem is None else [self._mem]
-        faster += self._remote[:index]
-        return [t for t in faster if wanted is None or t.name in wanted]
 
     def _reject(self, tier: Tier, key: str, exc: SerializationError) -> None:
         st = self.metrics.tier(tier.name)
@@ -244,7 +256,7 @@ class MultiLevelCache:
         """Whether a valid (verified, unexpired) entry exists in any tier; nothing is unpickled."""
         if self._mem is not None and self._mem.lookup(key) is not MISSING:
             return True
-        for tier, _, breaker, _, stale in self._lanes:
+        for tier, _, breaker, _, stale, _ in self._plan(None)[1]:
             if key in stale or not breaker.allow():
                 continue
             try:
@@ -287,13 +299,12 @@ class MultiLevelCache:
     ) -> dict[str, Any]:
         """key -> value for the keys that hit, fast tiers first; `served` gets (tier, created)."""
         t0 = perf_counter_ns()
-        wanted = None if tiers is None else set(tiers)
+        memory, lanes = self._plan(tiers)
         todo = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
         self.metrics.requests += len(todo)
         mem = self._mem
-        to_memory = mem is not None and (wanted is None or "memory" in wanted)
-        if mem is not None and todo and to_memory:
+        if mem is not None and todo and memory:
             rest = []
             for k in todo:
                 value = mem.lookup(k)
@@ -307,11 +318,9 @@ class MultiLevelCache:
                 len(todo) - len(rest), len(rest), perf_counter_ns() - t0
             )
             todo = rest
-        for i, (tier, name, breaker, st, stale) in enumerate(self._lanes):
+        for tier, name, breaker, st, stale, faster in lanes:
             if not todo:
                 break
-            if wanted is not None and name not in wanted:
-                continue
             if not breaker.allow():
                 continue
             skipped = [k for k in todo if k in stale] if stale else []
@@ -338,11 +347,9 @@ class MultiLevelCache:
                     served[k] = (name, got[1])
             rest = [k for k in todo if k not in live] if len(live) < len(todo) else []
             st.batch(len(live), len(rest), perf_counter_ns() - t1, nbytes)
-            if live and (i or to_memory):
+            if live and faster:
                 entry = {k: d for k, d in zip(todo, blobs, strict=True) if d is not None}
-                self._promote_many(
-                    [(k, v, entry[k], e) for k, (v, _, e) in live.items()], self._faster(i, wanted)
-                )
+                self._promote_many([(k, v, entry[k], e) for k, (v, _, e) in live.items()], faster)
             todo = rest + skipped
         self.metrics.hits += len(found)
         self.metrics.misses += len(todo)
@@ -531,12 +538,11 @@ class MultiLevelCache:
         Threads of one process wait on a per-key lock; processes that share Redis or a disk
         tier wait on the tier's lock where it offers one.
         """
-        wanted = None if tiers is None else set(tiers)
-        hit = self._find(key, wanted)
+        hit = self._find(key, tiers)
         if hit is None:
             # a second look once this key's lock is ours: another caller may have filled it
             with self._flight(key), self._shared_lock(key):
-                hit = self._find(key, wanted)
+                hit = self._find(key, tiers)
                 if hit is None:
                     self._count(False)
                     value = compute()
