@@ -185,6 +185,23 @@ def test_unreadable_file_does_not_stop_the_run(proc: IncrementalProcessor, tmp_p
     assert "FAILED" in str(run)
 
 
+def test_process_document_returns_one_result_or_raises(
+    proc: IncrementalProcessor, tmp_path: Path
+) -> None:
+    from tore_nb.incremental.documents import DocumentError
+
+    result = proc.process_document(pdf("us-036.pdf"))
+    assert Path(result.path).samefile(pdf("us-036.pdf")) and result.pages
+    assert result.metadata["mode"] == "full"
+    again = proc.process_document(pdf("us-036.pdf"))
+    assert again.metadata["mode"] == "unchanged"
+    assert again.stage_results("chars") == result.stage_results("chars")
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"not a pdf")
+    with pytest.raises(DocumentError):
+        proc.process_document(bad)
+
+
 def test_force_recomputes(proc: IncrementalProcessor) -> None:
     proc.process(pdf("us-036.pdf"))
     run = proc.process(pdf("us-036.pdf"), force=True)

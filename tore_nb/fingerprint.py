@@ -53,6 +53,7 @@ __all__ = [
     "is_user_object",
     "module_version",
     "normalized_source_digest",
+    "tree_digest",
 ]
 
 FINGERPRINT_VERSION = 1
@@ -200,7 +201,15 @@ def normalized_source_digest(source: str) -> str:
     >>> normalized_source_digest("x = 1  # one") == normalized_source_digest("x=1\\n\\n")
     True
     """
-    tree = ast.parse(textwrap.dedent(source))
+    return tree_digest(ast.parse(textwrap.dedent(source)))
+
+
+def tree_digest(tree: ast.AST) -> str:
+    """Digest of a parsed tree, without its positions: `normalized_source_digest` once parsed.
+
+    >>> tree_digest(ast.parse("x = 1")) == normalized_source_digest("x = 1")
+    True
+    """
     return hash_value(ast.dump(tree, annotate_fields=False, include_attributes=False))
 
 
@@ -332,10 +341,8 @@ def _make_info(fn: types.FunctionType) -> _CodeInfo:
     source = _own_source(fn)
     digest = None
     if source is not None:
-        try:
+        with contextlib.suppress(SyntaxError):
             digest = "src:" + normalized_source_digest(source)
-        except SyntaxError:
-            digest = None
     if digest is None:
         digest = "code:" + code_digest(code)
     names, chains, state = _global_reads(code)

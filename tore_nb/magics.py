@@ -181,15 +181,18 @@ class TcacheMagics(Magics):
             files=tuple(args.files or ()),
         )
         shell = self.ip
+        source = shell.transform_cell(cell)
+        key = None
         if args.explain:
-            self._show(self._explain_cell(cell, options))
+            key = self._explain_cell(source, options)  # the run reuses it: inputs hashed once
         outcome = cells.run_cached_cell(
-            shell.transform_cell(cell),
+            source,
             shell.user_ns,
             self.cache,
             self._runner(cell),
             options=options,
             shell=shell,
+            key=key,
         )
         if outcome.key is not None:
             self.history[outcome.key.label] = (outcome.key, outcome.previous)
@@ -209,20 +212,22 @@ class TcacheMagics(Magics):
 
         return run
 
-    def _explain_cell(self, cell: str, options: CellOptions) -> cells.Explanation:
+    def _explain_cell(self, source: str, options: CellOptions) -> CellKey:
+        """Show what changed in the cell's key since its stored entry; the key, for the run."""
         try:
-            analysis = cells.analyze_cell(self.ip.transform_cell(cell))
             key = cells.cell_key(
-                analysis,
+                cells.analyze_cell(source),
                 self.ip.user_ns,
                 name=options.name,
                 deps=options.deps,
                 files=options.files,
                 variables=options.variables,
+                skip=cells.IPYTHON_NAMES,  # as run_cached_cell keys it
             )
         except (SyntaxError, TypeError) as exc:
             raise UsageError(f"--explain: cannot key this cell: {exc}") from None
-        return cells.explain(key.parts, cells.latest_parts(self.cache, key.label), key.label)
+        self._show(cells.explain(key.parts, cells.latest_parts(self.cache, key.label), key.label))
+        return key
 
     def _status(self, outcome: CellOutcome) -> None:
         text = outcome.message()

@@ -119,7 +119,9 @@ class CachedFunction(Generic[P, R]):
 
         Raises TypeError when the arguments do not fit the signature or cannot be hashed.
         """
-        bound = self._sig.bind(*args, **kwargs)
+        return self._key(self._sig.bind(*args, **kwargs))
+
+    def _key(self, bound: inspect.BoundArguments) -> str:
         bound.apply_defaults()
         parts: list[Any] = [MEMO_FORMAT, fingerprint(self.__wrapped__)]
         for name, value in bound.arguments.items():
@@ -130,11 +132,11 @@ class CachedFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         fn = self.__wrapped__
         try:
-            self._sig.bind(*args, **kwargs)
+            bound = self._sig.bind(*args, **kwargs)
         except TypeError:
             return fn(*args, **kwargs)  # let the function raise its own argument error
         try:
-            key = self.__cache_key__(*args, **kwargs)
+            key = self._key(bound)
         except TypeError as exc:
             if not self._warned:
                 self._warned = True
@@ -161,13 +163,13 @@ class CachedFunction(Generic[P, R]):
         if computed:
             with self._lock:
                 self._misses += 1
-            # the memory tier holds this very object: with copy, the caller gets its own too
-            return _copy.deepcopy(stored[1]) if self.copy else stored[1]
-        saved = max(0.0, stored[2] - (time.perf_counter() - t0))
-        cache.metrics.record_saved(saved)
-        with self._lock:
-            self._hits += 1
-            self._saved += saved
+        else:
+            saved = max(0.0, stored[2] - (time.perf_counter() - t0))
+            cache.metrics.record_saved(saved)
+            with self._lock:
+                self._hits += 1
+                self._saved += saved
+        # the memory tier holds this very object: with copy, the caller gets its own too
         return _copy.deepcopy(stored[1]) if self.copy else stored[1]
 
     def cache_info(self) -> CacheInfo:

@@ -13,7 +13,7 @@ import ast
 import re
 from dataclasses import dataclass
 
-from ..keys import hash_value
+from ..fingerprint import tree_digest
 
 __all__ = ["IPYTHON_NAMES", "CellAnalysis", "analyze_cell"]
 
@@ -90,7 +90,7 @@ def analyze_cell(source: str) -> CellAnalysis:
     ]
     return CellAnalysis(
         source=source,
-        code_digest=hash_value(ast.dump(tree, annotate_fields=False, include_attributes=False)),
+        code_digest=tree_digest(tree),
         inputs=tuple(n for n in inputs if n not in IPYTHON_NAMES),
         outputs=tuple(outputs),
         definitions=tuple(n for n in outputs if last_def.get(n)),

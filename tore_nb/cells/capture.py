@@ -137,6 +137,8 @@ class OutputRecorder:
         return wrapper
 
     def _publish_wrapper(self, publish: Callable[..., Any]) -> Callable[..., Any]:
+        publish = self._muting(publish)
+
         def wrapper(
             data: Mapping[str, Any],
             metadata: Mapping[str, Any] | None = None,
@@ -154,23 +156,17 @@ class OutputRecorder:
                         update=bool(kwargs.get("update", False)),
                     )
                 )
-            self.muted += 1
-            try:
-                return publish(data, metadata, *args, **kwargs)
-            finally:
-                self.muted -= 1
+            return publish(data, metadata, *args, **kwargs)
 
         return wrapper
 
     def _clear_wrapper(self, clear: Callable[..., Any]) -> Callable[..., Any]:
+        clear = self._muting(clear)
+
         def wrapper(wait: bool = False) -> Any:
             _flush()
             self._events.append(OutputEvent("clear", update=wait))
-            self.muted += 1
-            try:
-                return clear(wait)
-            finally:
-                self.muted -= 1
+            return clear(wait)
 
         return wrapper
 

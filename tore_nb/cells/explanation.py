@@ -23,17 +23,18 @@ __all__ = ["ExplainRow", "Explanation", "explain", "latest_parts", "previous_par
 
 def latest_parts(cache: MultiLevelCache, label: str) -> tuple[KeyPart, ...] | None:
     """The key parts of the entry most recently stored under a cell label, if any."""
-    pointer = cache.get(LATEST_PREFIX + label)
-    if isinstance(pointer, dict) and isinstance(pointer.get("parts"), tuple):
-        return pointer["parts"]  # type: ignore[no-any-return]
-    return None
+    return _pointer_parts(cache, label, "parts")
 
 
 def previous_parts(cache: MultiLevelCache, label: str) -> tuple[KeyPart, ...] | None:
     """The key parts the latest entry of a label replaced (what changed the last time)."""
+    return _pointer_parts(cache, label, "previous")
+
+
+def _pointer_parts(cache: MultiLevelCache, label: str, field: str) -> tuple[KeyPart, ...] | None:
     pointer = cache.get(LATEST_PREFIX + label)
-    if isinstance(pointer, dict) and isinstance(pointer.get("previous"), tuple):
-        return pointer["previous"]  # type: ignore[no-any-return]
+    if isinstance(pointer, dict) and isinstance(pointer.get(field), tuple):
+        return pointer[field]  # type: ignore[no-any-return]
     return None
 
 

@@ -144,9 +144,13 @@ def run_cached_cell(
     options: CellOptions | None = None,
     shell: Any = None,
     skip: Collection[str] = IPYTHON_NAMES,
+    key: CellKey | None = None,
 ) -> CellOutcome:
     """Serve a cell from the cache, or run it (`run()`, which raises when the cell fails) and
     store its variables and outputs. `source` is plain Python (IPython syntax transformed).
+
+    `key` is the cell's key when the caller has made it already (`cell_key` of this source,
+    namespace, options and `skip`), so that its inputs are not hashed a second time.
 
     >>> import tempfile
     >>> from tore_nb import MultiLevelCache, CacheConfig
@@ -165,23 +169,24 @@ def run_cached_cell(
     except SyntaxError:
         run()  # let the cell report its own syntax error the usual way
         return CellOutcome("not-cached", reason="the cell could not be parsed")
-    try:
-        key = cell_key(
-            analysis,
-            namespace,
-            name=opts.name,
-            deps=opts.deps,
-            files=opts.files,
-            variables=opts.variables,
-            skip=skip,
-        )
-    except UnhashableInput as exc:
-        _warn(
-            f"cell not cached: {exc}; define __tore_hash__ on its type, or pass the "
-            f"data it depends on another way"
-        )
-        run()
-        return CellOutcome("not-cached", seconds=time.perf_counter() - t0, reason=str(exc))
+    if key is None:
+        try:
+            key = cell_key(
+                analysis,
+                namespace,
+                name=opts.name,
+                deps=opts.deps,
+                files=opts.files,
+                variables=opts.variables,
+                skip=skip,
+            )
+        except UnhashableInput as exc:
+            _warn(
+                f"cell not cached: {exc}; define __tore_hash__ on its type, or pass the "
+                f"data it depends on another way"
+            )
+            run()
+            return CellOutcome("not-cached", seconds=time.perf_counter() - t0, reason=str(exc))
     if not opts.force:
         hit = cache.fetch(key.key, opts.tiers)
         entry = hit.value if hit is not None else None

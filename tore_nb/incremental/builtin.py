@@ -7,12 +7,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .caches import Embedder, EmbeddingCache, HashingEmbedder, OCRCache
+from .caches import DAY, Embedder, EmbeddingCache, HashingEmbedder, OCRCache
 from .stages import PageContext, Stage
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ __all__ = [
     "default_stages",
     "embedding_stage",
     "ocr_stage",
+    "page_text",
     "tables_stage",
     "text_stage",
 ]
@@ -241,7 +242,7 @@ def ocr_stage(
         },
         version=f"1/{_tesseract_tag()}",
         requires=("text",),
-        ttl=7 * 86400.0,
+        ttl=7 * DAY,
     )
 
 
@@ -277,18 +278,23 @@ def tables_stage(settings: dict[str, Any] | None = None) -> Stage:
         extract_tables,
         {"settings": dict(settings or {})},
         version=f"1/pdfplumber-{pdfplumber.__version__}",
-        ttl=86400.0,
+        ttl=DAY,
     )
 
 
 # -- embeddings ---------------------------------------------------------------------------------
+def page_text(results: Mapping[str, Any]) -> str:
+    """A page's text from its stage results: the text layer, or OCR where it has none."""
+    text = results.get("text")
+    content = str(getattr(text, "text", text) or "")
+    if content.strip():
+        return content
+    return str(getattr(results.get("ocr"), "text", "") or "")
+
+
 def embed_page(ctx: PageContext, *, embedder: Embedder) -> np.ndarray:
     """The embedding of the page's text (or its OCR text when it has no text layer)."""
-    text = ctx.results.get("text")
-    content = str(getattr(text, "text", text) or "")
-    if not content.strip():
-        ocr = ctx.results.get("ocr")
-        content = str(getattr(ocr, "text", "") or "")
+    content = page_text(ctx.results)
     if ctx.cache is not None:
         return EmbeddingCache(ctx.cache).get_or_embed(content, embedder)
     return embedder.embed(content)
@@ -303,7 +309,7 @@ def embedding_stage(embedder: Embedder | None = None, *, num_gpus: float = 0.0) 
         {"embedder": emb},
         version=f"1/{emb.name}",
         requires=("text", "ocr"),
-        ttl=30 * 86400.0,
+        ttl=30 * DAY,
         num_gpus=num_gpus,
     )
 

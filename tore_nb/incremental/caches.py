@@ -62,13 +62,8 @@ class _StageCache:
         if hit is not None:
             return hit.value  # type: ignore[no-any-return]
         value = compute()
-        self.cache.set(key, value, ttl=self.ttl, tiers=self._write_tiers())
+        self.cache.set(key, value, ttl=self.ttl, tiers=self.tiers)
         return value
-
-    def _write_tiers(self) -> tuple[str, ...] | None:
-        if self.tiers is None:
-            return None
-        return tuple(t for t in self.tiers if t in self.cache.tier_names)
 
     def invalidate(self) -> int:
         """Drop every entry of this cache."""

@@ -21,8 +21,9 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Literal, get_args
 
 from .documents import (
     Document,
@@ -111,9 +112,6 @@ class ChangeSet:
     previous: Manifest | None
     file_changed: bool
     changes: tuple[PageChange, ...]
-    _by_status: dict[str, tuple[PageChange, ...]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
 
     @classmethod
     def compare(
@@ -123,11 +121,12 @@ class ChangeSet:
         old = previous.identities if previous is not None else ()
         return cls(document, previous, file_changed, diff_pages(old, document.identities))
 
-    def _select(self, status: str) -> tuple[PageChange, ...]:
-        got = self._by_status.get(status)
-        if got is None:
-            got = self._by_status[status] = tuple(c for c in self.changes if c.status == status)
-        return got
+    @cached_property
+    def _by_status(self) -> dict[str, tuple[PageChange, ...]]:
+        groups: dict[str, list[PageChange]] = {s: [] for s in get_args(PageStatus)}
+        for c in self.changes:
+            groups[c.status].append(c)
+        return {s: tuple(cs) for s, cs in groups.items()}
 
     @property
     def document_id(self) -> str:
@@ -140,30 +139,28 @@ class ChangeSet:
 
     @property
     def added(self) -> tuple[PageChange, ...]:
-        return self._select("added")
+        return self._by_status["added"]
 
     @property
     def removed(self) -> tuple[PageChange, ...]:
-        return self._select("removed")
+        return self._by_status["removed"]
 
     @property
     def moved(self) -> tuple[PageChange, ...]:
-        return self._select("moved")
+        return self._by_status["moved"]
 
     @property
     def modified(self) -> tuple[PageChange, ...]:
-        return self._select("modified")
+        return self._by_status["modified"]
 
     @property
     def unchanged(self) -> tuple[PageChange, ...]:
-        return self._select("unchanged")
+        return self._by_status["unchanged"]
 
     @property
     def pages_to_process(self) -> tuple[int, ...]:
         """0-based indices (in the current version) of pages with new content."""
-        return tuple(
-            c.new_index for c in self.changes if c.needs_processing and c.new_index is not None
-        )
+        return _to_process(self.changes)
 
     @property
     def changed_pages(self) -> tuple[int, ...]:
@@ -185,15 +182,16 @@ class ChangeSet:
 
     def counts(self) -> dict[str, int]:
         """Number of pages per status."""
-        out = dict.fromkeys(("added", "removed", "moved", "modified", "unchanged"), 0)
-        for c in self.changes:
-            out[c.status] += 1
-        return out
+        return {s: len(cs) for s, cs in self._by_status.items()}
 
     def __str__(self) -> str:
         parts = ", ".join(f"{n} {s}" for s, n in self.counts().items() if n)
         state = "new" if self.is_new else ("changed" if self.file_changed else "unchanged")
         return f"{self.document.name}: {state} file; {parts or 'no pages'}"
+
+
+def _to_process(changes: Iterable[PageChange]) -> tuple[int, ...]:
+    return tuple(c.new_index for c in changes if c.needs_processing and c.new_index is not None)
 
 
 def diff_pages(old: Sequence[str], new: Sequence[str]) -> tuple[PageChange, ...]:
@@ -336,11 +334,7 @@ class ChangeDetector:
         """1-based numbers of pages whose identity is new since the last manifest (seed API)."""
         prev = self.load_manifest(document_id)
         old = prev.identities if prev is not None else ()
-        return [
-            c.new_index + 1
-            for c in diff_pages(old, identities)
-            if c.needs_processing and c.new_index is not None
-        ]
+        return [i + 1 for i in _to_process(diff_pages(old, identities))]
 
 
 def _abspath(path: str | os.PathLike[str]) -> str:

@@ -198,11 +198,7 @@ def _pypdf_page_identities(data: bytes, source: str) -> tuple[Page, ...]:
             raise DocumentError(f"{source} is encrypted with a password")
         # in an encrypted file every string and stream is encrypted: pypdf reads them all
         hasher = PageHasher(RawObjects(data, reader, raw=not reader.is_encrypted))
-        pages = []
-        for i, page in enumerate(reader.pages):
-            identity, width, height, rotation = hasher.page(page)
-            pages.append(Page(i, identity, width, height, rotation))
-        return tuple(pages)
+        return tuple(Page(i, *hasher.page(page)) for i, page in enumerate(reader.pages))
     except DocumentError:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:

@@ -13,13 +13,14 @@ as single tasks with `retry_exceptions`; a handful of pages run inline instead o
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,6 +38,7 @@ __all__ = [
     "StageOutcome",
     "WorkItem",
     "run_items",
+    "store_outcomes",
 ]
 
 SHARED_TIERS = ("redis", "s3")
@@ -123,9 +125,7 @@ def run_items(
             for it in doc_items:
                 out.extend(_run_page(handle, it, pipeline, found))
     if cache is not None and shared_tiers:
-        _write_back(
-            cache, pipeline, [o for o in out if o.ok and o.source == "computed"], shared_tiers
-        )
+        store_outcomes(cache, pipeline, [o for o in out if o.source == "computed"], shared_tiers)
     return out
 
 
@@ -171,17 +171,39 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _write_back(
+def _brief(exc: BaseException) -> str:
+    return _describe(exc).splitlines()[0][:500]
+
+
+def _slot(o: StageOutcome) -> tuple[str, int, str]:
+    return (o.document_id, o.page_index, o.stage)
+
+
+def store_outcomes(
     cache: MultiLevelCache,
     pipeline: Pipeline,
-    outcomes: Sequence[StageOutcome],
+    outcomes: Iterable[StageOutcome],
     tiers: Sequence[str] | None,
+    default_ttl: float | None = None,
 ) -> None:
+    """Store the successful outcomes in `tiers`: one `set_many` per TTL (the stage's own, else
+    `default_ttl`)."""
     by_ttl: dict[float | None, dict[str, Any]] = defaultdict(dict)
     for o in outcomes:
-        by_ttl[pipeline.by_name[o.stage].ttl][pipeline.key(o.stage, o.identity)] = o.value
+        if o.ok:
+            ttl = pipeline.by_name[o.stage].ttl
+            by_ttl[default_ttl if ttl is None else ttl][pipeline.key(o.stage, o.identity)] = o.value
     for ttl, batch in by_ttl.items():
         cache.set_many(batch, ttl=ttl, tiers=tiers)
+
+
+def _known(outcomes: Iterable[StageOutcome]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(document, page index) -> the values of its stages that succeeded."""
+    known: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
+    for o in outcomes:
+        if o.ok:
+            known[(o.document_id, o.page_index)][o.stage] = o.value
+    return known
 
 
 def _retry_inline(
@@ -194,44 +216,25 @@ def _retry_inline(
 ) -> list[StageOutcome]:
     """Run failed (page, stage) pairs again, up to `retries` times."""
     for attempt in range(2, retries + 2):
-        failed = {(o.document_id, o.page_index, o.stage) for o in outcomes if not o.ok}
+        failed = {_slot(o) for o in outcomes if not o.ok}
         if not failed:
             break
         redo = _redo_items(items, outcomes, failed)
         again = {
-            (o.document_id, o.page_index, o.stage): o
+            _slot(o): o
             for o in run_items(redo, pipeline, sources, cache, _shared(cache), recheck=False)
         }
         outcomes = [
-            _with_attempts(again.get((o.document_id, o.page_index, o.stage), o), attempt)
-            if (o.document_id, o.page_index, o.stage) in failed
-            else o
+            replace(again.get(_slot(o), o), attempts=attempt) if _slot(o) in failed else o
             for o in outcomes
         ]
     return outcomes
 
 
-def _with_attempts(o: StageOutcome, attempts: int) -> StageOutcome:
-    return StageOutcome(
-        o.document_id,
-        o.page_index,
-        o.identity,
-        o.stage,
-        o.value,
-        o.error,
-        o.seconds,
-        o.source,
-        attempts,
-    )
-
-
 def _redo_items(
     items: Sequence[WorkItem], outcomes: Sequence[StageOutcome], failed: set[tuple[str, int, str]]
 ) -> list[WorkItem]:
-    ok: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
-    for o in outcomes:
-        if o.ok:
-            ok[(o.document_id, o.page_index)][o.stage] = o.value
+    ok = _known(outcomes)
     redo = []
     for it in items:
         stages = tuple(s for s in it.stages if (it.document_id, it.page.index, s) in failed)
@@ -267,10 +270,11 @@ class SerialExecutor:
         if not items:
             return []
         progress.start(len(items), "pages")
+        shared = _shared(cache)
         out: list[StageOutcome] = []
         try:
             for it in items:
-                out.extend(run_items([it], pipeline, sources, cache, _shared(cache), recheck=False))
+                out.extend(run_items([it], pipeline, sources, cache, shared, recheck=False))
                 progress.advance(1)
         finally:
             progress.close()
@@ -359,11 +363,8 @@ class RayExecutor:
         progress = progress or NullProgress()
         shared = _shared(cache)
         task = ray.remote(_ray_chunk)
-        doc_refs = {
-            d: ray.put(_read(p))
-            for d, p in sources.items()
-            if any(it.document_id == d for it in items)
-        }
+        needed = {it.document_id for it in items}
+        doc_refs = {d: ray.put(Path(p).read_bytes()) for d, p in sources.items() if d in needed}
         pipe_ref = ray.put(pipeline)
         cache_ref = ray.put(cache) if shared else None
         groups = _resource_groups(pipeline)
@@ -371,6 +372,9 @@ class RayExecutor:
         progress.start(sum(len(c) for c in chunks), "pages")
         pending: dict[Any, tuple[list[WorkItem], bool]] = {}
         for chunk in chunks:
+            # a chunk's pages count as done when its last group with work for them returns
+            wanted = {n for it in chunk for n in it.stages}
+            last = max((i for i, g in enumerate(groups) if not g[0].isdisjoint(wanted)), default=-1)
             upstream: list[Any] = []
             for gi, (names, cpus, gpus) in enumerate(groups):
                 sub = [
@@ -384,23 +388,18 @@ class RayExecutor:
                 ref = task.options(
                     num_cpus=cpus, num_gpus=gpus, max_retries=self.max_retries
                 ).remote(sub, pipe_ref, docs, cache_ref, shared, *upstream)
-                last = gi == max(
-                    i
-                    for i, g in enumerate(groups)
-                    if any(n in g[0] for it in chunk for n in it.stages)
-                )
-                pending[ref] = (sub, last)
+                pending[ref] = (sub, gi == last)
                 upstream = [*upstream, ref]
         out: list[StageOutcome] = []
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    sub, last = pending.pop(ref)
+                    sub, final = pending.pop(ref)
                     try:
                         out.extend(ray.get(ref))
                     except Exception as exc:  # a lost chunk fails its pages only
-                        msg = _describe(exc).splitlines()[0][:500]
+                        msg = _brief(exc)
                         out.extend(
                             StageOutcome(
                                 it.document_id, it.page.index, it.page.identity, s, error=msg
@@ -408,7 +407,7 @@ class RayExecutor:
                             for it in sub
                             for s in it.stages
                         )
-                    if last:
+                    if final:
                         progress.advance(len(sub))
         finally:
             progress.close()
@@ -436,7 +435,7 @@ class RayExecutor:
         shared: tuple[str, ...],
         pipeline: Pipeline,
     ) -> list[StageOutcome]:
-        failed = {(o.document_id, o.page_index, o.stage) for o in out if not o.ok}
+        failed = {_slot(o) for o in out if not o.ok}
         if not failed or self.retries <= 0:
             return out
         strict = ray.remote(_ray_strict)
@@ -473,17 +472,13 @@ class RayExecutor:
                     for s in it.stages
                 ]
             for o in got:
-                again[(o.document_id, o.page_index, o.stage)] = _with_attempts(
-                    o, 1 + (1 if o.ok else 1 + self.retries)
-                )
-        return [again.get((o.document_id, o.page_index, o.stage), o) for o in out]
+                again[_slot(o)] = replace(o, attempts=1 + (1 if o.ok else 1 + self.retries))
+        return [again.get(_slot(o), o) for o in out]
 
 
 def _cause(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        return _describe(cause).splitlines()[0][:500]
-    return _describe(exc).splitlines()[0][:500]
+    return _brief(cause if isinstance(cause, BaseException) else exc)
 
 
 def _pythonpath() -> str:
@@ -497,11 +492,6 @@ def _ray_started() -> bool:
 
     ray = sys.modules.get("ray")
     return bool(ray is not None and ray.is_initialized())
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def _resource_groups(pipeline: Pipeline) -> list[tuple[frozenset[str], float, float]]:
@@ -530,11 +520,7 @@ def _merge_upstream(
 ) -> list[WorkItem]:
     if not upstream:
         return list(items)
-    known: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
-    for outcomes in upstream:
-        for o in outcomes:
-            if o.ok:
-                known[(o.document_id, o.page_index)][o.stage] = o.value
+    known = _known(itertools.chain.from_iterable(upstream))
     return [
         WorkItem(
             it.document_id,

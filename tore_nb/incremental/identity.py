@@ -26,6 +26,8 @@ from typing import Any
 
 import xxhash
 
+from ..keys import hash_bytes
+
 __all__ = ["IDENTITY_VERSION", "Fallback", "PageHasher", "RawObjects", "read_xref", "tokenize"]
 
 IDENTITY_VERSION = 2
@@ -248,6 +250,8 @@ _FLAT_ARRAY = re.compile(
     rb"\[((?>" + _WSS + _PLAIN[_FLAT_DEPTH - 1] + rb")*+)" + _WSS + rb"\]", re.S
 )
 _DICT_CLOSE = re.compile(_WSS + b">>")
+# the most entries each memo of tokens and their parts keeps (names, keys, numbers)
+_CACHE_SIZE = 65536
 _NAMES: dict[bytes, Name] = {}
 _KEYS: dict[bytes, str] = {}
 
@@ -256,20 +260,24 @@ def _name(raw: bytes) -> Name:
     """The Name for a name token (`raw` starts with '/'); names repeat, so they are cached."""
     got = _NAMES.get(raw)
     if got is None:
-        body = raw[1:]
-        if b"#" in body:
-            body = _NAME_ESC.sub(lambda g: bytes([int(g.group(1), 16)]), body)
-        got = Name("/" + body.decode("utf-8", "surrogateescape"))
-        if len(_NAMES) < 65536:
+        got = Name(_name_text(raw[1:]))
+        if len(_NAMES) < _CACHE_SIZE:
             _NAMES[raw] = got
     return got
+
+
+def _name_text(body: bytes) -> str:
+    """'/' and a name's body (the bytes after its '/'), #xx escapes undone."""
+    if b"#" in body:
+        body = _NAME_ESC.sub(lambda g: bytes([int(g.group(1), 16)]), body)
+    return "/" + body.decode("utf-8", "surrogateescape")
 
 
 def _key(raw: bytes) -> str:
     got = _KEYS.get(raw)
     if got is None:
         got = str(_name(raw))
-        if len(_KEYS) < 65536:
+        if len(_KEYS) < _CACHE_SIZE:
             _KEYS[raw] = got
     return got
 
@@ -282,7 +290,7 @@ def _number(token: bytes) -> int | float:
     got = _NUMBERS.get(token)
     if got is None:
         got = float(token) if b"." in token else int(token)
-        if len(_NUMBERS) < 65536:
+        if len(_NUMBERS) < _CACHE_SIZE:
             _NUMBERS[token] = got
     return got
 
@@ -662,10 +670,7 @@ class RawObjects:
 
     def _stream_data(self, d: dict[str, Any], start: int) -> bytes:
         data = self.data
-        if data[start : start + 2] == b"\r\n":
-            start += 2
-        elif data[start : start + 1] in (b"\n", b"\r"):
-            start += 1
+        start = _after_eol(data, start)
         length = d.get("/Length")
         if isinstance(length, Ref):
             length = self.get(length.idnum, length.generation)
@@ -854,15 +859,20 @@ def _xref_stream(
                     offsets[(num, b)] = a
             elif kind == 2 and (num, 0) not in offsets and num not in in_streams:
                 in_streams[num] = (a, b)
-    section: dict[str, Any] = d
-    return section
+    return d
+
+
+def _after_eol(data: bytes, start: int) -> int:
+    """Where a stream's data starts: after the end of line that follows `stream`, if any."""
+    if data[start : start + 2] == b"\r\n":
+        return start + 2
+    if data[start : start + 1] in (b"\n", b"\r"):
+        return start + 1
+    return start
 
 
 def _plain_stream_data(data: bytes, d: dict[str, Any], start: int) -> bytes:
-    if data[start : start + 2] == b"\r\n":
-        start += 2
-    elif data[start : start + 1] in (b"\n", b"\r"):
-        start += 1
+    start = _after_eol(data, start)
     end = start + int(d["/Length"])
     if not data[end : end + 20].lstrip(_WS).startswith(b"endstream"):
         raise Fallback("xref stream /Length is wrong")
@@ -874,13 +884,13 @@ def _png_rows(stream: Stream, columns: int) -> bytes:
     parms = stream.get("/DecodeParms")
     if type(parms) is list and len(parms) == 1:
         parms = parms[0]
-    try:
-        body = zlib.decompress(stream.data) if stream.get("/Filter") is not None else stream.data
-    except zlib.error as exc:
-        raise Fallback("xref stream does not inflate") from exc
     filt = stream.get("/Filter")
     if filt not in (None, "/FlateDecode", ["/FlateDecode"]):
         raise Fallback("xref stream filter")
+    try:
+        body = zlib.decompress(stream.data) if filt is not None else stream.data
+    except zlib.error as exc:
+        raise Fallback("xref stream does not inflate") from exc
     if parms is None or (type(parms) is dict and parms.get("/Predictor", 1) == 1):
         return body
     if (
@@ -914,7 +924,7 @@ def _png_rows(stream: Stream, columns: int) -> bytes:
 
 def decoded(stream: Any) -> bytes | None:
     """A Flate stream's inflated data, the data of an unfiltered one, else None."""
-    raw: bytes = stream.data if isinstance(stream, Stream) else stream._data
+    raw = _stream_raw(stream)
     filt = stream.get("/Filter")
     if filt is None:
         return raw
@@ -947,12 +957,9 @@ _CONTENT_NAMES: dict[bytes, str] = {}
 
 
 def _content_name(raw: bytes) -> str:
-    """A name of a content stream as a str: '/' and its body, #xx escapes undone (cached)."""
-    body = raw
-    if b"#" in body:
-        body = _NAME_ESC.sub(lambda g: bytes([int(g.group(1), 16)]), body)
-    name = "/" + body.decode("utf-8", "surrogateescape")
-    if len(_CONTENT_NAMES) < 65536:
+    """A name of a content stream (`raw` is its body) as a str, as `_name_text` (cached)."""
+    name = _name_text(raw)
+    if len(_CONTENT_NAMES) < _CACHE_SIZE:
         _CONTENT_NAMES[raw] = name
     return name
 
@@ -1011,7 +1018,7 @@ class PageHasher:
         width, height = abs(crop[2] - crop[0]), abs(crop[3] - crop[1])
         if rotation in (90, 270):
             width, height = height, width
-        return xxhash.xxh3_128_hexdigest(b"".join(h)), width, height, rotation
+        return hash_bytes(b"".join(h)), width, height, rotation
 
     def _box(self, page: dict[str, Any], key: str, defaults: tuple[str, ...]) -> list[float]:
         """A page box as pypdf's `mediabox` or `cropbox` reads it; `Fallback` where it warns."""
@@ -1139,7 +1146,9 @@ class PageHasher:
         if t is Name:
             token = _NAME_PARTS.get(obj)
             if token is None:
-                token = _NAME_PARTS[obj] = b"/" + obj.encode("utf-8", "surrogateescape") + b";"
+                token = b"/" + obj.encode("utf-8", "surrogateescape") + b";"
+                if len(_NAME_PARTS) < _CACHE_SIZE:
+                    _NAME_PARTS[obj] = token
             out.append(token)
         elif t is int:
             out.append(b"n%d;" % obj)
@@ -1161,16 +1170,20 @@ class PageHasher:
             self._feed_other(out, obj, scoped)
 
     def _feed_other(self, out: list[bytes], obj: Any, scoped: bool) -> None:
-        """Streams and pypdf's objects (read by pypdf where the raw reader could not)."""
-        t = type(obj)
+        """Streams and pypdf's objects (read by pypdf where the raw reader could not).
+
+        `_feed` has taken every other raw type (Name, int, Ref, dict, list, float, bytes, bool,
+        None) by its exact type; pypdf's objects, its subclasses of those types among them, come
+        here.
+        """
         g = self._g
-        if t is Stream:  # read raw; reaches the stream branch below, with fewer checks
+        if type(obj) is Stream:  # read raw; reaches the stream branch below, with fewer checks
             self._stream(out, obj, scoped)
-        elif isinstance(obj, Ref | g.IndirectObject):
+        elif isinstance(obj, g.IndirectObject):
             out.append(b"@" + self._digest(obj, scoped))
-        elif t is bool or isinstance(obj, g.BooleanObject):
-            out.append(b"T;" if (obj if t is bool else obj.value) else b"F;")
-        elif isinstance(obj, Name | g.NameObject):
+        elif isinstance(obj, g.BooleanObject):
+            out.append(b"T;" if obj.value else b"F;")
+        elif isinstance(obj, g.NameObject):
             out.append(b"/" + str(obj).encode("utf-8", "surrogateescape") + b";")
         elif isinstance(obj, int | float):
             out.append(b"n" + num(obj).encode() + b";")
@@ -1178,7 +1191,7 @@ class PageHasher:
             _feed_bytes(out, b"s", obj.original_bytes)
         elif isinstance(obj, bytes):
             _feed_bytes(out, b"s", bytes(obj))
-        elif obj is None or isinstance(obj, g.NullObject):
+        elif isinstance(obj, g.NullObject):
             out.append(b"N;")
         elif isinstance(obj, list):
             self._list(out, obj, scoped)
@@ -1199,12 +1212,10 @@ class PageHasher:
         _feed_bytes(out, _stream_raw(obj))
 
     def _list(self, out: list[bytes], obj: list[Any], scoped: bool) -> None:
-        out.append(b"[%d;" % len(obj))
         if _NUMBER_TYPES.issuperset(map(type, obj)):
-            out.append(
-                " ".join([str(x) if type(x) is int else _num_str(x) for x in obj]).encode() + b"]"
-            )
+            out.append(_number_array(obj))
             return
+        out.append(b"[%d;" % len(obj))
         for item in obj:
             t = type(item)
             if t is dict or t is list or isinstance(item, dict | list):
@@ -1222,7 +1233,9 @@ class PageHasher:
         for k in keys:
             token = _KEY_PARTS.get(k)
             if token is None:
-                token = _KEY_PARTS[k] = k.encode("utf-8", "surrogateescape") + b"="
+                token = k.encode("utf-8", "surrogateescape") + b"="
+                if len(_KEY_PARTS) < _CACHE_SIZE:
+                    _KEY_PARTS[k] = token
             out.append(token)
             v = getitem(d, k)
             t = type(v)
@@ -1232,8 +1245,7 @@ class PageHasher:
             elif t is Ref:
                 out.append(b"@" + self._digest(v, scoped))
             elif t is list and numbers.issuperset(map(type, v)):
-                text = " ".join([str(x) if type(x) is int else _num_str(x) for x in v])
-                out.append(b"@" + _xxh3(b"[%d;" % len(v) + text.encode() + b"]"))
+                out.append(b"@" + _xxh3(_number_array(v)))  # = self._digest(v)
             elif t is dict or t is list or isinstance(v, dict | list):
                 out.append(b"@" + self._digest(v, scoped))
             else:
@@ -1261,13 +1273,19 @@ _NUM_STRS: dict[float, str] = {}
 _xxh3 = xxhash.xxh3_128_digest
 
 
+def _number_array(v: list[Any]) -> bytes:
+    """What `_list` feeds for an array of numbers only (`_dict` hashes it inline)."""
+    text = " ".join([str(x) if type(x) is int else _num_str(x) for x in v])
+    return b"[%d;" % len(v) + text.encode() + b"]"
+
+
 def _num_str(x: Any) -> str:
     if type(x) is not float:
         return num(x)
     got = _NUM_STRS.get(x)
     if got is None:
         got = num(x)
-        if len(_NUM_STRS) < 65536:
+        if len(_NUM_STRS) < _CACHE_SIZE:
             _NUM_STRS[x] = got
     return got
 
@@ -1276,7 +1294,7 @@ def _num_bytes(x: float) -> bytes:
     got = _NUM_PARTS.get(x)
     if got is None:
         got = num(x).encode()
-        if len(_NUM_PARTS) < 65536:
+        if len(_NUM_PARTS) < _CACHE_SIZE:
             _NUM_PARTS[x] = got
     return got
 

@@ -25,9 +25,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from .builtin import default_stages, page_text
 from .changes import ChangeDetector, ChangeSet
 from .documents import Document, DocumentError, document_id_for
-from .executors import Executor, SerialExecutor, StageOutcome, WorkItem
+from .executors import Executor, SerialExecutor, StageOutcome, WorkItem, store_outcomes
 from .progress import NullProgress, Progress
 from .stages import Pipeline, Stage
 
@@ -110,15 +111,7 @@ class ProcessingResult:
 
     def text(self, separator: str = "\f") -> str:
         """The text of all pages: the text layer, or OCR where a page has none."""
-        parts = []
-        for p in self.pages:
-            t = p.results.get("text")
-            text = getattr(t, "text", t) if t is not None else ""
-            if not str(text or "").strip():
-                ocr = p.results.get("ocr")
-                text = getattr(ocr, "text", "") if ocr is not None else ""
-            parts.append(str(text or ""))
-        return separator.join(parts)
+        return separator.join(page_text(p.results) for p in self.pages)
 
     def __repr__(self) -> str:
         m = self.metadata
@@ -238,8 +231,6 @@ class IncrementalProcessor:
     @property
     def stages(self) -> tuple[Stage, ...]:
         if self._stages is None:
-            from .builtin import default_stages
-
             self._stages = default_stages()
         return self._stages
 
@@ -388,16 +379,8 @@ class IncrementalProcessor:
     def _write_back(self, pipeline: Pipeline, outcomes: Sequence[StageOutcome]) -> None:
         """Store new results in the local tiers (executors already wrote Redis and S3)."""
         local = tuple(t for t in LOCAL_TIERS if t in self.cache.tier_names)
-        if not local:
-            return
-        by_ttl: dict[float | None, dict[str, Any]] = {}
-        for o in outcomes:
-            if o.ok:
-                ttl = pipeline.by_name[o.stage].ttl
-                ttl = self.page_ttl if ttl is None else ttl
-                by_ttl.setdefault(ttl, {})[pipeline.key(o.stage, o.identity)] = o.value
-        for ttl, batch in by_ttl.items():
-            self.cache.set_many(batch, ttl=ttl, tiers=local)
+        if local:
+            store_outcomes(self.cache, pipeline, outcomes, local, self.page_ttl)
 
     def _merge(
         self,

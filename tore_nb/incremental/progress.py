@@ -113,16 +113,10 @@ class NotebookProgress:
 
 def auto_progress() -> Progress:
     """A widget inside a Jupyter kernel, a text bar in an interactive terminal, else nothing."""
-    ipython = sys.modules.get("IPython")
-    if ipython is not None:
-        shell = ipython.get_ipython()  # type: ignore[attr-defined]
-        if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
-            try:
-                import ipywidgets  # noqa: F401
-            except ImportError:
-                pass
-            else:
-                return NotebookProgress()
+    from ..widgets.base import _in_kernel, _widgets_available
+
+    if _in_kernel() and _widgets_available():
+        return NotebookProgress()
     if sys.stderr.isatty():
         return TextProgress()
     return NullProgress()

@@ -83,14 +83,7 @@ def _summary_rows(run: RunResult) -> list[tuple[object, ...]]:
     for e in run.events:
         c = by_doc.setdefault(e.path, Counter())
         if e.stage is not None:
-            kind = (
-                "computed"
-                if e.served_by == "computed"
-                else "failed"
-                if e.served_by == "failed"
-                else "cached"
-            )
-            c[kind] += 1
+            c[e.served_by if e.served_by in ("computed", "failed") else "cached"] += 1
         secs[e.path] = secs.get(e.path, 0.0) + e.seconds
     rows: list[tuple[object, ...]] = []
     for result, cs in zip(run.documents, run.changes, strict=False):

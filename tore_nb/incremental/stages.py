@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, overload
 
 from ..keys import hash_value
@@ -75,7 +75,7 @@ def _safe(value: Any) -> Any:
     """A hashable stand-in for `value`: its content digest, else its type's name."""
     if value is None:
         return None
-    if callable(value) and isinstance(value, types.FunctionType):
+    if isinstance(value, types.FunctionType):
         return code_fingerprint(value)
     try:
         return hash_value(value)
@@ -133,16 +133,7 @@ class Stage:
         >>> Stage("s", lambda ctx, n=1: n).with_params(n=2).params
         {'n': 2}
         """
-        return Stage(
-            self.name,
-            self.fn,
-            {**self.params, **params},
-            self.version,
-            self.requires,
-            self.ttl,
-            self.num_cpus,
-            self.num_gpus,
-        )
+        return replace(self, params={**self.params, **params}, fingerprint="")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Stage) and (other.name, other.fingerprint) == (

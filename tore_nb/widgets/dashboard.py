@@ -3,7 +3,7 @@
 `CacheDashboard(cache)` shows per tier hit rate, hits, misses, entries, size, latency, errors and
 breaker state, the compute time saved, and charts of hit rate and latency over time. It
 refreshes after every cell, on a timer while cells run, and on its button; a tier can be
-cleared from it after a confirmation. `%tcache dashboard` calls `show_dashboard`.
+cleared from it after a confirmation. `%tcache dashboard` returns one, which IPython displays.
 """
 
 from __future__ import annotations
@@ -335,7 +335,7 @@ class CacheDashboard(_View):
     def to_text(self) -> str:
         snap = self.last
         header = [h for _, h in _COLUMNS]
-        rows = [[_tier_cells(t)[k] for k, _ in _COLUMNS] for t in snap.tiers.values()]
+        rows = [[c[k] for k, _ in _COLUMNS] for c in map(_tier_cells, snap.tiers.values())]
         lines = [_summary_text(snap), _text_table(header, rows)]
         if self.message:
             lines.append(self.message)
@@ -439,10 +439,7 @@ class _DashboardUI:
 
 
 def show_dashboard(cache: MultiLevelCache | None = None, **kwargs: Any) -> CacheDashboard:
-    """Display a `CacheDashboard` of `cache` (default: `tore_nb.get_cache()`) and return it.
-
-    This is what `%tcache dashboard` calls.
-    """
+    """Display a `CacheDashboard` of `cache` (default: `tore_nb.get_cache()`) and return it."""
     dashboard = CacheDashboard(cache, **kwargs)
     dashboard.display()
     return dashboard

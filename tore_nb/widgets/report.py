@@ -123,11 +123,11 @@ class ChangeReportView(_View):
 
     # -- thumbnails ------------------------------------------------------------------------------
     def _previous_file(self, path: str) -> str | None:
-        for key in (path, str(Path(path).resolve()), Path(path).name):
+        resolved = str(Path(path).resolve())
+        for key in (path, resolved, Path(path).name):
             if key in self.previous:
                 return self.previous[key]
-        resolved = {str(Path(k).resolve()): v for k, v in self.previous.items()}
-        return resolved.get(str(Path(path).resolve()))
+        return {str(Path(k).resolve()): v for k, v in self.previous.items()}.get(resolved)
 
     def _thumb(self, path: str | None, index: int | None) -> bytes | None:
         if path is None or index is None:
@@ -239,28 +239,28 @@ class ChangeReportView(_View):
     def _thumbs_html(self) -> str:
         if not self.thumbnails:
             return ""
+
+        def img(data: bytes | None, label: str) -> str:
+            if data is None:
+                return (
+                    f'<div style="width:{self.thumb_width}px;height:60px;border:1px dashed '
+                    f"#bbb;color:#999;font-size:11px;display:flex;align-items:center;"
+                    f'justify-content:center">{_esc(label)}</div>'
+                )
+            src = base64.b64encode(data).decode("ascii")
+            return (
+                f'<img src="data:image/png;base64,{src}" alt="{_esc(label)}" '
+                f'style="width:{self.thumb_width}px;border:1px solid #ccc"/>'
+            )
+
+        def labelled(data: bytes | None, label: str, missing: str) -> str:
+            return (
+                f'<div><div style="font-size:10px;color:#666">{label}</div>'
+                f"{img(data, missing)}</div>"
+            )
+
         figures = []
         for r, before, after in self.thumbnail_pairs():
-
-            def img(data: bytes | None, label: str) -> str:
-                if data is None:
-                    return (
-                        f'<div style="width:{self.thumb_width}px;height:60px;border:1px dashed '
-                        f"#bbb;color:#999;font-size:11px;display:flex;align-items:center;"
-                        f'justify-content:center">{_esc(label)}</div>'
-                    )
-                src = base64.b64encode(data).decode("ascii")
-                return (
-                    f'<img src="data:image/png;base64,{src}" alt="{_esc(label)}" '
-                    f'style="width:{self.thumb_width}px;border:1px solid #ccc"/>'
-                )
-
-            def labelled(data: bytes | None, label: str, missing: str) -> str:
-                return (
-                    f'<div><div style="font-size:10px;color:#666">{label}</div>'
-                    f"{img(data, missing)}</div>"
-                )
-
             pair = []
             if r.status in ("modified", "removed"):
                 pair.append(labelled(before, "before", "previous version not given"))
