@@ -233,6 +233,27 @@ def test_progress_bar_text(tmp_path: Path) -> None:
     assert "3/3" in out.getvalue()
 
 
+def test_progress_text_in_a_log_is_a_few_whole_lines() -> None:
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    log, term = io.StringIO(), Terminal()
+    for out in (log, term):
+        p = TextProgress(out)
+        p.start(1000, "pages")
+        for _ in range(1000):
+            p.advance()
+        p.close()
+    assert "\r" not in log.getvalue()
+    assert [line.split()[-2] for line in log.getvalue().splitlines()] == ["0/1000", "1000/1000"]
+    frames = term.getvalue().split("\r")
+    assert frames[0] == "" and frames[-1].startswith("pages [###") and frames[-1].endswith("s\n")
+    assert " 1000/1000 " in frames[-1]
+
+
 def test_stage_fingerprints() -> None:
     def f(ctx: Any, n: int = 1) -> int:
         return n

@@ -38,25 +38,33 @@ class NullProgress:
 
 
 class TextProgress:
-    """A one-line text bar, redrawn at most every `interval` seconds.
+    """A text bar: redrawn in place on a terminal, a line at a time in a log or CI output.
+
+    On a terminal it is redrawn at most every `interval` seconds (0.1 by default); anywhere
+    else it writes a whole line at the start, at most every 10 s and at the end, so that a log
+    holds a few readable lines rather than one line of carriage returns.
 
     >>> import io; out = io.StringIO(); p = TextProgress(out, interval=0)
-    >>> p.start(4, "pages"); p.advance(4); p.close(); "4/4" in out.getvalue()
-    True
+    >>> p.start(4, "pages"); p.advance(4); p.close(); out.getvalue().splitlines()[-1]
+    'pages [##############################] 4/4   0.0s'
     """
 
     def __init__(
-        self, stream: IO[str] | None = None, *, width: int = 30, interval: float = 0.1
+        self, stream: IO[str] | None = None, *, width: int = 30, interval: float | None = None
     ) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.width, self.interval = width, interval
+        isatty = getattr(self.stream, "isatty", None)
+        self._tty = bool(isatty()) if callable(isatty) else False
+        self.width = width
+        self.interval = interval if interval is not None else (0.1 if self._tty else 10.0)
         self.total, self.done, self.description = 0, 0, ""
         self._t0 = self._last = 0.0
+        self._shown = -1
 
     def start(self, total: int, description: str = "") -> None:
         self.total, self.done, self.description = total, 0, description
-        self._t0 = time.perf_counter()
-        self._last = 0.0
+        self._t0 = self._last = time.perf_counter()
+        self._shown = -1
         self._draw(force=True)
 
     def advance(self, n: int = 1) -> None:
@@ -65,19 +73,23 @@ class TextProgress:
 
     def close(self) -> None:
         self._draw(force=True)
-        self.stream.write("\n")
+        if self._tty:
+            self.stream.write("\n")
         self.stream.flush()
 
     def _draw(self, force: bool = False) -> None:
         now = time.perf_counter()
         if not force and now - self._last < self.interval and self.done < self.total:
             return
-        self._last = now
+        if not self._tty and self.done == self._shown:
+            return  # a log line says something new or nothing
+        self._last, self._shown = now, self.done
         frac = self.done / self.total if self.total else 1.0
         filled = int(frac * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
         label = f"{self.description} " if self.description else ""
-        self.stream.write(f"\r{label}[{bar}] {self.done}/{self.total} {now - self._t0:5.1f}s")
+        line = f"{label}[{bar}] {self.done}/{self.total} {now - self._t0:5.1f}s"
+        self.stream.write(f"\r{line}" if self._tty else f"{line}\n")
         self.stream.flush()
 
 
