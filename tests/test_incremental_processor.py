@@ -222,6 +222,21 @@ def test_report_summary_and_text(proc: IncrementalProcessor, tmp_path: Path) -> 
     assert list(removed.old_position) == [9] and removed.new_position.isna().all()
 
 
+def test_every_tier_keeps_page_results_for_the_same_ttl(tmp_path: Path, redis_url: str) -> None:
+    cfg = CacheConfig(disk_cache_path=str(tmp_path / "c"), redis_url=redis_url)
+    cache = MultiLevelCache(cfg, secret=SECRET)
+    stages = [Stage("chars", chars), Stage("shape", upper, requires=("chars",), ttl=60)]
+    proc = IncrementalProcessor(cache, stages=stages, page_ttl=1234)
+    run = proc.process(pdf("us-036.pdf"))
+    ident = run.documents[0].pages[0].identity
+    redis = cache.tier("redis")
+    pipeline = Pipeline(stages)
+    # the worker side writes Redis, the processor memory and disk: the same TTLs on both sides
+    chars_ttl = redis.client.ttl(redis.prefix + pipeline.key("chars", ident))
+    shape_ttl = redis.client.ttl(redis.prefix + pipeline.key("shape", ident))
+    assert 1200 < chars_ttl <= 1234 and 50 < shape_ttl <= 60
+
+
 def test_progress_bar_text(tmp_path: Path) -> None:
     import io
 

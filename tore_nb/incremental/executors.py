@@ -184,15 +184,12 @@ def store_outcomes(
     pipeline: Pipeline,
     outcomes: Iterable[StageOutcome],
     tiers: Sequence[str] | None,
-    default_ttl: float | None = None,
 ) -> None:
-    """Store the successful outcomes in `tiers`: one `set_many` per TTL (the stage's own, else
-    `default_ttl`)."""
+    """Store the successful outcomes in `tiers`: one `set_many` for each TTL (`Pipeline.ttl`)."""
     by_ttl: dict[float | None, dict[str, Any]] = defaultdict(dict)
     for o in outcomes:
         if o.ok:
-            ttl = pipeline.by_name[o.stage].ttl
-            by_ttl[default_ttl if ttl is None else ttl][pipeline.key(o.stage, o.identity)] = o.value
+            by_ttl[pipeline.ttl(o.stage)][pipeline.key(o.stage, o.identity)] = o.value
     for ttl, batch in by_ttl.items():
         cache.set_many(batch, ttl=ttl, tiers=tiers)
 

@@ -197,6 +197,9 @@ class IncrementalProcessor:
 
     `stages` default to the real default stages (text and layout, OCR for pages without text,
     tables). `executor` defaults to `SerialExecutor()`; pass `RayExecutor()` to fan out.
+    A page's stage results are kept `page_ttl` seconds (a day; a stage's own `ttl` wins) in
+    every tier, whether the processor or a worker stored them; a document's assembled result
+    `result_ttl` seconds (default: the cache's TTL).
     """
 
     def __init__(
@@ -264,7 +267,7 @@ class IncrementalProcessor:
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
         path_list = list(dict.fromkeys(os.fspath(p) for p in paths))
-        pipeline = Pipeline(stages if stages is not None else self.stages)
+        pipeline = Pipeline(stages if stages is not None else self.stages, self.page_ttl)
         ids = [document_id_for(p) for p in path_list]
         manifests = {} if force else self.detector.load_manifests(ids)
         plans: list[_Plan] = []
@@ -380,7 +383,7 @@ class IncrementalProcessor:
         """Store new results in the local tiers (executors already wrote Redis and S3)."""
         local = tuple(t for t in LOCAL_TIERS if t in self.cache.tier_names)
         if local:
-            store_outcomes(self.cache, pipeline, outcomes, local, self.page_ttl)
+            store_outcomes(self.cache, pipeline, outcomes, local)
 
     def _merge(
         self,

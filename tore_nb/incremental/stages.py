@@ -218,13 +218,17 @@ def stage(
 class Pipeline:
     """Stages in order, with their effective fingerprints (own + required stages').
 
-    >>> a = Stage("a", lambda ctx: 1); b = Stage("b", lambda ctx: 2, requires=("a",))
-    >>> p = Pipeline([a, b]); p.names
-    ('a', 'b')
+    `default_ttl` is how long a result of a stage without a `ttl` of its own is kept; every
+    tier a result is stored in, by the processor or by a worker, keeps it that long.
+
+    >>> a = Stage("a", lambda ctx: 1); b = Stage("b", lambda ctx: 2, requires=("a",), ttl=60)
+    >>> p = Pipeline([a, b], default_ttl=3600); p.names, p.ttl("a"), p.ttl("b")
+    (('a', 'b'), 3600, 60)
     """
 
-    def __init__(self, stages: Iterable[Stage]) -> None:
+    def __init__(self, stages: Iterable[Stage], default_ttl: float | None = None) -> None:
         self.stages: tuple[Stage, ...] = tuple(stages)
+        self.default_ttl = default_ttl
         if not self.stages:
             raise ValueError("a pipeline needs at least one stage")
         self.by_name: dict[str, Stage] = {}
@@ -249,6 +253,11 @@ class Pipeline:
         """Cache key of a stage's result for a page identity."""
         return self.by_name[stage_name].key(identity, self.fingerprints[stage_name])
 
+    def ttl(self, stage_name: str) -> float | None:
+        """How long a result of the stage is kept: its own `ttl`, else the pipeline's default."""
+        ttl = self.by_name[stage_name].ttl
+        return self.default_ttl if ttl is None else ttl
+
     def closure(self, names: Iterable[str]) -> tuple[str, ...]:
         """The named stages plus everything they require, in pipeline order."""
         wanted = set(names)
@@ -258,7 +267,7 @@ class Pipeline:
         return tuple(s.name for s in self.stages if s.name in wanted)
 
     def __reduce__(self) -> Any:
-        return (Pipeline, (self.stages,))
+        return (Pipeline, (self.stages, self.default_ttl))
 
     def __repr__(self) -> str:
         return f"Pipeline({list(self.names)})"
