@@ -8,12 +8,13 @@ import os
 import pickle
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tore_nb import CacheConfig, MultiLevelCache
+from tore_nb import CacheConfig, MultiLevelCache, clock
 from tore_nb.testing import FlakyTier, RedisServer
 from tore_nb.tiers import DiskTier, MemoryTier
 
@@ -91,21 +92,29 @@ def test_rewrite_removes_stale_copies(full_config: CacheConfig) -> None:
     assert c.get("k") is None  # never the stale huge value
 
 
-def test_ttl(embedded_config: CacheConfig) -> None:
+@pytest.fixture
+def moved_clock() -> Iterator[None]:
+    """Expiry is decided by tore_nb.clock: tests move it rather than sleep past a TTL."""
+    yield
+    clock.reset()
+
+
+def test_ttl(embedded_config: CacheConfig, moved_clock: None) -> None:
     c = make(embedded_config)
-    c.set("short", 1, ttl=0.3)
-    c.set("long", 2, ttl=60)
+    c.set("short", 1, ttl=60)
+    c.set("long", 2, ttl=3600)
     assert c.get("short") == 1
-    time.sleep(0.5)
+    clock.advance(120)
     assert c.get("short") is None
     assert make(embedded_config).get("short") is None  # the entry's own expiry holds on disk
     assert c.get("long") == 2
 
 
-def test_default_ttl_from_config(embedded_config: CacheConfig) -> None:
-    c = make(embedded_config.replace(cache_ttl=0.3))
+def test_default_ttl_from_config(embedded_config: CacheConfig, moved_clock: None) -> None:
+    c = make(embedded_config.replace(cache_ttl=60))
     c.set("k", 1)
-    time.sleep(0.5)
+    assert c.get("k") == 1
+    clock.advance(120)
     assert c.get("k") is None
 
 
