@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,93 @@ def test_unhashable_raises_type_error() -> None:
 
     with pytest.raises(TypeError, match="cannot content-hash"):
         hash_value(threading.Lock())
+
+
+def test_datetime_data_hashes_by_content() -> None:
+    dates = pd.Series(pd.date_range("2020-01-01", periods=3))
+    assert hash_value(dates) == hash_value(dates.copy())
+    assert hash_value(dates) != hash_value(dates + pd.Timedelta(days=1))
+    assert hash_value(np.datetime64("2020-01-01")) != hash_value(np.datetime64("2020-01-02"))
+    assert hash_value(pd.DataFrame({"d": dates, "t": dates.diff()})) == hash_value(
+        pd.DataFrame({"d": dates.copy(), "t": dates.diff()})
+    )
+    paris = pd.Timestamp("2020-01-01", tz="Europe/Paris")
+    assert hash_value(paris) != hash_value(pd.Timestamp("2020-01-01", tz="Etc/GMT-1"))
+
+
+class Box:
+    def __init__(self, v: int) -> None:
+        self.v = v
+
+
+def test_object_columns_hash_each_element() -> None:
+    from decimal import Decimal
+
+    assert hash_value(pd.DataFrame({"c": [[1, 2], [3]]})) != hash_value(
+        pd.DataFrame({"c": [[1, 2], [4]]})
+    )
+    assert hash_value(pd.Series([1, "a"])) != hash_value(pd.Series([Decimal(1), "a"]))
+    assert hash_value(pd.Series([b"x", "y"])) != hash_value(pd.Series(["x", b"y"]))
+    assert hash_value(pd.Series(["x", "y"])) != hash_value(pd.Series([b"x", b"y"]))
+    box = Box(1)
+    column = pd.Series([box], dtype=object)
+    before = hash_value(column)
+    box.v = 2  # the default repr (an address) did not change; the content did
+    assert hash_value(column) != before
+    assert hash_value(pd.Series([{"b", "a"}])) == hash_value(pd.Series([{"a", "b"}]))
+    assert hash_value(pd.Series(["x", None])) == hash_value(pd.Series(["x", None]))
+
+
+def test_functions_methods_and_modules_are_told_apart() -> None:
+    import collections
+    import re
+
+    assert hash_value([lambda x: x + 1]) != hash_value([lambda x: x + 2])
+    assert hash_value({1: "a"}.get) != hash_value({1: "b"}.get)
+    assert hash_value({"lib": np}) != hash_value({"lib": pd})
+    assert hash_value(re.compile("a")) != hash_value(re.compile("b"))
+    point = collections.namedtuple("point", "x y")
+    assert hash_value(point(1, 2)) != hash_value([1, 2]) != hash_value((1, 2))
+    assert hash_value(collections.defaultdict(list)) != hash_value(collections.defaultdict(int))
+    ab, ba = collections.OrderedDict(a=1, b=2), collections.OrderedDict(b=2, a=1)
+    assert hash_value(ab) != hash_value(ba)
+    assert hash_value(np.ma.array([1, 2, 3], mask=[0, 1, 0])) != hash_value(np.array([1, 2, 3]))
+
+
+@dataclasses.dataclass
+class WithLock:
+    name: str
+    lock: object
+
+    def __tore_hash__(self) -> str:
+        return self.name
+
+
+def test_tore_hash_and_failures_are_type_errors() -> None:
+    import threading
+
+    assert hash_value(WithLock("a", threading.Lock())) == hash_value(WithLock("a", object()))
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(TypeError, match="cannot content-hash"):
+        hash_value(deep)
+
+
+def test_set_subclasses_do_not_depend_on_the_hash_seed() -> None:
+    code = (
+        "from tore_nb.keys import hash_value\n"
+        "class Tags(frozenset): pass\n"
+        "print(hash_value(Tags(['alpha', 'beta', 'gamma', 'delta'])))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outs) == 1

@@ -15,6 +15,8 @@ True
 
 from __future__ import annotations
 
+import collections
+import copyreg
 import dataclasses
 import datetime as _dt
 import decimal
@@ -91,6 +93,10 @@ class ContentHasher:
             return
         self._memo[oid] = len(self._memo)
         self._keep.append(obj)
+        if callable(getattr(type(obj), "__tore_hash__", None)):  # the owner's word wins
+            self._raw(b"H", _qualname(type(obj)).encode())
+            self.update(obj.__tore_hash__())
+            return
         for check, handler in _SLOW_HANDLERS:
             if check(obj):
                 handler(self, obj)
@@ -98,13 +104,10 @@ class ContentHasher:
         self._reduce(obj)
 
     def _reduce(self, obj: Any) -> None:
-        custom = getattr(obj, "__tore_hash__", None)
-        if callable(custom):
-            self._raw(b"H", _qualname(type(obj)).encode())
-            self.update(custom())
-            return
         try:
-            rv = obj.__reduce_ex__(5)
+            # copyreg first, as pickle does: re.Pattern and friends reduce only through it
+            reducer = copyreg.dispatch_table.get(type(obj))
+            rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(5)
         except Exception as exc:
             raise TypeError(f"cannot content-hash {type(obj).__qualname__}: {exc}") from None
         if isinstance(rv, str):  # a global, e.g. a module-level singleton
@@ -229,6 +232,10 @@ def _is_ndarray(obj: Any) -> bool:
 def _h_ndarray(h: ContentHasher, a: Any) -> None:
     import numpy as np
 
+    if isinstance(a, np.ma.MaskedArray):
+        h._raw(b"M", b"masked")
+        _h_ndarray(h, np.ma.getmaskarray(a))
+        h.update(np.asarray(a.fill_value))
     a = np.asarray(a)
     h._raw(b"A", f"{a.dtype.str}|{a.dtype.descr}|{a.shape}".encode())
     if a.dtype.hasobject:
@@ -236,7 +243,8 @@ def _h_ndarray(h: ContentHasher, a: Any) -> None:
         return
     if not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
-    h._raw(b"B", memoryview(a).cast("B"))
+    # a byte view, not memoryview(a): the buffer protocol refuses datetime64 and timedelta64
+    h._raw(b"B", memoryview(a.reshape(-1).view(np.uint8)))
 
 
 def _is_pandas(obj: Any) -> bool:
@@ -288,8 +296,20 @@ def _h_series_values(h: ContentHasher, s: Any) -> None:
     if isinstance(dtype, np.dtype) and not dtype.hasobject:
         _h_ndarray(h, s.to_numpy(copy=False))
         return
-    # object, string and extension dtypes: pandas' own vectorised, seed-fixed element hash
-    hashed = pd.util.hash_pandas_object(s, index=False, categorize=False)
+    if isinstance(dtype, np.dtype):
+        # pandas' element hash goes through str() for anything but str, bytes and nulls (so
+        # 1 == Decimal(1), and a default repr holds an address): only all-str or all-bytes
+        # columns take it; any other object column is hashed element by element.
+        kind = pd.api.types.infer_dtype(s, skipna=True)
+        if kind not in ("string", "bytes", "empty"):
+            _h_ndarray(h, s.to_numpy(dtype=object))
+            return
+        h._raw(b"I", kind.encode())
+    try:  # pandas' own vectorised, seed-fixed element hash
+        hashed = pd.util.hash_pandas_object(s, index=False, categorize=False)
+    except Exception:  # an extension type it cannot hash: element by element instead
+        _h_ndarray(h, s.to_numpy(dtype=object))
+        return
     h._tag(b"x", len(s))
     _h_ndarray(h, hashed.to_numpy())
     h.update(s.isna().to_numpy())
@@ -313,6 +333,9 @@ def _h_enum(h: ContentHasher, e: enum.Enum) -> None:
 def _h_scalar_like(h: ContentHasher, obj: Any) -> None:
     # canonical textual forms of value types whose str() is their definition
     text = obj.isoformat() if hasattr(obj, "isoformat") else str(obj)
+    tz = getattr(obj, "tzinfo", None)
+    if tz is not None:  # isoformat keeps only the offset: Europe/Paris is not Etc/GMT-1
+        text += f"|{tz}"
     h._raw(b"V", f"{_qualname(type(obj))}:{text}".encode())
 
 
@@ -321,7 +344,36 @@ def _h_path(h: ContentHasher, p: PurePath) -> None:
 
 
 def _h_callable(h: ContentHasher, fn: Any) -> None:
+    if isinstance(fn, types.ModuleType):
+        h._raw(b"N", fn.__name__.encode())
+        return
     h._raw(b"F", _qualname(fn).encode())
+    if isinstance(fn, types.FunctionType):  # two lambdas share a qualname, not their code
+        from .fingerprint import code_digest
+
+        h._raw(b"c", code_digest(fn.__code__).encode())
+        return
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        h.update(owner)  # a builtin bound method: {1: "a"}.get is not {1: "b"}.get
+
+
+def _h_container_subclass(h: ContentHasher, obj: Any) -> None:
+    # a namedtuple is not the list [1, 2], nor defaultdict(list) defaultdict(int)
+    h._raw(b"T", _qualname(type(obj)).encode())
+    if isinstance(obj, collections.OrderedDict):
+        h._seq(b"l", obj.items(), len(obj))  # OrderedDicts compare in order
+    elif isinstance(obj, dict):
+        h._mapping(obj)
+    elif isinstance(obj, set | frozenset):
+        _h_set(h, obj)
+    else:
+        h._seq(b"t" if isinstance(obj, tuple) else b"l", obj, len(obj))
+    if isinstance(obj, collections.defaultdict):
+        h.update(obj.default_factory)
+    state = getattr(obj, "__dict__", None)
+    if state:
+        h._mapping(state)
 
 
 def _h_memoryview(h: ContentHasher, mv: memoryview) -> None:
@@ -340,8 +392,7 @@ _SLOW_HANDLERS: tuple[tuple[Callable[[Any], bool], Callable[[ContentHasher, Any]
         lambda o: isinstance(o, _dt.date | _dt.time | _dt.timedelta | decimal.Decimal | uuid.UUID),
         _h_scalar_like,
     ),
-    (lambda o: isinstance(o, dict), lambda h, o: h._mapping(o)),
-    (lambda o: isinstance(o, list | tuple), lambda h, o: h._seq(b"l", o, len(o))),
+    (lambda o: isinstance(o, dict | list | tuple | set | frozenset), _h_container_subclass),
     (lambda o: isinstance(o, str), lambda h, o: _h_str(h, str(o))),
     (lambda o: isinstance(o, int), lambda h, o: _h_int(h, int(o))),
     (lambda o: isinstance(o, float), lambda h, o: _h_float(h, float(o))),
@@ -362,8 +413,17 @@ def hash_value(obj: Any) -> str:
     True
     """
     h = ContentHasher()
-    h.update(obj)
+    _feed(h, obj)
     return h.hexdigest()
+
+
+def _feed(h: ContentHasher, obj: Any) -> None:
+    try:
+        h.update(obj)
+    except TypeError:
+        raise
+    except Exception as exc:  # RecursionError, an unset dataclass field, a failing property...
+        raise TypeError(f"cannot content-hash {type(obj).__qualname__}: {exc!r}") from exc
 
 
 def _readable(obj: Any) -> str | None:
@@ -389,8 +449,8 @@ def make_key(
     """Build a key from positional and keyword parts; see `generate_key`."""
     h = ContentHasher()
     h._raw(b"K", f"{namespace}:{version}".encode())
-    h._seq(b"t", args, len(args))
-    h.update(dict(kwargs))
+    _feed(h, args)
+    _feed(h, dict(kwargs))
     digest = h.hexdigest()
     readable = [_readable(a) for a in args] + [
         None if (r := _readable(v)) is None else f"{k}={r}" for k, v in sorted(kwargs.items())
