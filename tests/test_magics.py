@@ -258,6 +258,25 @@ def test_cache_config_trait_replaces_the_default_cache(ip: Any, tmp_path: Path) 
     magics.cache_config = {}
 
 
+def test_config_shows_no_password(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = {
+        "disk_cache_path": str(tmp_path / "c"),
+        "redis_url": "redis://:CANARY1@127.0.0.1:1/0",
+        "redis_password": "CANARY2",
+    }
+    magics = tore_nb.magics._loaded[id(ip)]
+    magics.cache_config = settings
+    try:
+        capsys.readouterr()
+        run(ip, "%tcache config")
+        text = capsys.readouterr().out
+        assert "redis://:***@127.0.0.1:1/0" in text and "CANARY" not in text
+    finally:
+        magics.cache_config = {}
+
+
 def test_explain(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
     run(ip, "x = 1\nk = 2")
     run(ip, "%%tcache --name total\ny = x + k")

@@ -6,22 +6,33 @@ S3_CACHE_REGION, CELERY_WORKER_ID, AWS_BATCH_JOB_ID) plus a few TORE_NB_* ones. 
 detection follows the seed: a Celery worker or an AWS Batch job gets a 128 MB memory tier, a disk
 tier under ./cache/{worker_id}/ and the S3 prefix ocr-cache/{job_id}/.
 
+Every field is checked however the record is made (constructor, `replace`, `from_env`,
+`from_yaml`): a wrong type or range raises `ConfigError` naming the field, the environment
+variable or the YAML key, and showing the value unless it is a secret.
+
 >>> cfg = CacheConfig(memory_cache_size_mb=64, redis_url=None)
 >>> cfg.memory_cache_size_mb
 64
 >>> "password" in repr(CacheConfig(redis_url="redis://:password@localhost:6379/0"))
 False
+>>> CacheConfig(redis_port=0)
+Traceback (most recent call last):
+...
+tore_nb.errors.ConfigError: redis_port must be an integer from 1 to 65535, got 0
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -32,21 +43,75 @@ Environment = Literal["local", "celery", "batch"]
 MB = 1_000_000
 T = TypeVar("T")
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_SECRET_PARAM = re.compile(
+    r"([?&;][^=&#;]*(?:pass|pwd|secret|token|auth|credential|key)[^=&#;]*=)[^&#;]*", re.I
+)
+
 
 def redact_url(url: str | None) -> str | None:
-    """Hide the password of a URL such as redis://user:secret@host:6379/0.
+    """Hide the passwords of a URL such as redis://user:secret@host:6379/0, or of text quoting one.
+
+    The password is what redis-py reads: everything between the first ':' of the userinfo and
+    the last '@' of the authority. Password-like query parameters (?password=) are hidden too,
+    and a URL too malformed to parse (an unencoded '/', '?' or '#' in its password) is hidden from
+    its first ':' to its last '@'. In text (an error message) every URL is hidden so.
 
     >>> redact_url("redis://:hunter2@localhost:6379/0")
     'redis://:***@localhost:6379/0'
+    >>> redact_url("redis://user:p@ss@host/0?password=pw&db=1")
+    'redis://user:***@host/0?password=***&db=1'
     """
     if url is None:
         return None
-    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+    starts = [m.start() for m in _SCHEME.finditer(url)]
+    if not starts:
+        return url
+    ends = [*starts[1:], len(url)]
+    return url[: starts[0]] + "".join(
+        _redact_one(url[a:b]) for a, b in zip(starts, ends, strict=True)
+    )
+
+
+def _redact_one(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    rest = _SECRET_PARAM.sub(r"\1***", rest)
+    try:
+        parts = urlsplit(scheme + sep + rest)
+        _ = parts.port  # ValueError when the "port" is not a number: maybe a piece of password
+        netloc = parts.netloc
+    except ValueError:
+        netloc = None
+    # well formed: every '@' is in the authority, or it has no ':' that a password could follow
+    if (
+        netloc is not None
+        and rest.startswith(netloc)
+        and ("@" in netloc or ":" not in netloc or "@" not in rest)
+    ):
+        user, sign, host = netloc.rpartition("@")
+        if ":" in user:
+            user = user.split(":", 1)[0] + ":***"
+        return scheme + sep + user + sign + host + rest[len(netloc) :]
+    # malformed: hide from the first ':' to the last '@' (or, with no '@', to a space)
+    colon, at = rest.find(":"), rest.rfind("@")
+    if colon < 0:
+        return scheme + sep + rest
+    if at < colon:
+        space = re.search(r"\s", rest[colon:])
+        at = colon + space.start() if space else len(rest)
+    return scheme + sep + rest[: colon + 1] + "***" + rest[at:]
 
 
 def _default_disk_path() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return str(Path(base) / "tore_nb")
+
+
+def _field_error(name: str, message: str) -> ConfigError:
+    """A ConfigError about one field, tagged so that from_env and from_yaml can name its source."""
+    err = ConfigError(message)
+    err.field = name  # type: ignore[attr-defined]
+    return err
 
 
 @dataclass(frozen=True)
@@ -99,19 +164,19 @@ class CacheConfig:
     breaker_reset_seconds: float = 15.0
 
     def __post_init__(self) -> None:
-        for name in ("memory_cache_size_mb", "disk_cache_size_gb", "memory_ttl"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if isinstance(self.disk_cache_path, os.PathLike):
+            object.__setattr__(self, "disk_cache_path", os.fspath(self.disk_cache_path))
+        for f in dataclasses.fields(self):
+            what, ok = _RULES[f.name]
+            value = getattr(self, f.name)
+            if not ok(value):
+                raise _field_error(f.name, f"{f.name} must be {what}, got {_show(f.name, value)}")
         if self.small_item_mb > self.large_item_mb:
-            raise ConfigError("small_item_mb must not exceed large_item_mb")
-        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.namespace):
-            raise ConfigError(
-                f"namespace must be letters, digits, '_', '.', '-': {self.namespace!r}"
+            raise _field_error(
+                "small_item_mb",
+                f"small_item_mb must not exceed large_item_mb "
+                f"({self.small_item_mb!r} > {self.large_item_mb!r})",
             )
-        if self.environment not in ("local", "celery", "batch"):
-            raise ConfigError(f"environment must be local, celery or batch: {self.environment!r}")
-        if self.redis_url is not None and not re.match(r"(rediss?|unix)://", self.redis_url):
-            raise ConfigError(f"REDIS_URL must start with redis://: {redact_url(self.redis_url)!r}")
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -136,6 +201,7 @@ class CacheConfig:
 
     def replace(self, **changes: Any) -> CacheConfig:
         """A copy with some fields changed (validated again)."""
+        _known_fields(changes)
         return dataclasses.replace(self, **changes)
 
     def __repr__(self) -> str:
@@ -161,6 +227,7 @@ class CacheConfig:
         """
         env = os.environ if env is None else env
         kw: dict[str, Any] = {}
+        source: dict[str, str] = {}  # field -> the variable it was read from
 
         def read(var: str, conv: Callable[[str], T], dest: str) -> None:
             raw = env.get(var)
@@ -168,12 +235,13 @@ class CacheConfig:
                 return
             try:
                 kw[dest] = conv(raw.strip())
-            except (TypeError, ValueError):
-                shown = "***" if "PASSWORD" in var or "SECRET" in var else repr(redact_url(raw))
+            except (TypeError, ValueError, OverflowError):
+                shown = "***" if "PASSWORD" in var or "SECRET" in var else _show(dest, raw)
                 raise ConfigError(
                     f"environment variable {var}={shown} is not a valid "
                     f"{getattr(conv, '__name__', 'value')}"
                 ) from None
+            source[dest] = var
 
         read("REDIS_URL", _url, "redis_url")
         read("REDIS_HOST", str, "redis_host")
@@ -190,10 +258,11 @@ class CacheConfig:
         read("TORE_NB_TTL", _positive, "cache_ttl")
         read("TORE_NB_ENABLED", _bool, "enable_cache")
         read("TORE_NB_TIERS", _tier_list, "_tiers")
-        tiers = kw.pop("_tiers", None)
+        tiers: tuple[str, ...] | None = kw.pop("_tiers", None)
         if tiers is not None:
             for t in TIER_NAMES[:2]:
                 kw[f"{t}_enabled"] = t in tiers
+                source[f"{t}_enabled"] = "TORE_NB_TIERS"
 
         worker = env.get("CELERY_WORKER_ID") or None
         job = env.get("AWS_BATCH_JOB_ID") or None
@@ -206,8 +275,18 @@ class CacheConfig:
             kw["disk_cache_path"] = str(Path(base) / wid)
             if job:
                 kw["s3_prefix"] = f"ocr-cache/{wid}/"
-        kw.update(overrides)
-        return cls(**kw)
+        cfg = _build(cls, kw, overrides, source, "environment variable ")
+        if tiers is not None:
+            # TORE_NB_TIERS picks the local tiers; a remote tier it names must be configured
+            wanted = {"redis": "REDIS_URL or REDIS_HOST", "s3": "S3_CACHE_BUCKET"}
+            on = {"redis": cfg.redis_enabled, "s3": cfg.s3_enabled}
+            for t in tiers:
+                if t in on and not on[t]:
+                    raise ConfigError(
+                        f"environment variable TORE_NB_TIERS={','.join(tiers)!r} names {t}, "
+                        f"but {wanted[t]} is not set"
+                    )
+        return cfg
 
     @classmethod
     def from_yaml(cls, source: str | Path | Mapping[str, Any], **overrides: Any) -> CacheConfig:
@@ -225,58 +304,190 @@ class CacheConfig:
             try:
                 doc = yaml.safe_load(text)
             except yaml.YAMLError as exc:
-                raise ConfigError(f"invalid YAML cache configuration: {exc}") from None
+                # only the problem and where: the snippet PyYAML quotes may hold a password
+                mark = getattr(exc, "problem_mark", None)
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+                problem = getattr(exc, "problem", None) or type(exc).__name__
+                raise ConfigError(f"invalid YAML cache configuration{where}: {problem}") from None
         block = doc.get("caching", doc) if isinstance(doc, Mapping) else None
         if not isinstance(block, Mapping):
             raise ConfigError("the YAML configuration must be a mapping with a 'caching:' block")
         kw: dict[str, Any] = {}
+        keys: dict[str, str] = {}  # field -> the YAML key it was read from
 
         def section(name: str) -> Mapping[str, Any]:
-            sec = block.get(name) or {}
+            sec = block.get(name)
+            if sec is None:
+                return {}
             if not isinstance(sec, Mapping):
-                raise ConfigError(f"caching.{name} must be a mapping")
+                raise ConfigError(f"caching.{name} must be a mapping, got {_show(name, sec)}")
             return sec
 
-        def take(sec: str, key: str, dest: str, conv: Callable[[Any], Any]) -> None:
-            data = section(sec)
-            if key in data and data[key] is not None:
-                try:
-                    kw[dest] = conv(data[key])
-                except (TypeError, ValueError):
-                    raise ConfigError(f"caching.{sec}.{key}: invalid value {data[key]!r}") from None
+        def value(sec: str, key: str, conv: Callable[[Any], Any]) -> Any:
+            raw = section(sec).get(key)
+            if raw is None:
+                return None
+            try:
+                return conv(raw)
+            except (TypeError, ValueError, OverflowError):
+                raise ConfigError(
+                    f"caching.{sec}.{key}: invalid value {_show(key, raw)}, expected a "
+                    f"{getattr(conv, '__name__', 'value')}"
+                ) from None
 
-        days = lambda v: float(v) * 86400.0  # noqa: E731
+        def take(sec: str, key: str, dest: str, conv: Callable[[Any], Any]) -> None:
+            v = value(sec, key, conv)
+            if v is not None:
+                kw[dest], keys[dest] = v, f"caching.{sec}.{key}"
+
         take("memory", "enabled", "memory_enabled", _bool)
         take("memory", "size_mb", "memory_cache_size_mb", _positive)
         take("memory", "ttl_seconds", "memory_ttl", _positive)
         take("disk", "enabled", "disk_enabled", _bool)
-        take("disk", "path", "disk_cache_path", str)
+        take("disk", "path", "disk_cache_path", _text)
         take("disk", "size_gb", "disk_cache_size_gb", _positive)
-        take("disk", "ttl_days", "cache_ttl", days)
-        redis_on = section("redis").get("enabled", False)
-        if _bool(redis_on):
+        take("disk", "ttl_days", "cache_ttl", _days)
+        if value("redis", "enabled", _bool):
             take("redis", "url", "redis_url", _url)
-            take("redis", "host", "redis_host", str)
+            take("redis", "host", "redis_host", _text)
             take("redis", "port", "redis_port", _port)
             take("redis", "db", "redis_db", _nonneg_int)
             if "redis_url" not in kw:
                 kw.setdefault("redis_host", "localhost")
-        obj = section("object_storage")
-        if _bool(obj.get("enabled", False)):
-            take("object_storage", "bucket", "s3_cache_bucket", str)
-            take("object_storage", "region", "s3_cache_region", str)
-            take("object_storage", "prefix", "s3_prefix", str)
-            take("object_storage", "storage_class", "s3_storage_class", str)
-            take("object_storage", "endpoint_url", "s3_endpoint_url", str)
-        kw.update(overrides)
-        return cls(**kw)
+        if value("object_storage", "enabled", _bool):
+            take("object_storage", "bucket", "s3_cache_bucket", _text)
+            take("object_storage", "region", "s3_cache_region", _text)
+            take("object_storage", "prefix", "s3_prefix", _text)
+            take("object_storage", "storage_class", "s3_storage_class", _text)
+            take("object_storage", "endpoint_url", "s3_endpoint_url", _text)
+        return _build(cls, kw, overrides, keys, "")
 
     @classmethod
     def embedded(cls, path: str | Path | None = None, **overrides: Any) -> CacheConfig:
         """Memory + disk only, no servers: the embedded default."""
+        _known_fields(overrides)
         if path is not None:
             overrides["disk_cache_path"] = str(path)
         return cls(redis_url=None, redis_host=None, s3_cache_bucket=None, **overrides)
+
+
+def _build(
+    cls: type[CacheConfig],
+    kw: dict[str, Any],
+    overrides: dict[str, Any],
+    source: dict[str, str],
+    prefix: str,
+) -> CacheConfig:
+    """cls(**kw, **overrides); a bad field read from `source` is reported under its name there."""
+    _known_fields(overrides)
+    kw.update(overrides)
+    try:
+        return cls(**kw)
+    except ConfigError as exc:
+        name = getattr(exc, "field", None)
+        where = None if name is None or name in overrides else source.get(name)
+        if where is None:
+            raise
+        raise ConfigError(f"{prefix}{where}: {exc}") from None
+
+
+def _known_fields(changes: Mapping[str, Any]) -> None:
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(CacheConfig)})
+    if unknown:
+        raise ConfigError(f"unknown CacheConfig field(s): {', '.join(unknown)}")
+
+
+# -- field rules: (what the field must be, test) ---------------------------------------------
+_Rule = tuple[str, Callable[[Any], bool]]
+_SECRET_FIELDS = frozenset({"redis_password"})
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(lo: int, hi: int | None = None) -> _Rule:
+    what = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+    return (
+        what,
+        lambda v: (
+            isinstance(v, numbers.Integral)
+            and not isinstance(v, bool)
+            and lo <= int(v)
+            and (hi is None or int(v) <= hi)
+        ),
+    )
+
+
+def _string(what: str, pattern: str = r"(?s).*", optional: bool = False) -> _Rule:
+    return (
+        ("None or " if optional else "") + what,
+        lambda v: (
+            (optional and v is None)
+            or (isinstance(v, str) and re.fullmatch(pattern, v) is not None)
+        ),
+    )
+
+
+_BOOL: _Rule = ("True or False", lambda v: isinstance(v, bool))
+_POSITIVE: _Rule = ("a positive finite number", lambda v: _real(v) and v > 0)
+_NONNEG: _Rule = ("a finite number >= 0", lambda v: _real(v) and v >= 0)
+_TTL: _Rule = ("None or a positive finite number", lambda v: v is None or _POSITIVE[1](v))
+_TEXT = _string("a non-empty string", r"(?s).+")
+_OPT_TEXT = _string("a string", optional=True)
+
+_RULES: dict[str, _Rule] = {
+    "enable_cache": _BOOL,
+    "namespace": _string("letters, digits, '_', '.', '-'", r"[A-Za-z0-9_.\-]+"),
+    "cache_ttl": _TTL,
+    "environment": _string("'local', 'celery' or 'batch'", r"local|celery|batch"),
+    "worker_id": _OPT_TEXT,
+    "memory_enabled": _BOOL,
+    "memory_cache_size_mb": _POSITIVE,
+    "memory_ttl": _POSITIVE,
+    "memory_max_item_mb": _POSITIVE,
+    "disk_enabled": _BOOL,
+    "disk_cache_path": _TEXT,
+    "disk_cache_size_gb": _POSITIVE,
+    "disk_max_item_mb": _POSITIVE,
+    "redis_url": _string("a redis://, rediss:// or unix:// URL", r"(?s)(rediss?|unix)://.*", True),
+    "redis_host": _OPT_TEXT,
+    "redis_port": _integer(1, 65535),
+    "redis_db": _integer(0),
+    "redis_password": _OPT_TEXT,
+    "redis_connect_timeout": _POSITIVE,
+    "redis_socket_timeout": _POSITIVE,
+    "redis_retries": _integer(0),
+    "redis_max_item_mb": _POSITIVE,
+    "s3_cache_bucket": _OPT_TEXT,
+    "s3_cache_region": _OPT_TEXT,
+    "s3_prefix": _string("a string"),
+    "s3_storage_class": _TEXT,
+    "s3_endpoint_url": _OPT_TEXT,
+    "s3_connect_timeout": _POSITIVE,
+    "s3_read_timeout": _POSITIVE,
+    "s3_max_attempts": _integer(1),
+    "s3_max_item_mb": _POSITIVE,
+    "small_item_mb": _NONNEG,  # 0: nothing is routed to memory by size
+    "large_item_mb": _NONNEG,  # 0: everything is routed to s3 only
+    "compression": _BOOL,
+    "compression_min_bytes": _integer(0),
+    "breaker_failures": _integer(1),
+    "breaker_reset_seconds": _NONNEG,  # 0: probe again at the next call
+}
+
+
+def _show(name: str, value: Any) -> str:
+    """A value for an error message: secrets hidden, URLs redacted, long values cut."""
+    if name in _SECRET_FIELDS or "password" in name.lower() or "secret" in name.lower():
+        return "***"
+    if isinstance(value, str):
+        text = repr(redact_url(value))
+    elif value is None or isinstance(value, (bool, numbers.Number)):
+        text = repr(value)
+    else:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # -- converters with readable names for error messages -------------------------------------
@@ -295,8 +506,10 @@ _bool.__name__ = "boolean (true/false)"
 
 
 def _positive(v: Any) -> float:
+    if isinstance(v, bool):
+        raise TypeError(v)
     f = float(v)
-    if not f > 0 or f != f or f == float("inf"):
+    if not (math.isfinite(f) and f > 0):
         raise ValueError(v)
     return f
 
@@ -304,8 +517,23 @@ def _positive(v: Any) -> float:
 _positive.__name__ = "positive number"
 
 
+def _days(v: Any) -> float:
+    return _positive(v) * 86400.0
+
+
+_days.__name__ = "positive number of days"
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, str):
+        return int(v)
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        return int(v)
+    raise TypeError(v)
+
+
 def _nonneg_int(v: Any) -> int:
-    i = int(v)
+    i = _int(v)
     if i < 0:
         raise ValueError(v)
     return i
@@ -315,7 +543,7 @@ _nonneg_int.__name__ = "non-negative integer"
 
 
 def _port(v: Any) -> int:
-    i = int(v)
+    i = _int(v)
     if not 0 < i < 65536:
         raise ValueError(v)
     return i
@@ -325,13 +553,24 @@ _port.__name__ = "port number (1-65535)"
 
 
 def _url(v: Any) -> str:
-    s = str(v)
-    if not re.match(r"(rediss?|unix)://", s):
+    if not isinstance(v, str) or not re.match(r"(rediss?|unix)://", v):
         raise ValueError(v)
-    return s
+    return v
 
 
 _url.__name__ = "redis:// URL"
+
+
+def _text(v: Any) -> str:
+    """A YAML string; a bare integer (bucket: 123) is taken as its digits, nothing else."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    raise TypeError(v)
+
+
+_text.__name__ = "string"
 
 
 def _tier_list(v: str) -> tuple[str, ...]:
