@@ -9,9 +9,13 @@ digest then folds in, by name, every global the code reads:
 - library functions, classes and modules: their qualified name and the package version;
 - modules that are local: the fingerprints of the attributes the code reads from them;
 - any other value (a constant, a lookup table): its content digest (`tore_nb.keys.hash_value`).
-  A global that cannot be content-hashed counts by its type only; a global or closure variable
-  the function itself changes (assigns with `global`/`nonlocal`, or calls `append`, `update`,
-  `add`... on) is state, not an input, and counts by name only.
+  A global that cannot be content-hashed counts by its type only (and, for a user type, its
+  class's fingerprint); a global or closure variable the function itself changes (assigns with
+  `global`/`nonlocal`, or calls `append`, `update`, `add`... on, unless it is a module or a
+  class) is state, not an input, and counts by name only;
+- plain containers (lists, tuples, dicts, sets) that hold functions, classes, modules or user
+  objects: item by item, so a helper reached through a dispatch table counts by its code;
+- bound methods: their function and the object they are bound to.
 
 The own part is memoised per code object, so a repeated call costs a walk over the globals.
 Digests are equal across processes and `PYTHONHASHSEED` values.
@@ -32,6 +36,7 @@ import contextlib
 import dis
 import functools
 import inspect
+import itertools
 import os
 import site
 import sys
@@ -39,7 +44,7 @@ import sysconfig
 import textwrap
 import threading
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .keys import ContentHasher, hash_value
@@ -98,6 +103,12 @@ _SKIP_CLASS_ATTRS = frozenset(
         "__slots__",
     }
 )
+# plain containers are walked item by item when they hold code (a dispatch table); bounded so
+# that a large data structure goes through hash_value in one piece
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+_MAX_DEPTH = 3
+_MAX_ITEMS = 1000
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes, complex})
 # modules whose code is ours or a library's: counted by name and version, never walked
 _LIBRARY_ROOTS = frozenset({"tore_nb", "IPython", "ipykernel", "traitlets", "ipywidgets"})
 
@@ -248,7 +259,7 @@ def _feed_code(h: ContentHasher, code: types.CodeType) -> None:
 class _CodeInfo:
     """What is memoised per code object: its own digest and the globals it reads."""
 
-    __slots__ = ("chains", "digest", "globals", "state")
+    __slots__ = ("chains", "digest", "globals", "mutated", "state")
 
     def __init__(
         self,
@@ -256,11 +267,20 @@ class _CodeInfo:
         names: tuple[str, ...],
         chains: dict[str, tuple[tuple[str, ...], ...]],
         state: frozenset[str],
+        mutated: frozenset[str],
     ) -> None:
         self.digest = digest
         self.globals = names
         self.chains = chains  # global name -> attribute chains read from it (for modules)
-        self.state = state  # globals and closure variables the function mutates
+        self.state = state  # globals and closure variables the function assigns
+        # ... and those it calls a mutator on: state too, unless they hold a module or a class
+        # (`utils.update(x)` and `Vec.add(a, b)` call code)
+        self.mutated = mutated
+
+    def is_state(self, name: str, value: Any) -> bool:
+        if name in self.state:
+            return True
+        return name in self.mutated and not isinstance(value, types.ModuleType | type)
 
 
 _code_info: dict[types.CodeType, _CodeInfo] = {}
@@ -274,18 +294,22 @@ def _iter_codes(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from _iter_codes(const)
 
 
+_Chains = dict[str, tuple[tuple[str, ...], ...]]
+
+
 def _global_reads(
     code: types.CodeType,
-) -> tuple[tuple[str, ...], dict[str, tuple[tuple[str, ...], ...]], frozenset[str]]:
+) -> tuple[tuple[str, ...], _Chains, frozenset[str], frozenset[str]]:
     names: set[str] = set()
     chains: dict[str, set[tuple[str, ...]]] = {}
     state: set[str] = set()
+    mutated: set[str] = set()
 
     def flush(chain: list[str]) -> None:
         if len(chain) > 1:
             chains.setdefault(chain[0], set()).add(tuple(chain[1:]))
             if chain[1] in _MUTATORS:
-                state.add(chain[0])
+                mutated.add(chain[0])
 
     for sub in _iter_codes(code):
         chain: list[str] = []
@@ -308,6 +332,7 @@ def _global_reads(
         tuple(sorted(names)),
         {k: tuple(sorted(v)) for k, v in sorted(chains.items())},
         frozenset(state),
+        frozenset(mutated),
     )
 
 
@@ -345,8 +370,8 @@ def _make_info(fn: types.FunctionType) -> _CodeInfo:
             digest = "src:" + normalized_source_digest(source)
     if digest is None:
         digest = "code:" + code_digest(code)
-    names, chains, state = _global_reads(code)
-    return _CodeInfo(digest, names, chains, state)
+    names, chains, state, mutated = _global_reads(code)
+    return _CodeInfo(digest, names, chains, state, mutated)
 
 
 # -- the walk -------------------------------------------------------------------------------------
@@ -362,29 +387,37 @@ def fingerprint(fn: Callable[..., Any]) -> str:
     return h.hexdigest()
 
 
-def dependency_token(value: Any, strict: bool = True) -> str:
+def dependency_token(
+    value: Any, strict: bool = True, *, attributes: Sequence[tuple[str, ...]] = ()
+) -> str:
     """A deterministic digest of one input of a cell or function, by what the value is.
 
     Modules count by name and version, functions and classes by their code fingerprint, other
     values by content; a value of a user-defined class adds the class's fingerprint. With
     `strict`, a value that cannot be content-hashed raises TypeError; otherwise it counts by its
-    type only.
+    type only. `attributes` are the attribute chains read from a module (`("compute",)` for
+    `utils.compute`): a local module counts by what those attributes are, as in `fingerprint`.
 
     >>> import json
     >>> dependency_token(json) == dependency_token(json)
     True
     """
     h = ContentHasher()
-    _Walker(h).value(value, strict=strict)
+    walker = _Walker(h)
+    if isinstance(value, types.ModuleType):
+        walker.module(value, tuple(sorted(set(attributes))))
+    else:
+        walker.value(value, strict=strict)
     return h.hexdigest()
 
 
 class _Walker:
-    __slots__ = ("h", "seen")
+    __slots__ = ("depth", "h", "seen")
 
-    def __init__(self, h: ContentHasher) -> None:
+    def __init__(self, h: ContentHasher, seen: set[int] | None = None, depth: int = 0) -> None:
         self.h = h
-        self.seen: set[int] = set()
+        self.seen: set[int] = set() if seen is None else seen
+        self.depth = depth  # how many plain containers deep the walk is
 
     def value(self, obj: Any, strict: bool = False) -> None:
         h = self.h
@@ -394,17 +427,71 @@ class _Walker:
         if _is_code_like(obj):
             self.callable(obj)
             return
+        if (
+            type(obj) in _CONTAINERS
+            and self.depth < _MAX_DEPTH
+            and _holds_code(obj, _MAX_DEPTH - self.depth)
+        ):
+            self.container(obj, strict)
+            return
+        cls = type(obj)
         try:
             digest = hash_value(obj)
-        except TypeError:
+        except (TypeError, ValueError, RecursionError):
             if strict:
                 raise
-            h.update(("unhashable", _qualname(type(obj))))
-            return
-        h.update(("value", digest))
-        cls = type(obj)
+            h.update(("unhashable", _qualname(cls)))
+        else:
+            h.update(("value", digest))
         if is_user_object(cls):
-            self.callable(cls)
+            self.callable(cls)  # its methods are code the value brings along, hashable or not
+
+    def container(self, obj: Any, strict: bool) -> None:
+        h = self.h
+        h.update(("container", type(obj).__name__, len(obj)))
+        self.depth += 1
+        try:
+            if isinstance(obj, dict):
+                # by key digest, like hash_value; equal digests keep the dict's insertion order
+                for key, item in sorted(obj.items(), key=lambda kv: _sort_digest(kv[0])):
+                    self.value(key, strict)
+                    self.value(item, strict)
+            elif isinstance(obj, set | frozenset):
+                # a set's order follows hash(), an id for functions: sort the items' digests
+                h.update(sorted(self.token(item, strict) for item in obj))
+            else:
+                for item in obj:
+                    self.value(item, strict)
+        finally:
+            self.depth -= 1
+
+    def token(self, obj: Any, strict: bool) -> str:
+        """The digest of one value walked on its own (for items whose order must not count)."""
+        sub = _Walker(ContentHasher(), set(self.seen), self.depth)
+        sub.value(obj, strict)
+        return sub.h.hexdigest()
+
+    def state(self, obj: Any) -> None:
+        """The state of a callable object, attribute by attribute (functions among them count
+        by their code); `__wrapped__` is walked by the caller."""
+        h = self.h
+        attrs = getattr(obj, "__dict__", None)
+        if not isinstance(attrs, dict) or hasattr(type(obj), "__tore_hash__"):
+            try:
+                h.update(("value", hash_value(obj)))
+            except (TypeError, ValueError, RecursionError):
+                h.update(("unhashable", _qualname(type(obj))))
+            return
+        for name, attr in sorted(attrs.items(), key=lambda kv: str(kv[0])):
+            if name != "__wrapped__":
+                h.update(str(name))
+                self.value(attr)
+
+    def bound_to(self, owner: Any) -> None:
+        """The object a method is bound to: `{1: "a"}.get` and `model.predict` depend on it."""
+        if owner is not None and not isinstance(owner, types.ModuleType):
+            self.h.update("self")
+            self.value(owner)
 
     def module(self, mod: types.ModuleType, chains: tuple[tuple[str, ...], ...]) -> None:
         name = mod.__name__
@@ -439,10 +526,13 @@ class _Walker:
         if isinstance(obj, types.MethodType):
             h.update("method")
             self.callable(obj.__func__)
+            self.bound_to(obj.__self__)
             return
         if not is_user_object(obj):
             mod = getattr(obj, "__module__", None) or type(obj).__module__
             h.update(("library", str(mod), _qualname(obj), module_version(str(mod))))
+            if isinstance(obj, types.BuiltinMethodType | types.MethodWrapperType):
+                self.bound_to(obj.__self__)
             return
         if id(obj) in self.seen:
             h.update(("cycle", _qualname(obj)))
@@ -455,7 +545,10 @@ class _Walker:
         if isinstance(obj, types.FunctionType):
             self.function(obj)
         else:
+            # a callable object (a wrapper, a model): its class's code (`__call__`) and state
             h.update(("instance", _qualname(type(obj))))
+            self.callable(type(obj))
+            self.state(obj)
         if wrapped is not None:
             self.callable(wrapped)
 
@@ -478,18 +571,23 @@ class _Walker:
             except ValueError:  # an empty cell: the closure variable is not bound yet
                 h.update("empty-cell")
                 continue
-            self.value(content)
+            if info.is_state(var, content):
+                h.update("state")
+            else:
+                self.value(content)
         g = fn.__globals__
         for name in info.globals:
             h.update(name)
-            if name in info.state:
-                h.update("state")
-            elif name in g:
+            if name in g:
                 obj = g[name]
-                if isinstance(obj, types.ModuleType):
+                if info.is_state(name, obj):
+                    h.update("state")
+                elif isinstance(obj, types.ModuleType):
                     self.module(obj, info.chains.get(name, ()))
                 else:
                     self.value(obj)
+            elif name in info.state or name in info.mutated:
+                h.update("state")
             elif name in _BUILTINS:
                 h.update("builtin")
             else:
@@ -543,6 +641,30 @@ def _is_code_like(obj: Any) -> bool:
         or hasattr(obj, "__tore_fingerprint__")
         or (callable(obj) and hasattr(obj, "__wrapped__"))
     )
+
+
+def _holds_code(obj: Any, depth: int) -> bool:
+    """Whether a plain container holds functions, classes, modules or user objects, within
+    `depth` levels of containers; a large one counts as data."""
+    if len(obj) > _MAX_ITEMS:
+        return False
+    for item in itertools.chain(obj, obj.values()) if isinstance(obj, dict) else obj:
+        kind = type(item)
+        if kind in _PLAIN:
+            continue
+        if kind in _CONTAINERS:
+            if depth > 1 and _holds_code(item, depth - 1):
+                return True
+        elif isinstance(item, types.ModuleType) or _is_code_like(item) or is_user_object(kind):
+            return True
+    return False
+
+
+def _sort_digest(key: Any) -> str:
+    try:
+        return hash_value(key)
+    except (TypeError, ValueError, RecursionError):
+        return ""
 
 
 def _qualname(obj: Any) -> str:

@@ -5,12 +5,18 @@ binding them (its inputs), which it binds (its outputs), which it binds by `impo
 `class` (its definitions). `_Flow` walks the module-level statements in execution order, reads
 before binds; `_free_names` finds what a nested scope (a function, class, lambda or
 comprehension) reads from outside itself and which globals it assigns.
+
+The analysis errs towards inputs: a name bound only on some paths (in an `if`, a `try`, a
+`match` case) does not hide a later read of it (a loop body is taken to run), and a function
+of the cell reads its free names from the namespace when it may be called before the cell
+binds them.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..fingerprint import tree_digest
@@ -56,6 +62,9 @@ class CellAnalysis:
     outputs: tuple[str, ...]
     definitions: tuple[str, ...]
     deleted: tuple[str, ...]
+    # attribute chains read from each input (`utils.compute` gives ("utils", (("compute",),))):
+    # a local module input counts by the code of what the cell reads from it
+    attributes: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = ()
 
 
 _DEF_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -81,6 +90,8 @@ def analyze_cell(source: str) -> CellAnalysis:
                 last_def[name] = True
     bound = set(flow.stores)
     inputs = list(dict.fromkeys(flow.reads))
+    # free names of the cell's functions that the cell never binds: read from the namespace
+    # whenever the function runs (calls in the cell made them inputs already)
     inputs += sorted(n for n in flow.deferred if n not in bound and n not in inputs)
     written = [*flow.stores, *flow.mutated, *sorted(flow.global_writes)]
     # a `with open(...) as f` target is a spent resource, not a result (--vars can still name it)
@@ -88,14 +99,36 @@ def analyze_cell(source: str) -> CellAnalysis:
     outputs = [
         n for n in dict.fromkeys(written) if not _SKIP_OUTPUT.match(n) and n not in resources
     ]
+    inputs = [n for n in inputs if n not in IPYTHON_NAMES]
     return CellAnalysis(
         source=source,
         code_digest=tree_digest(tree),
-        inputs=tuple(n for n in inputs if n not in IPYTHON_NAMES),
+        inputs=tuple(inputs),
         outputs=tuple(outputs),
         definitions=tuple(n for n in outputs if last_def.get(n)),
         deleted=tuple(sorted(flow.deleted - bound)),
+        attributes=_attribute_chains(tree, set(inputs)),
     )
+
+
+def _attribute_chains(
+    tree: ast.AST, names: set[str]
+) -> tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]:
+    """The longest attribute chains read from each of `names`, anywhere in the tree."""
+    found: dict[str, set[tuple[str, ...]]] = {}
+    inner: set[int] = set()  # ast.walk goes outside in: `a.b` inside `a.b.c` is not a chain
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or id(node) in inner:
+            continue
+        attrs: list[str] = []
+        base: ast.expr = node
+        while isinstance(base, ast.Attribute):
+            attrs.append(base.attr)
+            base = base.value
+            inner.add(id(base))
+        if isinstance(base, ast.Name) and base.id in names:
+            found.setdefault(base.id, set()).add(tuple(reversed(attrs)))
+    return tuple((name, tuple(sorted(chains))) for name, chains in sorted(found.items()))
 
 
 def _def_names(stmt: ast.stmt) -> list[str]:
@@ -107,7 +140,11 @@ def _def_names(stmt: ast.stmt) -> list[str]:
 
 
 class _Flow(ast.NodeVisitor):
-    """Walks module-level statements in execution order: reads before binds."""
+    """Walks module-level statements in execution order: reads before binds.
+
+    `bound` holds the names bound on every path so far: a bind in a branch that may not run
+    (an `if`, a `try`, a `match` case) is an output but does not hide later reads.
+    """
 
     def __init__(self) -> None:
         self.bound: set[str] = set()
@@ -118,15 +155,58 @@ class _Flow(ast.NodeVisitor):
         self.global_writes: set[str] = set()
         self.mutated: list[str] = []
         self.resources: set[str] = set()  # `with ... as name`: files, locks, sessions
+        # a function of the cell -> the free names it reads when called
+        self.functions: dict[str, set[str]] = {}
 
     def read(self, name: str) -> None:
+        self.call(name)
         if name not in self.bound:
             self.reads.append(name)
+
+    def call(self, name: str) -> None:
+        """`name` is read: if it names a function of the cell, it may be called from here on,
+        and so may the functions it calls; their free names not bound by now are inputs."""
+        todo, done = [name], set()
+        while todo:
+            fn = todo.pop()
+            if fn in done or fn not in self.functions:
+                continue
+            done.add(fn)
+            for free in sorted(self.functions[fn]):
+                todo.append(free)
+                if free not in self.bound:
+                    self.reads.append(free)
 
     def bind(self, name: str) -> None:
         self.bound.add(name)
         self.stores.append(name)
         self.deleted.discard(name)
+
+    def bind_maybe(self, name: str) -> None:
+        """A bind that may not happen (a walrus in a comprehension that may not iterate)."""
+        self.stores.append(name)
+        self.deleted.discard(name)
+
+    def define(self, name: str, free: set[str]) -> None:
+        self.bind(name)
+        self.functions.setdefault(name, set()).update(free)
+        self.deferred |= free
+
+    def _branch(self, nodes: Sequence[ast.AST]) -> set[str] | None:
+        """Visits code that may not run; the names it binds on every path through it (None when
+        it cannot end normally: it raises, breaks or continues)."""
+        saved = set(self.bound)
+        for node in nodes:
+            self.visit(node)
+        added = self.bound - saved
+        self.bound = saved
+        return None if nodes and isinstance(nodes[-1], _EXITS) else added
+
+    def _join(self, branches: Sequence[set[str] | None]) -> None:
+        """After one of `branches` ran: what all those that end normally bind is bound."""
+        ends = [b for b in branches if b is not None]
+        if ends:
+            self.bound |= set.intersection(*ends)
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
@@ -148,6 +228,17 @@ class _Flow(ast.NodeVisitor):
     visit_Subscript = visit_Attribute = _target
 
     def visit_Assign(self, node: ast.Assign) -> None:
+        if isinstance(node.value, ast.Lambda) and all(
+            isinstance(t, ast.Name) for t in node.targets
+        ):
+            # `f = lambda: ...` is a function of the cell, called where `f` is read
+            self._signature(node.value.args)
+            free, writes, _ = _free_names(node.value)
+            self.global_writes |= writes
+            for target in node.targets:
+                assert isinstance(target, ast.Name)
+                self.define(target.id, free)
+            return
         self.visit(node.value)
         for target in node.targets:
             self.visit(target)
@@ -173,13 +264,65 @@ class _Flow(ast.NodeVisitor):
         self.visit(node.value)
         self.visit(node.target)
 
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        self._join([self._branch(node.body), self._branch(node.orelse)])
+
+    def visit_IfExp(self, node: ast.IfExp) -> None:
+        self.visit(node.test)
+        self._join([self._branch([node.body]), self._branch([node.orelse])])
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> None:
+        self.visit(node.values[0])
+        self._branch(node.values[1:])  # may be short-circuited
+
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
+        # The body is taken to run. Were its binds inputs, every cell that loops and then
+        # uses what the loop made would miss on its first re-run in a kernel (the name now
+        # exists); a loop over nothing that leaves an earlier value in use is the rarer case.
+        # The else clause does not run after a break.
         self.visit(node.target)
-        for stmt in [*node.body, *node.orelse]:
+        for stmt in node.body:
             self.visit(stmt)
+        self._branch(node.orelse)
 
     visit_AsyncFor = visit_For
+
+    def visit_While(self, node: ast.While) -> None:
+        self.visit(node.test)
+        for stmt in node.body:  # taken to run, as a `for` body is
+            self.visit(stmt)
+        self._branch(node.orelse)
+
+    def visit_Try(self, node: ast.Try | ast.TryStar) -> None:
+        # the body may stop at any statement; the else clause runs after all of it
+        branches = [self._branch([*node.body, *node.orelse])]
+        for handler in node.handlers:
+            bound = self._branch([handler])
+            branches.append(None if isinstance(handler.body[-1], _EXITS) else bound)
+        for stmt in node.finalbody:
+            self.visit(stmt)
+        self._join(branches)
+
+    visit_TryStar = visit_Try
+
+    def visit_Match(self, node: ast.Match) -> None:
+        self.visit(node.subject)
+        branches: list[set[str] | None] = []
+        for case in node.cases:
+            guard = [case.guard] if case.guard is not None else []
+            branches.append(self._branch([case.pattern, *guard, *case.body]))
+        last = node.cases[-1] if node.cases else None
+        irrefutable = (
+            last is not None
+            and isinstance(last.pattern, ast.MatchAs)
+            and last.pattern.pattern is None
+            and last.guard is None
+        )
+        if not irrefutable:
+            branches.append(set())  # no case matched
+        self._join(branches)
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
@@ -220,23 +363,25 @@ class _Flow(ast.NodeVisitor):
         self._signature(node.args)
         if node.returns is not None:
             self.visit(node.returns)
-        free, writes = _free_names(node)
-        self.deferred |= free
+        free, writes, _ = _free_names(node)
         self.global_writes |= writes
-        self.bind(node.name)
+        self.define(node.name, free)
+        if node.decorator_list:
+            self.call(node.name)  # a decorator may call it right away
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self._signature(node.args)
-        free, writes = _free_names(node)
-        self.deferred |= free
+        free, writes, _ = _free_names(node)
+        for name in sorted(free):  # passed on (a sort key, a callback): it may be called now
+            self.read(name)
         self.global_writes |= writes
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
             self.visit(expr)
-        free, writes = _free_names(node)
+        free, writes, _ = _free_names(node)
         for name in sorted(free):  # a class body runs now
             self.read(name)
         self.global_writes |= writes
@@ -245,10 +390,12 @@ class _Flow(ast.NodeVisitor):
     def _comprehension(
         self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
     ) -> None:
-        free, writes = _free_names(node)
+        free, writes, leaked = _free_names(node)
         for name in sorted(free):
             self.read(name)
         self.global_writes |= writes
+        for name in sorted(leaked):  # `[y := v for v in xs]` binds y here, if xs is not empty
+            self.bind_maybe(name)
 
     visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _comprehension
 
@@ -271,6 +418,7 @@ class _Flow(ast.NodeVisitor):
             self.bind(node.rest)
 
 
+_EXITS = (ast.Raise, ast.Return, ast.Break, ast.Continue)
 _SCOPES = (
     ast.FunctionDef,
     ast.AsyncFunctionDef,
@@ -283,13 +431,16 @@ _SCOPES = (
 )
 
 
-def _free_names(scope: ast.AST) -> tuple[set[str], set[str]]:
-    """Names a nested scope reads from outside itself, and globals it declares and assigns."""
+def _free_names(scope: ast.AST) -> tuple[set[str], set[str], set[str]]:
+    """Names a nested scope reads from outside itself, globals it declares and assigns, and
+    names a comprehension binds in the enclosing scope (`:=`)."""
     bound: set[str] = set()
     loads: set[str] = set()
     declared: set[str] = set()
     writes: set[str] = set()
     nested_free: set[str] = set()
+    leaked: set[str] = set()
+    comprehension = isinstance(scope, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp)
     if isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
         a = scope.args
         for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
@@ -316,9 +467,16 @@ def _free_names(scope: ast.AST) -> tuple[set[str], set[str]]:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
                 stack.extend(node.args.defaults)
                 stack.extend(d for d in node.args.kw_defaults if d is not None)
-            free, inner_writes = _free_names(node)
+            free, inner_writes, inner_leaked = _free_names(node)
             nested_free |= free
             writes |= inner_writes
+            # a comprehension's `:=` binds in the scope around it (or further out)
+            (leaked if comprehension else bound).update(inner_leaked)
+            continue
+        if comprehension and isinstance(node, ast.NamedExpr):
+            assert isinstance(node.target, ast.Name)
+            leaked.add(node.target.id)
+            stack.append(node.value)
             continue
         if isinstance(node, ast.Name):
             if isinstance(node.ctx, ast.Load):
@@ -337,5 +495,6 @@ def _free_names(scope: ast.AST) -> tuple[set[str], set[str]]:
     writes |= declared & bound
     local = bound - declared
     if isinstance(scope, ast.ClassDef):  # a class body does not enclose its methods
-        return (loads - local) | nested_free, writes
-    return (loads | nested_free) - local, writes
+        # a method reading the class's own name runs once the class is bound
+        return (loads - local) | (nested_free - {scope.name}), writes, leaked
+    return (loads | nested_free) - local, writes, leaked

@@ -1,8 +1,9 @@
 """Cell keys: pure and inspectable, made of parts so that `explain` can say which one changed.
 
 `cell_key` turns a `CellAnalysis` and a namespace into a key made of parts: a format version,
-the normalised code, a digest of every input (modules by name and version, user functions and
-classes by code fingerprint, other values by content), extra `deps`, and files by content.
+the normalised code, a digest of every input (modules by name and version, local modules by the
+code of the attributes the cell reads from them, user functions and classes by code fingerprint,
+other values by content), extra `deps`, and files by content.
 
 An input that cannot be content-hashed (an open file, a lock, a connection) raises
 `UnhashableInput`: hashing it by identity would give keys that differ in every process. A user
@@ -106,6 +107,7 @@ def cell_key(
         KeyPart("code", "source", analysis.code_digest),
     ]
     names = list(dict.fromkeys([*analysis.inputs, *deps]))
+    attributes = dict(analysis.attributes)
     for n in names:
         if n in skip:
             continue
@@ -115,7 +117,8 @@ def cell_key(
             parts.append(KeyPart("input", n, "undefined"))
             continue
         try:
-            token = dependency_token(namespace[n], strict=True)
+            # a local module counts by the code of the attributes the cell reads from it
+            token = dependency_token(namespace[n], strict=True, attributes=attributes.get(n, ()))
         except TypeError as exc:
             raise UnhashableInput(n, exc) from None
         parts.append(KeyPart("input", n, token))
