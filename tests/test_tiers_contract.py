@@ -20,9 +20,19 @@ class TestMemoryTier(TierContract):
 class TestDiskTier(TierContract):
     @pytest.fixture
     def tier(self, tmp_path: Path) -> Iterator[Tier]:
-        t = DiskTier(tmp_path / "disk", size_limit=10**9)
+        t = DiskTier(tmp_path / "disk", size_limit=10**9, prefix="contract|")
         yield t
         t.close()
+
+    def test_namespaces_do_not_see_each_other(self, tier: Tier, tmp_path: Path) -> None:
+        other = DiskTier(tmp_path / "disk", size_limit=10**9, prefix="other|")
+        other.set("k", b"theirs", None)
+        tier.set("k", b"ours", None)
+        assert other.get("k") == b"theirs"
+        assert list(tier.iter_keys()) == ["k"] and tier.usage().entries == 1
+        assert tier.clear() == 1
+        assert other.get("k") == b"theirs"
+        other.close()
 
 
 @pytest.mark.redis

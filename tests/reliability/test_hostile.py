@@ -158,11 +158,12 @@ def test_disk_rows_diskcache_would_unpickle_are_never_loaded(tmp_path: Path) -> 
     )
     cache.set("real", {"v": 1})
     planter = diskcache.Cache(str(tmp_path / "d"))
-    planter.set("planted", Canary(str(canary)), tag=0.0)  # pickle mode, in the row
-    planter.set("planted-file", [Canary(str(canary)), "x" * 100_000], tag=0.0)  # pickle, a file
-    planter.set("text", "a text row", tag=0.0)
-    planter.set("huge", b"x" * 100_000, tag=0.0)  # a file, whose size in the table is then forged
-    planter._sql("UPDATE Cache SET size = ? WHERE key = 'huge'", (10**15,))
+    ns = "tore_nb|"  # the namespace's key prefix on disk
+    planter.set(ns + "planted", Canary(str(canary)), tag=0.0)  # pickle mode, in the row
+    planter.set(ns + "planted-file", [Canary(str(canary)), "x" * 100_000], tag=0.0)  # a file
+    planter.set(ns + "text", "a text row", tag=0.0)
+    planter.set(ns + "huge", b"x" * 100_000, tag=0.0)  # a file, its size then forged
+    planter._sql("UPDATE Cache SET size = ? WHERE key = ?", (10**15, ns + "huge"))
     planter.close()
     for key in ("planted", "planted-file", "text", "huge"):
         assert cache.get(key) is None

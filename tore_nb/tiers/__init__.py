@@ -38,6 +38,7 @@ def build_tier(name: str, config: CacheConfig) -> Tier:
             config.disk_cache_path,
             size_limit=int(config.disk_cache_size_gb * 1000 * MB),
             max_item_bytes=int(config.disk_max_item_mb * MB),
+            prefix=f"{config.namespace}|",
         )
     if name == "redis":
         from .redis import RedisTier

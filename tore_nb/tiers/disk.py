@@ -9,7 +9,8 @@ costs ~0.1 us, a sixth of a hit's overhead); only when that finds nothing does a
 SELECT look for an entry kept as a file. Those are read into fresh writable memory, which the
 codec then hands to unpickled arrays without a second copy. A database that SQLite cannot
 open is set aside (renamed) and rebuilt, so a corrupt cache costs its contents, never the
-user's run.
+user's run. Keys are stored under `prefix` (the namespace), so namespaces sharing a directory
+neither see nor clear each other's entries.
 
 >>> import tempfile
 >>> d = DiskTier(tempfile.mkdtemp(), size_limit=10**7)
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -61,9 +63,15 @@ class DiskTier:
     name = "disk"
 
     def __init__(
-        self, directory: str | os.PathLike[str], size_limit: int, max_item_bytes: int | None = None
+        self,
+        directory: str | os.PathLike[str],
+        size_limit: int,
+        max_item_bytes: int | None = None,
+        prefix: str = "tore_nb|",  # the default namespace's, as RedisTier's
     ) -> None:
         self.directory = Path(directory)
+        self.prefix = prefix
+        self._where, self._span = _under(prefix)
         self.size_limit = size_limit
         self.max_item_bytes = max_item_bytes if max_item_bytes is not None else size_limit
         self._cache: diskcache.Cache | None = None
@@ -72,7 +80,7 @@ class DiskTier:
         self._local = threading.local()
 
     def __repr__(self) -> str:
-        return f"DiskTier({str(self.directory)!r})"
+        return f"DiskTier({str(self.directory)!r}, prefix={self.prefix!r})"
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def _open(self) -> diskcache.Cache:
@@ -166,7 +174,7 @@ class DiskTier:
         except AttributeError:
             cursor = cache._con.cursor()
             self._local.cursor = (cache, _forks, cursor)
-        args = (key, time.time())
+        args = (self.prefix + key, time.time())
         row = cursor.execute(_SELECT_ROW, args).fetchone()
         if row is not None:
             return row[0] if type(row[0]) is bytes else None
@@ -199,44 +207,76 @@ class DiskTier:
         return buf[:n]  # a short file is a truncated entry: the codec rejects and counts it
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        ok = self._call(lambda c: c.set(key, value, expire=ttl, tag=time.time()), write=True)
+        name, expire = self.prefix + key, _expire(ttl)
+        ok = self._call(lambda c: c.set(name, value, expire=expire, tag=time.time()), write=True)
         if not ok:
             raise TierUnavailable("disk cache refused the write")
 
     def delete(self, key: str) -> bool:
-        return bool(self._call(lambda c: c.delete(key)))
+        return bool(self._call(lambda c: c.delete(self.prefix + key)))
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | memoryview | None]:
         return [self.get(k) for k in keys]
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        expire = _expire(ttl)
+
         def write(c: diskcache.Cache) -> None:
-            now = time.time()
+            now, p = time.time(), self.prefix
             with c.transact():
                 for k, v in items.items():
-                    c.set(k, v, expire=ttl, tag=now)
+                    c.set(p + k, v, expire=expire, tag=now)
 
         self._call(write, write=True)
 
+    def _names(
+        self, c: diskcache.Cache, where: str = "", args: tuple[object, ...] = ()
+    ) -> list[str]:
+        """The stored names (prefix included) of this namespace's raw str keys."""
+        sql = f"SELECT key FROM Cache WHERE raw = 1 AND {self._where}{where}"
+        return [k for (k,) in c._sql(sql, self._span + args).fetchall() if isinstance(k, str)]
+
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:
-        match = glob_match(pattern)
-        keys = self._call(lambda c: [k for k in c.iterkeys() if isinstance(k, str)])
-        return iter([k for k in keys if match(k)])
+        match, n = glob_match(pattern), len(self.prefix)
+        live = " AND (expire_time IS NULL OR expire_time > ?)"
+        names = self._call(lambda c: self._names(c, live, (time.time(),)))
+        return iter([k[n:] for k in names if match(k[n:])])
 
     def expire_older_than(self, cutoff: float) -> int:
         def sweep(c: diskcache.Cache) -> int:
             c.expire()
             # tags hold write times; reading them from the table never loads (or unpickles) values
-            rows = c._sql("SELECT key FROM Cache WHERE raw = 1 AND tag < ?", (cutoff,)).fetchall()
-            return sum(1 for (k,) in rows if isinstance(k, str) and c.delete(k))
+            return sum(1 for k in self._names(c, " AND tag < ?", (cutoff,)) if c.delete(k))
 
         return int(self._call(sweep))
 
     def clear(self) -> int:
-        return int(self._call(lambda c: c.clear()))
+        if not self.prefix:
+            return int(self._call(lambda c: c.clear()))
+
+        def drop(c: diskcache.Cache) -> int:
+            names, n = self._names(c), 0
+            for i in range(0, len(names), 1000):  # short transactions: writers wait on each
+                with c.transact():
+                    n += sum(1 for k in names[i : i + 1000] if c.delete(k))
+            return n
+
+        return int(self._call(drop))
 
     def usage(self) -> TierUsage:
-        return self._call(lambda c: TierUsage(len(c), int(c.volume())))  # type: ignore[no-any-return]
+        if not self.prefix:
+            return self._call(lambda c: TierUsage(len(c), int(c.volume())))  # type: ignore[no-any-return]
+
+        def count(c: diskcache.Cache) -> TierUsage:
+            # small values sit in the row (size 0), larger ones in files (size is theirs)
+            sql = (
+                "SELECT COUNT(*), SUM(CASE WHEN mode = 2 THEN size ELSE length(value) END)"
+                f" FROM Cache WHERE raw = 1 AND {self._where}"
+            )
+            entries, size = c._sql(sql, self._span).fetchone()
+            return TierUsage(int(entries), int(size or 0))
+
+        return self._call(count)  # type: ignore[no-any-return]
 
     @contextlib.contextmanager
     def lock(self, key: str, wait: float = 120.0) -> Iterator[bool]:
@@ -249,7 +289,8 @@ class DiskTier:
 
         folder = self.directory / "locks"
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(folder / f"{hash_bytes(key.encode())}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        name = hash_bytes((self.prefix + key).encode())
+        fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         got = False
         deadline = time.monotonic() + wait
         try:
@@ -273,3 +314,24 @@ class DiskTier:
             if self._cache is not None:
                 self._cache.close()
                 self._cache = None
+
+
+def _under(prefix: str) -> tuple[str, tuple[object, ...]]:
+    """SQL (and its arguments) selecting the keys that start with `prefix`: a range of the key
+    index, so a namespace costs what it holds, not what the directory holds."""
+    if not prefix:
+        return "typeof(key) = 'text'", ()
+    last = ord(prefix[-1])
+    if last in (0xD7FF, 0x10FFFF):  # no next character to bound the range with
+        return "typeof(key) = 'text' AND substr(key, 1, ?) = ?", (len(prefix), prefix)
+    # TEXT sorts by its UTF-8 bytes, which sort as the characters do
+    return "key >= ? AND key < ?", (prefix, prefix[:-1] + chr(last + 1))
+
+
+def _expire(ttl: float | None) -> float | None:
+    """diskcache's `expire` for a TTL: None (kept) for inf; NaN is refused (SQLite stores NULL)."""
+    if ttl is None or ttl == math.inf:
+        return None
+    if math.isnan(ttl):
+        raise ValueError("ttl is NaN")
+    return ttl

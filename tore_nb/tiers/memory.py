@@ -66,9 +66,15 @@ class MemoryTier:
                 return MISSING
 
     def put(self, key: str, value: Any, size: int, ttl: float | None) -> bool:
-        """Store a decoded value whose encoded size is `size`; False when it does not fit."""
+        """Store a decoded value whose encoded size is `size`; False when it does not fit (and
+        then any older value of `key` is dropped: it must not be served in place of this one).
+        """
         if size > self.max_item_bytes or size > self.max_bytes:
+            with self.lock:
+                self._cache.pop(key, None)
             return False
+        if ttl is not None and ttl != ttl:  # NaN: min() would keep it, and nothing would expire
+            raise ValueError("ttl is NaN")
         span = self.default_ttl if ttl is None else min(ttl, self.default_ttl)
         item = _Item(value, size, clock.monotonic() + span, clock.now())
         with self.lock:

@@ -1,9 +1,15 @@
 """L3: a shared Redis through redis-py, with explicit deadlines and redis-py's own Retry.
 
 Every key is stored under a prefix (the namespace) so namespaces sharing one database never
-see each other's entries; a sorted set `<prefix>__created__` records write times so
-`expire_older_than` needs no scan of the values. The client is created lazily in each process
-(safe across fork), and every client error becomes `TierUnavailable`.
+see each other's entries; a sorted set `tore_nb#created|<prefix>` records write times so
+`expire_older_than` needs no scan of the values, and a second, `tore_nb#expires|<prefix>`,
+the expiry times of entries with a TTL, so the members of what Redis expired are dropped by
+score (every thousand writes, and on usage() and expire_older_than()) and the index stays as
+large as what lives. Entries Redis evicts, or others delete, are found by EXISTS in bounded
+sweeps on usage() and expire_older_than(). Bookkeeping (indexes, single-flight locks) lives
+under `tore_nb#`, outside every `<namespace>|` key space (a namespace has no '#'), so no user
+key can overwrite it. The client is created lazily in each process (safe across fork), and
+every client error becomes `TierUnavailable`.
 
 `get_many` sends one MGET through redis-py's pool and retry, but reads the reply itself
 (`_read_bulk_array`) when the connection uses redis-py's pure-Python RESP2 parser: redis-py
@@ -18,21 +24,28 @@ redis-py's own (C) parsing is kept.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..config import redact_url
 from ..errors import TierUnavailable, TierWriteError, require
-from .base import TierUsage
+from .base import TierUsage, glob_match
 
 if TYPE_CHECKING:
     import redis as redis_mod
 
 __all__ = ["RedisTier"]
+
+# bookkeeping keys begin here: namespaces are [A-Za-z0-9_.-]+, so no "<namespace>|..." can
+_META = "tore_nb#"
+_BATCH = 1000  # index members dropped, deleted or checked (EXISTS) per round trip
+_SWEEP = 5 * _BATCH  # index members usage() and expire_older_than() check with EXISTS
+_FOREVER = 1e15  # seconds; a longer TTL overflows Redis's expiry clock: keep such entries
 
 
 class RedisTier:
@@ -61,7 +74,13 @@ class RedisTier:
         self.retries = retries
         self.max_item_bytes = max_item_bytes
         self.prefix = prefix
-        self.index_key = f"{prefix}__created__"
+        self.index_key = f"{_META}created|{prefix}"  # name -> write time
+        self.expiry_key = f"{_META}expires|{prefix}"  # name -> expiry time, for those with a TTL
+        self.lock_prefix = f"{_META}lock|{prefix}"
+        # where earlier versions kept the index, among the entries: a zset there is no entry
+        self._legacy_index = f"{prefix}__created__".encode()
+        self._sweep_at = 0  # index rank where the next EXISTS sweep goes on
+        self._written = 0  # entries written since expired members were last dropped
         self._client: redis_mod.Redis | None = None
         self._pid = 0
         self._own_reader: bool | None = None  # whether get_many reads MGET replies itself
@@ -124,16 +143,27 @@ class RedisTier:
 
     # -- Tier protocol -------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
-        return self._run(self.client.get, self.prefix + key)  # type: ignore[no-any-return]
+        return self._run(self._get, self.prefix + key)  # type: ignore[no-any-return]
+
+    def _get(self, name: str) -> bytes | None:
+        try:
+            return self.client.get(name)  # type: ignore[return-value]
+        except Exception as exc:
+            # a key of another type (an old version's index) is no entry: a miss, not an outage
+            if _wrong_type(exc):
+                return None
+            raise
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self.set_many({key: value}, ttl)
 
     def delete(self, key: str) -> bool:
         def do() -> int:
+            name = self.prefix + key
             pipe = self.client.pipeline(transaction=False)
-            pipe.delete(self.prefix + key)
-            pipe.zrem(self.index_key, self.prefix + key)
+            pipe.delete(name)
+            pipe.zrem(self.index_key, name)
+            pipe.zrem(self.expiry_key, name)
             return int(pipe.execute()[0])
 
         return bool(self._run(do))
@@ -186,69 +216,153 @@ class RedisTier:
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         if not items:
             return
-        px = None if ttl is None else max(1, int(ttl * 1000))
+        px = _px(ttl)
 
         def do() -> None:
             p = self.prefix
+            names = [p + k for k in items]
             pipe = self.client.pipeline(transaction=False)
-            for k, v in items.items():
-                pipe.set(p + k, v, px=px)
-            pipe.zadd(self.index_key, {p + k: time.time() for k in items})
+            for name, v in zip(names, items.values(), strict=True):
+                pipe.set(name, v, px=px)
+            now = time.time()
+            pipe.zadd(self.index_key, dict.fromkeys(names, now))
+            if px is None:  # kept until deleted: it must not be dropped at an earlier expiry
+                pipe.zrem(self.expiry_key, *names)
+            else:
+                pipe.zadd(self.expiry_key, dict.fromkeys(names, now + px / 1000))
             pipe.execute()
 
         self._run(do)
+        self._written += len(items)
+        if self._written >= _BATCH:
+            # so the index follows what Redis expires though nobody calls usage()
+            self._written = 0
+            with contextlib.suppress(TierUnavailable, TierWriteError):  # the write did succeed
+                self._run(self._drop_expired)
 
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:
         n = len(self.prefix)
-        index = self.index_key.encode()
+        match = glob_match(pattern)  # the exact filter: SCAN MATCH only narrows (see _scan_glob)
 
         def do() -> list[str]:
-            found = self.client.scan_iter(match=_escape(self.prefix) + pattern, count=1000)
-            return [k.decode()[n:] for k in found if k != index]
+            client = self.client
+            found = []
+            scan = _escape(self.prefix) + _scan_glob(pattern)
+            for name in client.scan_iter(match=scan, count=1000):
+                try:
+                    key = name.decode()[n:]
+                except UnicodeDecodeError:  # not written by a tier: no str key can name it
+                    continue
+                if match(key) and not self._is_legacy_index(client, name):
+                    found.append(key)
+            return found
 
         return iter(self._run(do))
 
+    def _is_legacy_index(self, client: redis_mod.Redis, name: bytes) -> bool:
+        return name == self._legacy_index and client.type(name) == b"zset"
+
     def expire_older_than(self, cutoff: float) -> int:
         def do() -> int:
-            old = self.client.zrangebyscore(self.index_key, "-inf", f"({cutoff}")
-            if not old:
-                return 0
-            pipe = self.client.pipeline(transaction=False)
-            pipe.delete(*old)
-            pipe.zrem(self.index_key, *old)
-            return int(pipe.execute()[0])
+            client, n = self.client, 0
+            while True:  # in batches: one DEL of a million names would stall Redis
+                old = client.zrangebyscore(self.index_key, "-inf", f"({cutoff}", 0, _BATCH)
+                if not old:
+                    break
+                pipe = client.pipeline(transaction=False)
+                pipe.delete(*old)  # counts only what still existed
+                pipe.zrem(self.index_key, *old)
+                pipe.zrem(self.expiry_key, *old)
+                n += int(pipe.execute()[0])
+                if len(old) < _BATCH:
+                    break
+            self._drop_expired()
+            self._sweep(_SWEEP)
+            return n
 
         return int(self._run(do))
 
     def clear(self) -> int:
-        index = self.index_key.encode()
-
         def do() -> int:
-            n = 0
+            client, n = self.client, 0
             batch: list[bytes] = []
-            for k in self.client.scan_iter(match=_escape(self.prefix) + "*", count=1000):
-                if k == index:
+            for k in client.scan_iter(match=_escape(self.prefix) + "*", count=1000):
+                if self._is_legacy_index(client, k):
+                    client.unlink(k)
                     continue
                 batch.append(k)
                 if len(batch) >= 500:
-                    n += self.client.unlink(*batch)
+                    n += client.unlink(*batch)
                     batch.clear()
             if batch:
-                n += self.client.unlink(*batch)
-            self.client.unlink(index)
+                n += client.unlink(*batch)
+            client.unlink(self.index_key, self.expiry_key)
+            self._sweep_at = 0
             return n
 
         return int(self._run(do))
 
     def usage(self) -> TierUsage:
         def do() -> TierUsage:
-            # entries and bytes of this namespace are a scan away; the index holds the count
+            # entries of this namespace are a scan away; the index, pruned, holds the count
+            self._drop_expired()
+            self._sweep(_SWEEP)
             info = self.client.info("memory")
             return TierUsage(
                 int(self.client.zcard(self.index_key)), int(info.get("used_memory", 0))
             )
 
         return self._run(do)  # type: ignore[no-any-return]
+
+    def _drop_expired(self, budget: int = 100 * _BATCH) -> int:
+        """Drop the index members of entries whose TTL has passed (Redis expired them); the count.
+
+        An entry rewritten between the ZRANGEBYSCORE and the ZREM loses its members until its
+        next write: it then only escapes expire_older_than and the count.
+        """
+        client, dropped = self.client, 0
+        while dropped < budget:
+            gone = client.zrangebyscore(self.expiry_key, "-inf", time.time(), 0, _BATCH)
+            if not gone:
+                break
+            pipe = client.pipeline(transaction=False)
+            pipe.zrem(self.index_key, *gone)
+            pipe.zrem(self.expiry_key, *gone)
+            pipe.execute()
+            dropped += len(gone)
+        return dropped
+
+    def _sweep(self, budget: int) -> int:
+        """Drop index members whose entry is gone for another reason (evicted, deleted by others,
+        or written with a TTL by an earlier version), checking up to `budget` members with
+        EXISTS, oldest first, from where the previous sweep stopped; the count.
+        """
+        client, index, dropped = self.client, self.index_key, 0
+        size = int(client.zcard(index))
+        budget = min(budget, size)  # at most one pass
+        while budget > 0:
+            start = self._sweep_at if self._sweep_at < size else 0
+            end = start + min(budget, _BATCH) - 1
+            names = cast("list[bytes]", client.zrange(index, start, end))
+            if not names:  # the index shrank meanwhile
+                if start == 0:
+                    break
+                self._sweep_at = 0
+                continue
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.exists(name)
+            gone = [name for name, live in zip(names, pipe.execute(), strict=True) if not live]
+            if gone:
+                pipe = client.pipeline(transaction=False)
+                pipe.zrem(index, *gone)
+                pipe.zrem(self.expiry_key, *gone)
+                pipe.execute()
+            dropped += len(gone)
+            size -= len(gone)
+            budget -= len(names)
+            self._sweep_at = start + len(names) - len(gone)
+        return dropped
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = 300.0, wait: float = 120.0) -> Iterator[bool]:
@@ -258,7 +372,7 @@ class RedisTier:
         import redis
 
         lk = self.client.lock(
-            f"{self.prefix}__lock__:{key}", timeout=timeout, sleep=0.05, blocking_timeout=wait
+            self.lock_prefix + key, timeout=timeout, sleep=0.05, blocking_timeout=wait
         )
         try:
             got = bool(lk.acquire())
@@ -390,3 +504,49 @@ def _receive(sock: socket.socket, buf: bytearray, pos: int, size: int, keep: boo
 def _escape(prefix: str) -> str:
     """Escape glob metacharacters in a literal key prefix for SCAN MATCH."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+
+
+def _scan_glob(pattern: str) -> str:
+    r"""A SCAN MATCH pattern that matches at least every key the fnmatch `pattern` matches.
+
+    Redis globs are not fnmatch's: '[^' negates where fnmatch has '[!', a backslash escapes,
+    '?' and sets match one byte, not one character. So only literal characters (escaped) and
+    '*' carry over; each '?' and set widens to '*', and the caller filters with fnmatch.
+
+    >>> _scan_glob("page:[!1]?:*"), _scan_glob("k[]]*"), _scan_glob("a[b\\")
+    ('page:*:*', 'k*', 'a\\[b\\\\')
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "[":  # where fnmatch.translate ends a set
+            j = i + 1 if i < n and pattern[i] == "!" else i
+            j = pattern.find("]", j + 1 if j < n and pattern[j] == "]" else j)
+            if j < 0:  # never closed: a literal '['
+                out.append("\\[")
+                continue
+            i, c = j + 1, "*"
+        elif c == "?":
+            c = "*"
+        if c != "*":
+            out.append(_escape(c))
+        elif not out or out[-1] != "*":
+            out.append("*")
+    return "".join(out)
+
+
+def _px(ttl: float | None) -> int | None:
+    """SET's PX for a TTL in seconds: None (no expiry) for None, inf and beyond Redis's range."""
+    if ttl is None or ttl >= _FOREVER:
+        return None
+    if math.isnan(ttl):
+        raise ValueError("ttl is NaN")
+    return max(1, int(ttl * 1000)) if ttl > 0 else 1  # -inf included: gone at once
+
+
+def _wrong_type(exc: Exception) -> bool:
+    import redis
+
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("WRONGTYPE")

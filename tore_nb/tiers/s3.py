@@ -12,6 +12,7 @@ missing key, which is a miss.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -143,7 +144,9 @@ class S3Tier:
         return self._run(do)  # type: ignore[no-any-return]
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        meta = {} if ttl is None else {_EXPIRES: f"{time.time() + ttl:.3f}"}
+        if ttl is not None and math.isnan(ttl):  # "nan" metadata would never expire
+            raise ValueError("ttl is NaN")
+        meta = {} if ttl is None or ttl == math.inf else {_EXPIRES: f"{time.time() + ttl:.3f}"}
         self._run(
             lambda: self.client.put_object(
                 Bucket=self.bucket,
@@ -167,10 +170,10 @@ class S3Tier:
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         self._map(lambda kv: self.set(kv[0], kv[1], ttl), list(items.items()))
 
-    def _list(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    def _list(self, limit: int | None = None, sub: str = "") -> Iterator[dict[str, Any]]:
         def do() -> list[dict[str, Any]]:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix
+                Bucket=self.bucket, Prefix=self.prefix + sub
             )
             found: list[dict[str, Any]] = []
             for page in pages:
@@ -184,7 +187,9 @@ class S3Tier:
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:
         match = glob_match(pattern)
         n = len(self.prefix)
-        return iter([o["Key"][n:] for o in self._list() if match(o["Key"][n:])])
+        # list only under the pattern's literal start (fnmatch has no escapes: it ends at *?[)
+        sub = pattern[: next((i for i, c in enumerate(pattern) if c in "*?["), len(pattern))]
+        return iter([o["Key"][n:] for o in self._list(sub=sub) if match(o["Key"][n:])])
 
     def _delete_objects(self, names: list[str]) -> int:
         for i in range(0, len(names), 1000):
