@@ -151,6 +151,9 @@ def test_other_namespace_is_rejected(tmp_path: Path) -> None:
     a = make(CacheConfig.embedded(tmp_path, namespace="a", memory_enabled=False))
     b = make(CacheConfig.embedded(tmp_path, namespace="b", memory_enabled=False))
     a.set("k", "from a")
+    assert b.get("k") is None  # each namespace has its own keys on a shared disk
+    # a's entry copied under b's key still names a's namespace in its signature
+    b.tier("disk").set("k", a.tier("disk").get("k"), None)
     assert b.get("k") is None
     assert b.get_stats()["tiers"]["disk"]["corrupt"] == 1
 
