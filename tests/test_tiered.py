@@ -118,6 +118,21 @@ def test_default_ttl_from_config(embedded_config: CacheConfig, moved_clock: None
     assert c.get("k") is None
 
 
+def test_promoted_copies_keep_their_age(tmp_path: Path, redis_url: str, moved_clock: None) -> None:
+    cfg = CacheConfig(disk_cache_path=str(tmp_path / "d"), redis_url=redis_url)
+    make(cfg).set("k", "v", tiers=["redis"])
+    clock.advance(120)
+    fresh = make(cfg)  # another kernel: empty memory, the same Redis
+    first = fresh.fetch("k")
+    assert first is not None and (first.value, first.tier) == ("v", "redis")
+    again = fresh.fetch("k")
+    assert again is not None and again.tier == "memory"  # promoted into memory and disk
+    # written two minutes ago: every copy goes, the promoted ones included
+    assert fresh.expire_older_than(60) >= 3
+    assert fresh.get("k") is None
+    assert make(cfg).get("k") is None
+
+
 @pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "moved"])
 def test_damaged_entries_are_counted_misses(
     embedded_config: CacheConfig, damage: str, caplog: pytest.LogCaptureFixture

@@ -64,9 +64,9 @@ class GatedTier(FlakyTier):
         self._park("get")
         return data
 
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+    def set(self, key: str, value: bytes, ttl: float | None, created: float | None = None) -> None:
         self._park("set")
-        super().set(key, value, ttl)
+        super().set(key, value, ttl, created)
 
     def lock(self, key: str) -> AbstractContextManager[bool]:
         return self.inner.lock(key)  # type: ignore[no-any-return]

@@ -246,9 +246,9 @@ class FlakyTier:
         self._check()
         return self.inner.get(key)
 
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+    def set(self, key: str, value: bytes, ttl: float | None, created: float | None = None) -> None:
         self._check()
-        self.inner.set(key, value, ttl)
+        self.inner.set(key, value, ttl, created)
 
     def delete(self, key: str) -> bool:
         self._check()
@@ -258,9 +258,11 @@ class FlakyTier:
         self._check()
         return self.inner.get_many(keys)
 
-    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+    def set_many(
+        self, items: Mapping[str, bytes], ttl: float | None, created: float | None = None
+    ) -> None:
         self._check()
-        self.inner.set_many(items, ttl)
+        self.inner.set_many(items, ttl, created)
 
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:
         self._check()

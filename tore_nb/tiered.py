@@ -333,7 +333,7 @@ class MultiLevelCache:
                 continue
             st.hit(perf_counter_ns() - t1, len(data))
             if faster:
-                self._promote_many([(key, value, data, expires)], faster, tick)
+                self._promote_many([(key, value, data, expires, created)], faster, tick)
             return value, name, created
         return None
 
@@ -461,7 +461,7 @@ class MultiLevelCache:
             st.batch(len(live), len(rest), perf_counter_ns() - t1, nbytes)
             if live and faster:
                 entry = {k: d for k, d in zip(todo, blobs, strict=True) if d is not None}
-                promote = [(k, v, entry[k], e) for k, (v, _, e) in live.items()]
+                promote = [(k, v, entry[k], e, c) for k, (v, c, e) in live.items()]
                 self._promote_many(promote, faster, tick)
             todo = rest + skipped
         self.metrics.hits += len(found)
@@ -470,12 +470,13 @@ class MultiLevelCache:
 
     def _promote_many(
         self,
-        items: list[tuple[str, Any, Blob, float]],
+        items: list[tuple[str, Any, Blob, float, float]],
         targets: list[Tier],
         tick: int,
     ) -> None:
-        """Back-fill faster tiers; items are (key, value, entry bytes, expires or 0), read after
-        `tick`. Keys written since (or being written) are left alone: their value may be old.
+        """Back-fill faster tiers; items are (key, value, entry bytes, expires or 0, created),
+        read after `tick`. Keys written since (or being written) are left alone: their value may
+        be old. Copies keep the entry's creation time, so `expire_older_than` still finds them.
         """
         if not items or not targets:
             return
@@ -487,20 +488,22 @@ class MultiLevelCache:
                 mem = self._mem
                 # checked and put under the lock that writes take to finish (_finish_write)
                 with self._gen_lock:
-                    for k, v, data, expires in fits:
+                    for k, v, data, expires, created in fits:
                         if self._fresh(k, tick):
                             st.promotions += mem.put(
-                                k, v, len(data), expires - now if expires else None
+                                k, v, len(data), expires - now if expires else None, created
                             )
                 continue
             with self._gen_lock:
                 fits = [it for it in fits if self._fresh(it[0], tick)]
-            # group by remaining TTL so that each group is one batched write
-            groups: dict[float | None, dict[str, bytes]] = {}
-            for k, _, data, expires in fits:
-                groups.setdefault(round(expires - now) if expires else None, {})[k] = bytes(data)
-            for ttl_group, batch in groups.items():
-                if self._write(tier, batch, ttl_group):
+            # group by remaining TTL and creation second so that each group is one batched
+            # write (rounding creation down: an age-based sweep may take a copy early, never late)
+            groups: dict[tuple[float | None, float], dict[str, bytes]] = {}
+            for k, _, data, expires, created in fits:
+                group = (round(expires - now) if expires else None, float(int(created)))
+                groups.setdefault(group, {})[k] = bytes(data)
+            for (ttl_group, created_group), batch in groups.items():
+                if self._write(tier, batch, ttl_group, created_group):
                     st.promotions += len(batch)
                     # a write that began meanwhile may have landed first and been overwritten
                     # by this older value: drop the copy (a miss is safe, a stale hit is not)
@@ -631,7 +634,9 @@ class MultiLevelCache:
             self._finish_write(keys)
         return len(stored)
 
-    def _write(self, tier: Tier, batch: dict[str, bytes], ttl: float | None) -> bool:
+    def _write(
+        self, tier: Tier, batch: dict[str, bytes], ttl: float | None, created: float | None = None
+    ) -> bool:
         breaker = self._breakers[tier.name]
         stale = self._stale[tier.name]
         if not breaker.allow(write=True):
@@ -641,9 +646,9 @@ class MultiLevelCache:
         try:
             if len(batch) == 1:
                 [(k, v)] = batch.items()
-                tier.set(k, v, ttl)
+                tier.set(k, v, ttl, created)
             else:
-                tier.set_many(batch, ttl)
+                tier.set_many(batch, ttl, created)
         except Exception as exc:
             st.errors += 1
             breaker.failure(exc)

@@ -33,16 +33,22 @@ class Tier(Protocol):
 
     `get` may return fresh writable memory that nobody else holds (a `bytearray`, or a
     `memoryview` of one): the codec then restores arrays in place instead of copying them.
+    `created` (Unix time, default now) is when an entry was first written: a copy promoted from
+    a slower tier keeps it, so that `expire_older_than` sees the entry's true age.
     """
 
     name: str
     max_item_bytes: int
 
     def get(self, key: str) -> bytes | bytearray | memoryview | None: ...
-    def set(self, key: str, value: bytes, ttl: float | None) -> None: ...
+    def set(
+        self, key: str, value: bytes, ttl: float | None, created: float | None = None
+    ) -> None: ...
     def delete(self, key: str) -> bool: ...
     def get_many(self, keys: Sequence[str]) -> Sequence[bytes | bytearray | memoryview | None]: ...
-    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None: ...
+    def set_many(
+        self, items: Mapping[str, bytes], ttl: float | None, created: float | None = None
+    ) -> None: ...
     def iter_keys(self, pattern: str = "*") -> Iterator[str]: ...
     def expire_older_than(self, cutoff: float) -> int: ...
     def clear(self) -> int: ...
@@ -64,7 +70,7 @@ class NullTier:
     def get(self, key: str) -> bytes | None:
         return None
 
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+    def set(self, key: str, value: bytes, ttl: float | None, created: float | None = None) -> None:
         return None
 
     def delete(self, key: str) -> bool:
@@ -73,7 +79,9 @@ class NullTier:
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [None] * len(keys)
 
-    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+    def set_many(
+        self, items: Mapping[str, bytes], ttl: float | None, created: float | None = None
+    ) -> None:
         return None
 
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:

@@ -34,6 +34,7 @@ from typing import Any
 
 import diskcache
 
+from .. import clock
 from ..errors import TierUnavailable, TierWriteError
 from .base import TierUsage, glob_match
 
@@ -206,9 +207,10 @@ class DiskTier:
             os.close(fd)
         return buf[:n]  # a short file is a truncated entry: the codec rejects and counts it
 
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+    def set(self, key: str, value: bytes, ttl: float | None, created: float | None = None) -> None:
         name, expire = self.prefix + key, _expire(ttl)
-        ok = self._call(lambda c: c.set(name, value, expire=expire, tag=time.time()), write=True)
+        tag = clock.now() if created is None else created
+        ok = self._call(lambda c: c.set(name, value, expire=expire, tag=tag), write=True)
         if not ok:
             raise TierUnavailable("disk cache refused the write")
 
@@ -218,11 +220,13 @@ class DiskTier:
     def get_many(self, keys: Sequence[str]) -> list[bytes | memoryview | None]:
         return [self.get(k) for k in keys]
 
-    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+    def set_many(
+        self, items: Mapping[str, bytes], ttl: float | None, created: float | None = None
+    ) -> None:
         expire = _expire(ttl)
 
         def write(c: diskcache.Cache) -> None:
-            now, p = time.time(), self.prefix
+            now, p = (clock.now() if created is None else created), self.prefix
             with c.transact():
                 for k, v in items.items():
                     c.set(p + k, v, expire=expire, tag=now)

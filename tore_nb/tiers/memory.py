@@ -65,7 +65,9 @@ class MemoryTier:
             except KeyError:
                 return MISSING
 
-    def put(self, key: str, value: Any, size: int, ttl: float | None) -> bool:
+    def put(
+        self, key: str, value: Any, size: int, ttl: float | None, created: float | None = None
+    ) -> bool:
         """Store a decoded value whose encoded size is `size`; False when it does not fit (and
         then any older value of `key` is dropped: it must not be served in place of this one).
         """
@@ -76,7 +78,9 @@ class MemoryTier:
         if ttl is not None and ttl != ttl:  # NaN: min() would keep it, and nothing would expire
             raise ValueError("ttl is NaN")
         span = self.default_ttl if ttl is None else min(ttl, self.default_ttl)
-        item = _Item(value, size, clock.monotonic() + span, clock.now())
+        item = _Item(
+            value, size, clock.monotonic() + span, clock.now() if created is None else created
+        )
         with self.lock:
             self._cache[key] = item
         return True
@@ -86,8 +90,8 @@ class MemoryTier:
         value = self.lookup(key)
         return None if value is MISSING else value  # type: ignore[no-any-return]
 
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        self.put(key, value, len(value), ttl)
+    def set(self, key: str, value: bytes, ttl: float | None, created: float | None = None) -> None:
+        self.put(key, value, len(value), ttl, created)
 
     def delete(self, key: str) -> bool:
         with self.lock:
@@ -96,9 +100,11 @@ class MemoryTier:
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [self.get(k) for k in keys]
 
-    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+    def set_many(
+        self, items: Mapping[str, bytes], ttl: float | None, created: float | None = None
+    ) -> None:
         for k, v in items.items():
-            self.set(k, v, ttl)
+            self.set(k, v, ttl, created)
 
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:
         match = glob_match(pattern)

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from .. import clock
 from ..config import redact_url
 from ..errors import TierUnavailable, TierWriteError, require
 from .base import TierUsage, glob_match
@@ -154,8 +155,8 @@ class RedisTier:
                 return None
             raise
 
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        self.set_many({key: value}, ttl)
+    def set(self, key: str, value: bytes, ttl: float | None, created: float | None = None) -> None:
+        self.set_many({key: value}, ttl, created)
 
     def delete(self, key: str) -> bool:
         def do() -> int:
@@ -213,7 +214,9 @@ class RedisTier:
         except OSError as exc:
             raise redis.exceptions.ConnectionError(f"Error reading from socket: {exc}") from None
 
-    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+    def set_many(
+        self, items: Mapping[str, bytes], ttl: float | None, created: float | None = None
+    ) -> None:
         if not items:
             return
         px = _px(ttl)
@@ -224,8 +227,9 @@ class RedisTier:
             pipe = self.client.pipeline(transaction=False)
             for name, v in zip(names, items.values(), strict=True):
                 pipe.set(name, v, px=px)
-            now = time.time()
-            pipe.zadd(self.index_key, dict.fromkeys(names, now))
+            now = time.time()  # Redis expires by its own clock
+            born = clock.now() if created is None else created
+            pipe.zadd(self.index_key, dict.fromkeys(names, born))
             if px is None:  # kept until deleted: it must not be dropped at an earlier expiry
                 pipe.zrem(self.expiry_key, *names)
             else:

@@ -143,7 +143,9 @@ class S3Tier:
 
         return self._run(do)  # type: ignore[no-any-return]
 
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+    def set(self, key: str, value: bytes, ttl: float | None, created: float | None = None) -> None:
+        # `created` is not kept: S3 ages objects by LastModified, and nothing is promoted into
+        # S3, the slowest tier
         if ttl is not None and math.isnan(ttl):  # "nan" metadata would never expire
             raise ValueError("ttl is NaN")
         meta = {} if ttl is None or ttl == math.inf else {_EXPIRES: f"{time.time() + ttl:.3f}"}
@@ -167,7 +169,9 @@ class S3Tier:
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return self._map(self.get, list(keys))
 
-    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+    def set_many(
+        self, items: Mapping[str, bytes], ttl: float | None, created: float | None = None
+    ) -> None:
         self._map(lambda kv: self.set(kv[0], kv[1], ttl), list(items.items()))
 
     def _list(self, limit: int | None = None, sub: str = "") -> Iterator[dict[str, Any]]:
