@@ -5,12 +5,18 @@ With CI=true a missing server is a failure, never a skip.
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import tore_nb
 from tore_nb.config import CacheConfig
 from tore_nb.testing import MotoS3, RedisServer
 
@@ -18,6 +24,46 @@ CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SECRET = b"tore-nb-test-secret-0123456789abcdef"
+SOURCE_ROOT = str(Path(tore_nb.__file__).resolve().parents[1])  # subprocesses import this one
+
+
+def outputs_under_hash_seeds(code: str, seeds: Iterable[str], *args: str) -> set[str]:
+    """What `python -c code *args` prints under each PYTHONHASHSEED: one item when the output
+    does not depend on the seed."""
+    return {
+        subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE_ROOT},
+        ).stdout
+        for seed in seeds
+    }
+
+
+@pytest.fixture
+def local_modules(tmp_path: Path) -> Iterator[Path]:
+    """A folder on sys.path for modules written by the test (local, not site-packages)."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    sys.path.insert(0, str(folder))
+    before = set(sys.modules)
+    try:
+        yield folder
+    finally:
+        sys.path.remove(str(folder))
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+
+
+def write_module(folder: Path, name: str, source: str) -> Any:
+    """Write `name.py` into `folder` and import it (again, if it was imported before)."""
+    (folder / f"{name}.py").write_text(textwrap.dedent(source))
+    importlib.invalidate_caches()
+    if name in sys.modules:
+        return importlib.reload(sys.modules[name])
+    return importlib.import_module(name)
 
 
 def sample_pdf(name: str) -> Path:

@@ -28,7 +28,7 @@ from tore_nb.cells import (
 from tore_nb.config import CacheConfig
 from tore_nb.tiered import MultiLevelCache
 
-SOURCE_ROOT = str(Path(tore_nb.__file__).resolve().parents[1])  # subprocesses import it
+from .conftest import SOURCE_ROOT, outputs_under_hash_seeds
 
 
 @pytest.fixture
@@ -199,16 +199,7 @@ def test_keys_are_identical_across_hash_seeds() -> None:
         "exec('def f(v):\\n    return sorted(v)', ns)\n"
         "print(cell_key(analyze_cell('y = f(d[\"b\"]) + [arr.sum(), len(df)]'), ns).key)\n"
     )
-    keys = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE_ROOT},
-        ).stdout
-        for seed in ("1", "2", "random")
-    }
+    keys = outputs_under_hash_seeds(code, ("1", "2", "random"))
     assert len(keys) == 1
 
 

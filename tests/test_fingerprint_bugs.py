@@ -3,21 +3,16 @@
 
 from __future__ import annotations
 
-import importlib
-import subprocess
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import tore_nb
 from tore_nb.cells import analyze_cell, cell_key, explain
 from tore_nb.fingerprint import dependency_token, fingerprint
 
-SOURCE_ROOT = str(Path(tore_nb.__file__).resolve().parents[1])
+from .conftest import outputs_under_hash_seeds, write_module
 
 
 def run(source: str, **names: Any) -> dict[str, Any]:
@@ -25,29 +20,6 @@ def run(source: str, **names: Any) -> dict[str, Any]:
     ns: dict[str, Any] = {"__name__": "__main__", **names}
     exec(textwrap.dedent(source), ns)
     return ns
-
-
-@pytest.fixture
-def local_modules(tmp_path: Path) -> Iterator[Path]:
-    """A folder on sys.path for modules written by the test (local, not site-packages)."""
-    folder = tmp_path / "src"
-    folder.mkdir()
-    sys.path.insert(0, str(folder))
-    before = set(sys.modules)
-    try:
-        yield folder
-    finally:
-        sys.path.remove(str(folder))
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
-
-
-def write(folder: Path, name: str, source: str) -> Any:
-    (folder / f"{name}.py").write_text(textwrap.dedent(source))
-    importlib.invalidate_caches()
-    if name in sys.modules:
-        return importlib.reload(sys.modules[name])
-    return importlib.import_module(name)
 
 
 # -- 1. functions reached through plain containers -------------------------------------------------
@@ -119,10 +91,10 @@ def test_bound_methods_count_their_object() -> None:
 # -- 3. calling a mutator-named function of a module or class is code, not state -------------------
 def test_mutator_names_on_modules_and_classes_are_code(local_modules: Path) -> None:
     utils = "def update(x):\n    return x\ndef compute(x):\n    return {k} * x\n"
-    write(local_modules, "fp_mututils", utils.format(k=2))
+    write_module(local_modules, "fp_mututils", utils.format(k=2))
     ns = run("import fp_mututils\ndef m(x):\n    return fp_mututils.update(fp_mututils.compute(x))")
     before = fingerprint(ns["m"])
-    write(local_modules, "fp_mututils", utils.format(k=3))
+    write_module(local_modules, "fp_mututils", utils.format(k=3))
     assert fingerprint(ns["m"]) != before
 
     vec = "class Vec:\n    @staticmethod\n    def add(a, b):\n        return a {op} b\n"
@@ -207,14 +179,16 @@ def test_walrus_in_a_comprehension_binds_in_the_cell() -> None:
 
 # -- 6. a local module input counts by the code the cell reads from it -----------------------------
 def test_local_module_input_counts_the_attributes_the_cell_reads(local_modules: Path) -> None:
-    mod = write(local_modules, "fp_cellutils", "def compute(x):\n    return x * 2\nOTHER = 1\n")
+    mod = write_module(
+        local_modules, "fp_cellutils", "def compute(x):\n    return x * 2\nOTHER = 1\n"
+    )
     a = analyze_cell("y = fp_cellutils.compute(x)")
     assert a.attributes == (("fp_cellutils", (("compute",),)),)
     ns = {"fp_cellutils": mod, "x": 1}
     k1 = cell_key(a, ns)
     mod.OTHER = 2  # not read by the cell
     assert cell_key(a, ns).key == k1.key
-    write(local_modules, "fp_cellutils", "def compute(x):\n    return x * 3\nOTHER = 1\n")
+    write_module(local_modules, "fp_cellutils", "def compute(x):\n    return x * 3\nOTHER = 1\n")
     k2 = cell_key(a, ns)
     assert k2.key != k1.key
     [changed] = explain(k2.parts, k1.parts).changed
@@ -261,14 +235,5 @@ def test_new_parts_are_identical_across_hash_seeds() -> None:
         "''', ns)\n"
         "print(fingerprint(ns['f']))\n"
     )
-    digests = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE_ROOT},
-        ).stdout
-        for seed in ("1", "2", "3", "random")
-    }
+    digests = outputs_under_hash_seeds(code, ("1", "2", "3", "random"))
     assert len(digests) == 1

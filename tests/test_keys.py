@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,8 @@ import pandas as pd
 import pytest
 
 from tore_nb.keys import generate_key, hash_value, make_key
+
+from .conftest import outputs_under_hash_seeds
 
 SNIPPET = """
 import numpy as np, pandas as pd
@@ -26,16 +25,7 @@ print(generate_key("doc.pdf", {"b": {1, 2, 3}, "a": [1.5, None]}, dpi=150),
 
 
 def test_deterministic_across_processes_and_hash_seeds() -> None:
-    outs = {
-        subprocess.run(
-            [sys.executable, "-c", SNIPPET],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
-        ).stdout
-        for seed in ("0", "1", "12345")
-    }
+    outs = outputs_under_hash_seeds(SNIPPET, ("0", "1", "12345"))
     assert len(outs) == 1
 
 
@@ -238,14 +228,5 @@ def test_set_subclasses_do_not_depend_on_the_hash_seed() -> None:
         "class Tags(frozenset): pass\n"
         "print(hash_value(Tags(['alpha', 'beta', 'gamma', 'delta'])))"
     )
-    outs = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "PYTHONHASHSEED": seed},
-        ).stdout
-        for seed in ("1", "2", "3")
-    }
+    outs = outputs_under_hash_seeds(code, ("1", "2", "3"))
     assert len(outs) == 1

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import doctest
-import importlib
 import subprocess
 import sys
-import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +21,14 @@ from tore_nb.config import CacheConfig
 from tore_nb.memo import CachedFunction, cached
 from tore_nb.tiered import MultiLevelCache
 
+from .conftest import SOURCE_ROOT, outputs_under_hash_seeds, write_module
+
 SECRET = "tore-nb-test-secret-0123456789abcdef"
-SOURCE_ROOT = str(Path(tore_nb.__file__).resolve().parents[1])  # subprocesses import this one
 
 
 @pytest.fixture
 def cache(tmp_path: Path) -> MultiLevelCache:
     return MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=SECRET.encode())
-
-
-@pytest.fixture
-def local_modules(tmp_path: Path) -> Iterator[Path]:
-    """A folder on sys.path for modules written by the test (local, not site-packages)."""
-    folder = tmp_path / "src"
-    folder.mkdir()
-    sys.path.insert(0, str(folder))
-    before = set(sys.modules)
-    try:
-        yield folder
-    finally:
-        sys.path.remove(str(folder))
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
-
-
-def write(folder: Path, name: str, source: str) -> Any:
-    (folder / f"{name}.py").write_text(textwrap.dedent(source))
-    importlib.invalidate_caches()
-    if name in sys.modules:
-        return importlib.reload(sys.modules[name])
-    return importlib.import_module(name)
 
 
 def test_hit_miss_info_and_clear(cache: MultiLevelCache) -> None:
@@ -130,17 +105,19 @@ def test_code_edits_invalidate_and_comment_edits_do_not(
         def f(x):
             return helper(x) * 2
     """
-    mod = write(local_modules, "memo_mod_a", v1)
+    mod = write_module(local_modules, "memo_mod_a", v1)
     key1 = mod.f.__cache_key__(1)
-    mod = write(local_modules, "memo_mod_a", v1.replace("return x + 1", "return x + 1  # one"))
+    mod = write_module(
+        local_modules, "memo_mod_a", v1.replace("return x + 1", "return x + 1  # one")
+    )
     assert mod.f.__cache_key__(1) == key1
-    mod = write(local_modules, "memo_mod_a", v1.replace("return x + 1", "return x + 2"))
+    mod = write_module(local_modules, "memo_mod_a", v1.replace("return x + 1", "return x + 2"))
     assert mod.f.__cache_key__(1) != key1
 
 
 def test_helpers_in_other_local_modules_count(local_modules: Path) -> None:
-    write(local_modules, "memo_helpers_b", "def scale(v):\n    return v * 10\n")
-    mod = write(
+    write_module(local_modules, "memo_helpers_b", "def scale(v):\n    return v * 10\n")
+    mod = write_module(
         local_modules,
         "memo_user_b",
         """
@@ -152,7 +129,7 @@ def test_helpers_in_other_local_modules_count(local_modules: Path) -> None:
     """,
     )
     key1 = mod.f.__cache_key__(1)
-    write(local_modules, "memo_helpers_b", "def scale(v):\n    return v * 11\n")
+    write_module(local_modules, "memo_helpers_b", "def scale(v):\n    return v * 11\n")
     assert mod.f.__cache_key__(1) != key1
     assert tore_nb.fingerprint.is_local_module("memo_helpers_b")
     assert not tore_nb.fingerprint.is_local_module("numpy")
@@ -265,7 +242,7 @@ def test_threads_compute_once(cache: MultiLevelCache) -> None:
 
 def test_keys_are_identical_across_hash_seeds_and_processes(local_modules: Path) -> None:
     # (the key does not touch the cache, so no default cache is built here)
-    write(
+    write_module(
         local_modules,
         "memo_seed_c",
         """
@@ -280,23 +257,14 @@ def test_keys_are_identical_across_hash_seeds_and_processes(local_modules: Path)
         "import sys; sys.path.insert(0, sys.argv[1]); import memo_seed_c\n"
         "print(memo_seed_c.f.__cache_key__({'k': {3, 1}}, opts=[1.0, None]))"
     )
-    keys = {
-        subprocess.run(
-            [sys.executable, "-c", code, str(local_modules)],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PYTHONHASHSEED": s, "PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE_ROOT},
-        ).stdout
-        for s in ("0", "1", "random")
-    }
+    keys = outputs_under_hash_seeds(code, ("0", "1", "random"), str(local_modules))
     assert len(keys) == 1 and keys.pop().startswith("tcache:fn:memo_seed_c.f:")
 
 
 def test_cached_functions_pickle_by_reference(local_modules: Path) -> None:
     import pickle
 
-    mod = write(
+    mod = write_module(
         local_modules,
         "memo_pickle_d",
         "from tore_nb.memo import cached\n@cached\ndef f(x):\n    return x\n",
@@ -323,7 +291,7 @@ def test_processes_sharing_redis_compute_once(
     local_modules: Path, redis_url: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "calls.log"
-    write(
+    write_module(
         local_modules,
         "memo_flight_e",
         f"""
