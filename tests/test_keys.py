@@ -202,6 +202,19 @@ def test_functions_methods_and_modules_are_told_apart() -> None:
     assert hash_value(np.ma.array([1, 2, 3], mask=[0, 1, 0])) != hash_value(np.array([1, 2, 3]))
 
 
+def test_structured_arrays_ignore_their_padding() -> None:
+    aligned = np.dtype([("a", "u1"), ("b", "f8")], align=True)  # 7 padding bytes after "a"
+    digests = set()
+    for fill in (0x00, 0xFF):
+        a = np.full(3, fill, dtype="u1").repeat(aligned.itemsize).view(aligned)
+        a["a"], a["b"] = 1, 2.0
+        digests.add(hash_value(a))
+    assert len(digests) == 1
+    b = np.zeros(3, dtype=aligned)
+    b["a"], b["b"] = 1, 2.5
+    assert hash_value(b) not in digests
+
+
 @dataclasses.dataclass
 class WithLock:
     name: str

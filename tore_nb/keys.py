@@ -241,6 +241,11 @@ def _h_ndarray(h: ContentHasher, a: Any) -> None:
     if a.dtype.hasobject:
         h._seq(b"o", a.ravel(order="C").tolist(), a.size)
         return
+    if a.dtype.names is not None:  # field by field: padding bytes between fields are garbage
+        for name in a.dtype.names:
+            h._raw(b"f", name.encode())
+            _h_ndarray(h, a[name])
+        return
     if not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
     # a byte view, not memoryview(a): the buffer protocol refuses datetime64 and timedelta64
