@@ -118,6 +118,20 @@ def test_yaml_errors() -> None:
         CacheConfig.from_yaml("- a list\n")
 
 
+def test_yaml_misspelt_keys_are_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    seed = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+    with caplog.at_level(logging.WARNING, logger="tore_nb"):
+        CacheConfig.from_yaml(YAML)
+        if (seed / "caching-and-incremental-processing.md").is_file():
+            text = (seed / "caching-and-incremental-processing.md").read_text()
+            block = text.split("```yaml\ncaching:", 1)[1].split("```", 1)[0]
+            CacheConfig.from_yaml("caching:" + block)  # the seed's own block, every key known
+        assert caplog.records == []
+        cfg = CacheConfig.from_yaml("caching:\n  memory: {size_md: 64}\n  memroy: {}\n")
+    assert cfg.memory_cache_size_mb == 512  # ignored, but said so:
+    assert "caching.memory.size_md" in caplog.text and "caching.memroy" in caplog.text
+
+
 def test_frozen_and_validated() -> None:
     cfg = CacheConfig()
     with pytest.raises(AttributeError):

@@ -24,6 +24,7 @@ tore_nb.errors.ConfigError: redis_port must be an integer from 1 to 65535, got 0
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import numbers
 import os
@@ -312,6 +313,7 @@ class CacheConfig:
         block = doc.get("caching", doc) if isinstance(doc, Mapping) else None
         if not isinstance(block, Mapping):
             raise ConfigError("the YAML configuration must be a mapping with a 'caching:' block")
+        _warn_unknown_yaml_keys(block)
         kw: dict[str, Any] = {}
         keys: dict[str, str] = {}  # field -> the YAML key it was read from
 
@@ -369,6 +371,42 @@ class CacheConfig:
         if path is not None:
             overrides["disk_cache_path"] = str(path)
         return cls(redis_url=None, redis_host=None, s3_cache_bucket=None, **overrides)
+
+
+# the seed's `caching:` block, read or deliberately not (ttl_days of remote tiers: entries
+# keep the TTL they were written with; incremental_processing and metrics: other components)
+_YAML_KEYS: dict[str, frozenset[str]] = {
+    "memory": frozenset({"enabled", "size_mb", "ttl_seconds"}),
+    "disk": frozenset({"enabled", "path", "size_gb", "ttl_days"}),
+    "redis": frozenset({"enabled", "url", "host", "port", "db", "ttl_days"}),
+    "object_storage": frozenset(
+        {
+            "enabled",
+            "type",
+            "bucket",
+            "region",
+            "prefix",
+            "storage_class",
+            "endpoint_url",
+            "ttl_days",
+        }
+    ),
+    "incremental_processing": frozenset({"enabled", "change_threshold", "page_cache_ttl"}),
+    "metrics": frozenset({"enabled", "report_interval"}),
+}
+
+
+def _warn_unknown_yaml_keys(block: Mapping[str, Any]) -> None:
+    """A misspelt key (`size_md`) would be ignored without a word: name it in a warning."""
+    unknown = [f"caching.{k}" for k in block if k not in _YAML_KEYS]
+    for name, keys in _YAML_KEYS.items():
+        sec = block.get(name)
+        if isinstance(sec, Mapping):
+            unknown += [f"caching.{name}.{k}" for k in sec if k not in keys]
+    if unknown:
+        logging.getLogger("tore_nb").warning(
+            "unknown cache setting(s) ignored: %s", ", ".join(map(str, unknown))
+        )
 
 
 def _build(
