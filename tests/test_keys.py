@@ -58,6 +58,7 @@ def test_namespace_and_version() -> None:
 def test_order_independent_containers() -> None:
     assert hash_value({"a": 1, "b": 2}) == hash_value({"b": 2, "a": 1})
     assert hash_value({3, 1, 2}) == hash_value({1, 2, 3})
+    assert hash_value({1, 2}) != hash_value(frozenset({1, 2}))
     assert generate_key(a=1, b=2) == generate_key(b=2, a=1)
 
 

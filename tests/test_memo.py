@@ -339,3 +339,27 @@ def test_processes_sharing_redis_compute_once(
 def test_doctests() -> None:
     assert doctest.testmod(tore_nb.memo).failed == 0
     assert doctest.testmod(tore_nb.fingerprint).failed == 0
+
+
+def test_lazy_results_are_returned_but_never_stored(cache: MultiLevelCache) -> None:
+    @cached(cache=cache)
+    def pairs(n: int) -> Any:
+        return zip(range(n), range(n), strict=True)
+
+    @cached(cache=cache)
+    def numbers(n: int) -> Any:
+        yield from range(n)
+
+    assert list(pairs(3)) == list(pairs(3)) == [(0, 0), (1, 1), (2, 2)]
+    assert list(numbers(2)) == list(numbers(2)) == [0, 1]
+    assert pairs.cache_info().entries == numbers.cache_info().entries == 0
+    assert pairs.cache_info().misses == 2
+
+
+def test_set_and_frozenset_arguments_have_their_own_keys(cache: MultiLevelCache) -> None:
+    @cached(cache=cache)
+    def ident(x: Any) -> Any:
+        return x
+
+    assert type(ident(frozenset({1}))) is frozenset
+    assert type(ident({1})) is set

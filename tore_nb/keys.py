@@ -201,7 +201,8 @@ def _h_dict(h: ContentHasher, m: dict[Any, Any]) -> None:
 
 def _h_set(h: ContentHasher, s: set[Any] | frozenset[Any]) -> None:
     digests = sorted(hash_value(x) for x in s)
-    h._tag(b"S", len(digests))
+    # equal as values, but a function keyed by its argument may hand either type back
+    h._tag(b"Z" if isinstance(s, frozenset) else b"S", len(digests))
     for d in digests:
         h._h.update(d.encode())
 

@@ -8,8 +8,10 @@ the function or a helper it calls gives new keys; a comment-only edit does not.
 Concurrent misses on one key compute once: threads of a process wait on a per-key lock, and
 processes that share a tier with locks (Redis) wait on that tier's lock. A value that cannot be
 stored (unpicklable, too large) is still returned; an argument that cannot be content-hashed
-makes that call run uncached, with one warning. As with `functools.lru_cache`, a value served
-from the memory tier is the very object stored: treat it as read-only, or pass `copy=True`.
+makes that call run uncached, with one warning. A lazy result (an iterator such as a generator
+or `zip`, a coroutine) is returned but never stored: a stored one would be handed out spent. As
+with `functools.lru_cache`, a value served from the memory tier is the very object stored:
+treat it as read-only, or pass `copy=True`.
 
 >>> import tempfile, tore_nb
 >>> cache = tore_nb.MultiLevelCache(tore_nb.CacheConfig.embedded(tempfile.mkdtemp()))
@@ -22,6 +24,7 @@ from the memory tier is the very object stored: treat it as read-only, or pass `
 
 from __future__ import annotations
 
+import collections.abc
 import copy as _copy
 import functools
 import inspect
@@ -55,6 +58,15 @@ class CacheInfo(NamedTuple):
     misses: int
     entries: int
     saved_seconds: float
+
+
+# results that are spent by using them: never stored, always computed
+_LAZY = (collections.abc.Iterator, collections.abc.Coroutine, collections.abc.AsyncIterator)
+
+
+class _Lazy(Exception):  # carries a lazy result out of get_or_compute, unstored
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class CachedFunction(Generic[P, R]):
@@ -153,11 +165,18 @@ class CachedFunction(Generic[P, R]):
             computed = True
             t0 = time.perf_counter()
             value = fn(*args, **kwargs)
+            if isinstance(value, _LAZY):
+                raise _Lazy(value)  # out of get_or_compute before anything is stored
             return MEMO_FORMAT, value, time.perf_counter() - t0
 
         t0 = time.perf_counter()
         cache = self.cache
-        stored = cache.get_or_compute(key, compute, self.ttl, self.tiers)
+        try:
+            stored = cache.get_or_compute(key, compute, self.ttl, self.tiers)
+        except _Lazy as lazy:
+            with self._lock:
+                self._misses += 1
+            return lazy.value  # type: ignore[no-any-return]
         if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == MEMO_FORMAT):
             stored = compute()  # not an entry of ours: recompute (and do not trust it)
         if computed:
