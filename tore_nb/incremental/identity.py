@@ -2,10 +2,13 @@
 
 A page's identity covers its decoded content stream(s), the resources those streams name (fonts,
 images, form XObjects recursively with their own scoped resources, graphics states, colour spaces,
-patterns, shadings), the appearance streams of its annotations, its boxes and its /Rotate. Object
-numbers, /Info, unused entries of a shared /Resources dictionary, dictionary key order, direct or
-indirect storage and the writer's formatting of reals (6 significant digits are kept) are left out,
-so a rewrite of the file by another tool changes no identity.
+patterns, shadings), the appearance streams of its annotations (for an annotation without one, the
+entries pdfium draws it from), its boxes and its /Rotate. A form without /Resources draws with the
+resources of the content invoking it, so the names it uses scope those. Object numbers, /Info,
+unused entries of a shared /Resources dictionary, dictionary key order, direct or indirect storage,
+the writer's formatting of reals (6 significant digits are kept) and the compression of Flate
+streams (their inflated data is hashed) are left out, so a rewrite of the file by another tool
+changes no identity.
 
 The cross-reference sections, the page tree and every object are read straight from the file
 bytes by regexes (`RawObjects`), several times faster than pypdf's parser; pypdf reads a file (or
@@ -30,7 +33,7 @@ from ..keys import hash_bytes
 
 __all__ = ["IDENTITY_VERSION", "Fallback", "PageHasher", "RawObjects", "read_xref", "tokenize"]
 
-IDENTITY_VERSION = 2
+IDENTITY_VERSION = 3
 _WS = b"\x00\t\n\x0c\r "
 _TOKEN = re.compile(
     rb"""
@@ -70,7 +73,9 @@ _ESCAPES = {
 _OBJ_HEAD = re.compile(rb"[\x00\t\n\x0c\r ]*(\d+)[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]+obj")
 _NAME_IN_CONTENT = re.compile(rb"/([^\x00\t\n\x0c\r ()<>\[\]{}/%]*)")
 _MAX_DECODE = 16 * 1024 * 1024
-# dictionary entries that link the object graph back to pages or carry no drawing
+# entries of annotation, page and structure dictionaries that link the object graph back to pages
+# or carry no drawing; only dictionaries of `_LINKED_TYPES` leave them out: elsewhere such a key
+# can be a name chosen by the writer (a Type 3 glyph /A in /CharProcs, an appearance state /P)
 _SKIP_KEYS = frozenset(
     {
         "/Parent",
@@ -94,6 +99,14 @@ _SKIP_KEYS = frozenset(
         "/ID",
     }
 )
+_LINKED_TYPES = frozenset({"/Annot", "/Page", "/Pages", "/Sig", "/StructElem", "/Catalog"})
+# entries of a stream's dictionary that carry no drawing (/Length changes with the compression)
+_STREAM_SKIP = frozenset(
+    {"/Length", "/Metadata", "/PieceInfo", "/LastModified", "/StructParent", "/StructParents"}
+)
+# a stream's data is hashed decoded where its filter is Flate (or none): /Filter is left out too
+_DECODED_SKIP = _STREAM_SKIP | {"/Filter"}
+_NO_SKIP: frozenset[str] = frozenset()
 _RESOURCE_KINDS = (
     "/ColorSpace",
     "/ExtGState",
@@ -103,7 +116,47 @@ _RESOURCE_KINDS = (
     "/Shading",
     "/XObject",
 )
-_FORM_SKIP = _SKIP_KEYS | {"/Resources", "/Filter", "/DecodeParms"}
+_FORM_SKIP = _STREAM_SKIP | {"/Resources", "/Filter", "/DecodeParms"}
+# an annotation without /AP: pdfium draws the markup kinds from these entries (it synthesises
+# appearances for Square, Circle, Highlight, Underline, Squiggly, StrikeOut, Ink and Text, and
+# form fields from their values); links and popups draw nothing, nor hidden or NoView ones
+_NO_AP_KEYS = (
+    "/Subtype",
+    "/Rect",
+    "/F",
+    "/C",
+    "/IC",
+    "/CA",
+    "/BS",
+    "/Border",
+    "/BE",
+    "/RD",
+    "/QuadPoints",
+    "/InkList",
+    "/Vertices",
+    "/L",
+    "/LE",
+    "/Name",
+    "/DA",
+    "/DS",
+    "/Q",
+    "/FT",
+    "/Ff",
+    "/V",
+    "/Opt",
+    "/MK",
+    "/MaxLen",
+)
+_NO_AP_FREETEXT_KEYS = ("/Contents", "/RC")  # drawn only by a FreeText annotation
+_NO_DRAW_SUBTYPES = frozenset({"/Link", "/Popup"})
+_HIDDEN_FLAGS = 2 | 32  # Hidden, NoView: not drawn on screen
+_NO_DRAW_ANNOT = re.compile(
+    rb"/Subtype[\x00\t\n\x0c\r ]*/(?:Link|Popup)(?![^\x00\t\n\x0c\r ()<>\[\]{}/%])"
+)
+# streams are inflated in chunks of this size into the hasher; beyond _MAX_INFLATE decoded bytes
+# (a decompression bomb) the raw bytes are hashed instead
+_INFLATE_CHUNK = 1 << 20
+_MAX_INFLATE = 256 * 1024 * 1024
 
 
 class Name(str):
@@ -1005,7 +1058,8 @@ class PageHasher:
             h.append(b"crop " + " ".join(num(v) for v in crop).encode() + b";")
         content = self._content(_get(page, "/Contents"))
         _feed_bytes(h, content)
-        self._scoped_resources(h, self._value(_get(page, "/Resources")), content)
+        resources = self._value(_get(page, "/Resources"))
+        self._scoped_resources(h, resources, content)
         for key in ("/Group", "/UserUnit"):
             if key in page:
                 h.append(key.encode())
@@ -1014,7 +1068,7 @@ class PageHasher:
         if isinstance(annots, list):
             for annot in annots:
                 if self._may_draw(annot):
-                    self._annotation(h, self._value(annot))
+                    self._annotation(h, self._value(annot), resources)
         width, height = abs(crop[2] - crop[0]), abs(crop[3] - crop[1])
         if rotation in (90, 270):
             width, height = height, width
@@ -1071,7 +1125,7 @@ class PageHasher:
             if not isinstance(group, dict) or not group:
                 continue
             if used is None:
-                used = used_names(content)
+                used = self._used_names(resources, content)
             scoped = kind in ("/XObject", "/Pattern")
             if type(group) is dict and len(used) < len(group):  # str keys: the same names
                 names = sorted([n for n in used if n in group])
@@ -1081,26 +1135,85 @@ class PageHasher:
                 h.append(b"res" + kind.encode() + name.encode() + b";")
                 h.append(self._digest(dict.__getitem__(group, name), scoped))
 
+    def _used_names(self, resources: dict[str, Any], content: bytes) -> frozenset[str]:
+        """The names `content` uses, and those of the forms it draws that have no /Resources.
+
+        pdfium draws a form or tiling pattern without /Resources with the resources of the
+        content that invokes it: the names its content uses must scope those resources.
+        """
+        used = used_names(content)
+        groups = [self._value(resources.get(kind)) for kind in ("/XObject", "/Pattern")]
+        groups = [group for group in groups if isinstance(group, dict) and group]
+        todo = used
+        while groups and todo:
+            more: set[str] = set()
+            for group in groups:
+                for name in todo:
+                    if name not in group:
+                        continue
+                    obj = self._value(dict.__getitem__(group, name))
+                    if _is_stream(obj, self._g) and "/Resources" not in obj and _is_form(obj):
+                        more.update(used_names(self._stream_content(obj)))
+            todo = frozenset(more - used)
+            used |= todo
+        return used
+
     def _may_draw(self, annot: Any) -> bool:
-        """False for an annotation without an appearance stream (a link): it draws nothing.
+        """False for a link or popup without an appearance stream: it draws nothing.
 
         Decided from the object's bytes where possible, without parsing it.
         """
         g = self._g
         if isinstance(annot, Ref | g.IndirectObject):
             text = self.raw.source_of(int(annot.idnum), int(annot.generation))
-            if text is not None and b"/AP" not in text:
+            if text is not None and b"/AP" not in text and _NO_DRAW_ANNOT.search(text):
                 return False
         return True
 
-    def _annotation(self, h: list[bytes], annot: Any) -> None:
-        if not isinstance(annot, dict) or "/AP" not in annot:
-            return  # no appearance stream: draws nothing
+    def _annotation(self, h: list[bytes], annot: Any, page_resources: Any) -> None:
+        if not isinstance(annot, dict):
+            return
+        if "/AP" not in annot:
+            self._annotation_without_ap(h, annot)
+            return
         h.append(b"annot;")
         for key in ("/Subtype", "/Rect", "/F", "/AS", "/Contents", "/V", "/AP"):
             if key in annot:
                 h.append(key.encode())
                 h.append(self._digest(dict.__getitem__(annot, key), key == "/AP"))
+        # pdfium draws an appearance stream without /Resources with the page's resources
+        if isinstance(page_resources, dict):
+            for stream in self._appearances(annot):
+                if "/Resources" not in stream:
+                    self._scoped_resources(h, page_resources, self._stream_content(stream))
+
+    def _appearances(self, annot: dict[str, Any]) -> list[Any]:
+        """The normal appearance streams of an annotation (every state's, where it has states)."""
+        ap = self._value(annot.get("/AP"))
+        if not isinstance(ap, dict):
+            return []
+        normal = self._value(ap.get("/N"))
+        if _is_stream(normal, self._g):
+            return [normal]
+        if not isinstance(normal, dict):
+            return []
+        states = [self._value(dict.__getitem__(normal, k)) for k in sorted(str(k) for k in normal)]
+        return [s for s in states if _is_stream(s, self._g)]
+
+    def _annotation_without_ap(self, h: list[bytes], annot: dict[str, Any]) -> None:
+        """An annotation whose appearance pdfium synthesises from its entries, if it draws."""
+        subtype = self._value(annot.get("/Subtype"))
+        flags = self._value(annot.get("/F"))
+        if (isinstance(subtype, str) and subtype in _NO_DRAW_SUBTYPES) or (
+            isinstance(flags, int) and not isinstance(flags, bool) and flags & _HIDDEN_FLAGS
+        ):
+            return
+        h.append(b"annot-noap;")
+        keys = _NO_AP_KEYS + _NO_AP_FREETEXT_KEYS if subtype == "/FreeText" else _NO_AP_KEYS
+        for key in keys:
+            if key in annot:
+                h.append(key.encode())
+                h.append(self._digest(dict.__getitem__(annot, key)))
 
     # objects ---------------------------------------------------------------------------------
     # Everything hashed is appended to a list of parts and hashed at once: xxh3 of the joined
@@ -1155,7 +1268,7 @@ class PageHasher:
         elif t is Ref:
             out.append(b"@" + self._digest(obj, scoped))
         elif t is dict:
-            self._dict(out, obj, scoped)
+            self._dict(out, obj, scoped, _skip_of(obj))
         elif t is list:
             self._list(out, obj, scoped)
         elif t is float:
@@ -1199,7 +1312,7 @@ class PageHasher:
             if _is_stream(obj, g):
                 self._stream(out, obj, scoped)
                 return
-            self._dict(out, obj, scoped)
+            self._dict(out, obj, scoped, _skip_of(obj))
         else:
             out.append(b"?" + repr(obj).encode() + b";")
 
@@ -1208,8 +1321,13 @@ class PageHasher:
             self._form(out, obj)
             return
         out.append(b"stream;")
-        self._dict(out, obj, scoped=False)
-        _feed_bytes(out, _stream_raw(obj))
+        digest = _decoded_digest(obj)
+        if digest is None:  # another filter, or data that does not inflate: the raw bytes
+            self._dict(out, obj, False, _STREAM_SKIP)
+            _feed_bytes(out, _stream_raw(obj))
+        else:  # so that re-compressing a stream (qpdf, Ghostscript) changes nothing
+            self._dict(out, obj, False, _DECODED_SKIP)
+            out.append(b"z" + digest)
 
     def _list(self, out: list[bytes], obj: list[Any], scoped: bool) -> None:
         if _NUMBER_TYPES.issuperset(map(type, obj)):
@@ -1223,11 +1341,15 @@ class PageHasher:
             else:
                 self._feed(out, item, scoped)
 
-    def _dict(self, out: list[bytes], d: dict[str, Any], scoped: bool) -> None:
-        if type(d) is dict or type(d) is Stream:  # read raw: every key is a str already
-            keys = sorted([k for k in d if k not in _SKIP_KEYS])
+    def _dict(
+        self, out: list[bytes], d: dict[str, Any], scoped: bool, skip: frozenset[str]
+    ) -> None:
+        if not skip:
+            keys = sorted(d) if type(d) is dict else sorted([str(k) for k in d])
+        elif type(d) is dict or type(d) is Stream:  # read raw: every key is a str already
+            keys = sorted([k for k in d if k not in skip])
         else:
-            keys = sorted([str(k) for k in d if k not in _SKIP_KEYS])
+            keys = sorted([str(k) for k in d if k not in skip])
         out.append(b"<<%d;" % len(keys))
         getitem, names, numbers = dict.__getitem__, _NAME_PARTS, _NUMBER_TYPES
         for k in keys:
@@ -1309,6 +1431,47 @@ def _get(d: Any, key: str) -> Any:
 
 def _is_stream(obj: Any, g: Any) -> bool:
     return isinstance(obj, Stream | g.StreamObject)
+
+
+def _is_form(stream: Any) -> bool:
+    """A form XObject or a tiling pattern: a stream drawn with resources."""
+    return bool(stream.get("/Subtype") == "/Form" or stream.get("/PatternType") == 1)
+
+
+def _skip_of(d: dict[str, Any]) -> frozenset[str]:
+    """The keys a (non-stream) dictionary's digest leaves out; see `_SKIP_KEYS`."""
+    kind = d.get("/Type")
+    return _SKIP_KEYS if isinstance(kind, str) and kind in _LINKED_TYPES else _NO_SKIP
+
+
+def _decoded_digest(stream: Any) -> bytes | None:
+    """The digest of a stream's data inflated, for a Flate stream or an unfiltered one.
+
+    None for another filter, data that does not inflate, or more than `_MAX_INFLATE` bytes
+    inflated. The data is inflated in chunks into the hasher: memory stays bounded.
+    """
+    raw = _stream_raw(stream)
+    filt = stream.get("/Filter")
+    if isinstance(filt, list) and len(filt) == 1:
+        filt = filt[0]
+    if filt is None:
+        return _xxh3(raw)
+    if filt != "/FlateDecode":
+        return None
+    h, d, total, todo = xxhash.xxh3_128(), zlib.decompressobj(), 0, raw
+    try:
+        while todo and not d.eof:
+            chunk = d.decompress(todo, _INFLATE_CHUNK)
+            total += len(chunk)
+            if total > _MAX_INFLATE:
+                return None
+            h.update(chunk)
+            todo = d.unconsumed_tail
+        if not d.eof:  # truncated data: what inflates of it, as pdfium draws it
+            h.update(d.flush())
+    except zlib.error:
+        return None
+    return h.digest()
 
 
 def _stream_raw(stream: Any) -> bytes:
