@@ -29,6 +29,21 @@ __all__ = ["build_parser", "main"]
 STAGE_NAMES = ("text", "ocr", "tables", "embeddings")
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number between 0 and 1 (a bad one is a usage error, exit 2).
+
+    >>> _fraction("0.5")
+    0.5
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `tore-nb`."""
     p = argparse.ArgumentParser(
@@ -56,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance")
         sp.add_argument(
             "--threshold",
-            type=float,
+            type=_fraction,
             default=0.3,
             help="changed fraction above which the document result is rebuilt",
         )
@@ -103,9 +118,13 @@ def make_stages(spec: str) -> list[Stage]:
     from .incremental import builtin
 
     names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise SystemExit(f"tore-nb: --stages names no stage; choose from {', '.join(STAGE_NAMES)}")
     unknown = [n for n in names if n not in STAGE_NAMES]
-    if unknown or not names:
-        raise SystemExit(f"tore-nb: unknown stage(s) {unknown}; choose from {STAGE_NAMES}")
+    if unknown:
+        raise SystemExit(
+            f"tore-nb: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}"
+        )
     stages: list[Stage] = []
     if "text" in names or "ocr" in names or "embeddings" in names:
         stages.append(builtin.text_stage())

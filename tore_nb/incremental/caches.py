@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,7 +43,27 @@ __all__ = [
     "ParsingCache",
     "SentenceTransformerEmbedder",
     "TableExtractionCache",
+    "refreshing",
 ]
+
+# set while a forced run computes a page: stage caches recompute and overwrite their entries
+_REFRESH: ContextVar[bool] = ContextVar("tore_nb_stage_cache_refresh", default=False)
+
+
+@contextmanager
+def refreshing(on: bool = True) -> Iterator[None]:
+    """Within the block (when `on`), stage caches ignore what they hold and store anew.
+
+    >>> with refreshing():
+    ...     _REFRESH.get()
+    True
+    """
+    token = _REFRESH.set(on or _REFRESH.get())
+    try:
+        yield
+    finally:
+        _REFRESH.reset(token)
+
 
 DAY = 86400.0
 T = TypeVar("T")
@@ -58,7 +80,7 @@ class _StageCache:
         self.ttl = self.default_ttl if ttl is None else ttl
 
     def _get_or(self, key: str, compute: Callable[[], T]) -> T:
-        hit = self.cache.fetch(key, tiers=self.tiers)
+        hit = None if _REFRESH.get() else self.cache.fetch(key, tiers=self.tiers)
         if hit is not None:
             return hit.value  # type: ignore[no-any-return]
         value = compute()

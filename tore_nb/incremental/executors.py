@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .caches import refreshing
 from .documents import Page
 from .progress import NullProgress, Progress
 from .stages import DocumentHandle, PageContext, Pipeline
@@ -52,6 +53,8 @@ class WorkItem:
     page: Page
     stages: tuple[str, ...]
     known: Mapping[str, Any] = field(default_factory=dict)
+    # a forced run: second-level caches (OCR, embeddings) and shared tiers are not read
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +80,13 @@ class StageOutcome:
 
 
 class Executor(Protocol):
-    """Runs work items; `sources` maps document ids to file paths."""
+    """Runs work items; `sources` maps document ids to their bytes (or file paths)."""
 
     def run(
         self,
         items: Sequence[WorkItem],
         pipeline: Pipeline,
-        sources: Mapping[str, str],
+        sources: Mapping[str, str | bytes],
         *,
         cache: MultiLevelCache | None = None,
         progress: Progress | None = None,
@@ -112,7 +115,9 @@ def run_items(
     """
     found: dict[str, Any] = {}
     if cache is not None and shared_tiers and recheck:
-        keys = [pipeline.key(s, it.page.identity) for it in items for s in it.stages]
+        keys = [
+            pipeline.key(s, it.page.identity) for it in items if not it.force for s in it.stages
+        ]
         found = {
             k: (h.tier, h.value) for k, h in cache.fetch_many(keys, tiers=shared_tiers).items()
         }
@@ -139,19 +144,22 @@ def _run_page(
         for name in item.stages:
             stage = pipeline.by_name[name]
             common = (item.document_id, item.page.index, item.page.identity, name)
-            bad = [r for r in stage.requires if r in failed]
+            # a requirement that is neither known nor computed here failed upstream (maybe in
+            # another Ray task): running without it would cache a wrong value
+            bad = [r for r in stage.requires if r in failed or r not in ctx.results]
             if bad:
                 failed[name] = f"required stage {bad[0]!r} failed"
                 out.append(StageOutcome(*common, error=failed[name]))
                 continue
-            hit = found.get(pipeline.key(name, item.page.identity))
+            hit = None if item.force else found.get(pipeline.key(name, item.page.identity))
             if hit is not None:
                 ctx.results[name] = hit[1]
                 out.append(StageOutcome(*common, value=hit[1], source=hit[0]))
                 continue
             t0 = time.perf_counter()
             try:
-                value = stage(ctx)
+                with refreshing(item.force):
+                    value = stage(ctx)
             except Exception as exc:  # a failing page must not stop the others
                 failed[name] = _describe(exc)
                 out.append(
@@ -237,7 +245,7 @@ def _redo_items(
         stages = tuple(s for s in it.stages if (it.document_id, it.page.index, s) in failed)
         if stages:
             known = {**it.known, **ok[(it.document_id, it.page.index)]}
-            redo.append(WorkItem(it.document_id, it.page, stages, known))
+            redo.append(WorkItem(it.document_id, it.page, stages, known, it.force))
     return redo
 
 
@@ -258,7 +266,7 @@ class SerialExecutor:
         self,
         items: Sequence[WorkItem],
         pipeline: Pipeline,
-        sources: Mapping[str, str],
+        sources: Mapping[str, str | bytes],
         *,
         cache: MultiLevelCache | None = None,
         progress: Progress | None = None,
@@ -344,7 +352,7 @@ class RayExecutor:
         self,
         items: Sequence[WorkItem],
         pipeline: Pipeline,
-        sources: Mapping[str, str],
+        sources: Mapping[str, str | bytes],
         *,
         cache: MultiLevelCache | None = None,
         progress: Progress | None = None,
@@ -361,21 +369,23 @@ class RayExecutor:
         shared = _shared(cache)
         task = ray.remote(_ray_chunk)
         needed = {it.document_id for it in items}
-        doc_refs = {d: ray.put(Path(p).read_bytes()) for d, p in sources.items() if d in needed}
+        doc_refs = {d: ray.put(_bytes_of(p)) for d, p in sources.items() if d in needed}
         pipe_ref = ray.put(pipeline)
         cache_ref = ray.put(cache) if shared else None
         groups = _resource_groups(pipeline)
         chunks = self._chunks(ray, items, pipeline)
         progress.start(sum(len(c) for c in chunks), "pages")
-        pending: dict[Any, tuple[list[WorkItem], bool]] = {}
+        pending: dict[Any, tuple[list[WorkItem], int]] = {}
         for chunk in chunks:
-            # a chunk's pages count as done when its last group with work for them returns
-            wanted = {n for it in chunk for n in it.stages}
-            last = max((i for i, g in enumerate(groups) if not g[0].isdisjoint(wanted)), default=-1)
+            # a page counts as done when the last group with work for it returns
+            last = [
+                max((i for i, g in enumerate(groups) if not g[0].isdisjoint(it.stages)), default=-1)
+                for it in chunk
+            ]
             upstream: list[Any] = []
             for gi, (names, cpus, gpus) in enumerate(groups):
                 sub = [
-                    WorkItem(it.document_id, it.page, s, it.known)
+                    WorkItem(it.document_id, it.page, s, it.known, it.force)
                     for it in chunk
                     if (s := tuple(n for n in it.stages if n in names))
                 ]
@@ -385,14 +395,14 @@ class RayExecutor:
                 ref = task.options(
                     num_cpus=cpus, num_gpus=gpus, max_retries=self.max_retries
                 ).remote(sub, pipe_ref, docs, cache_ref, shared, *upstream)
-                pending[ref] = (sub, gi == last)
+                pending[ref] = (sub, last.count(gi))
                 upstream = [*upstream, ref]
         out: list[StageOutcome] = []
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    sub, final = pending.pop(ref)
+                    sub, finished = pending.pop(ref)
                     try:
                         out.extend(ray.get(ref))
                     except Exception as exc:  # a lost chunk fails its pages only
@@ -404,8 +414,8 @@ class RayExecutor:
                             for it in sub
                             for s in it.stages
                         )
-                    if final:
-                        progress.advance(len(sub))
+                    if finished:
+                        progress.advance(finished)
         finally:
             progress.close()
         return self._retry_failed(ray, items, out, pipe_ref, doc_refs, cache_ref, shared, pipeline)
@@ -478,6 +488,10 @@ def _cause(exc: BaseException) -> str:
     return _brief(cause if isinstance(cause, BaseException) else exc)
 
 
+def _bytes_of(source: str | bytes) -> bytes:
+    return source if isinstance(source, bytes) else Path(source).read_bytes()
+
+
 def _pythonpath() -> str:
     here = str(Path(__file__).resolve().parents[2])
     rest = os.environ.get("PYTHONPATH", "")
@@ -524,6 +538,7 @@ def _merge_upstream(
             it.page,
             it.stages,
             {**it.known, **known[(it.document_id, it.page.index)]},
+            it.force,
         )
         for it in items
     ]
@@ -540,6 +555,7 @@ def _ray_chunk(
     """A Ray task: one chunk of pages, for the stages of one resource group."""
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     merged = _merge_upstream(items, upstream)
+    # forced items never take shared-tier results (run_items skips them per item)
     return run_items(merged, pipeline, _ray_sources(docs), cache, shared)
 
 

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..keys import hash_bytes
 from .builtin import default_stages, page_text
-from .changes import ChangeDetector, ChangeSet
+from .changes import ChangeDetector, ChangeSet, Manifest
 from .documents import Document, DocumentError, document_id_for
 from .executors import Executor, SerialExecutor, StageOutcome, WorkItem, store_outcomes
 from .progress import NullProgress, Progress
@@ -261,7 +264,8 @@ class IncrementalProcessor:
     ) -> RunResult:
         """Process documents incrementally; see the module docstring.
 
-        `force=True` ignores every cached result and recomputes all pages.
+        `force=True` ignores every cached result, the stage caches (OCR, embeddings) included,
+        and recomputes all pages; the changes are still reported against the last version.
         """
         t0 = time.perf_counter()
         if isinstance(paths, str | os.PathLike):
@@ -269,28 +273,49 @@ class IncrementalProcessor:
         path_list = list(dict.fromkeys(os.fspath(p) for p in paths))
         pipeline = Pipeline(stages if stages is not None else self.stages, self.page_ttl)
         ids = [document_id_for(p) for p in path_list]
-        manifests = {} if force else self.detector.load_manifests(ids)
+        # even a forced run diffs against what was seen before, so its report is right
+        manifests = self.detector.load_manifests(ids)
+        prev_hits = self.cache.fetch_many([result_key(d, pipeline) for d in ids])
+        now = time.time()
+        previous: dict[str, tuple[ProcessingResult, str]] = {}
+        for doc_id in ids:
+            hit = prev_hits.get(result_key(doc_id, pipeline))
+            value = hit.value if hit is not None else None
+            if (
+                hit is not None
+                and isinstance(value, ProcessingResult)
+                and value.document.document_id == doc_id
+                and _expires_at(value) > now
+            ):
+                previous[doc_id] = (value, hit.tier)
         plans: list[_Plan] = []
         failures: dict[str, str] = {}
         changes: list[ChangeSet] = []
         for path, doc_id in zip(path_list, ids, strict=True):
+            # the manifest is per document, shared by every pipeline; what this pipeline saw
+            # last is its previous result's document, so diff against that when there is one
+            prev_doc = previous.get(doc_id)
+            baseline = (
+                Manifest(prev_doc[0].document, now)
+                if prev_doc is not None
+                else manifests.get(doc_id)
+            )
             try:
-                changes.append(self.detector.detect(path, previous=manifests.get(doc_id)))
-            except DocumentError as exc:
+                changes.append(self.detector.detect(path, previous=baseline))
+            except (DocumentError, OSError) as exc:
                 failures[path] = str(exc)
-        prev_hits = (
-            {}
-            if force
-            else self.cache.fetch_many([result_key(c.document_id, pipeline) for c in changes])
-        )
         for cs in changes:
-            hit = prev_hits.get(result_key(cs.document_id, pipeline))
-            prev = hit.value if hit is not None else None
-            prev = prev if isinstance(prev, ProcessingResult) else None
-            plans.append(self._plan(cs, prev, hit.tier if hit is not None else ""))
+            prev_doc = None if force else previous.get(cs.document_id)
+            prev = prev_doc[0] if prev_doc is not None else None
+            plans.append(self._plan(cs, prev, prev_doc[1] if prev_doc is not None else ""))
 
         page_hits = self._lookup(plans, pipeline, force)
-        items, sources, copies = self._work(plans, pipeline, page_hits)
+        items, sources, copies, unreadable = self._work(plans, pipeline, page_hits, force)
+        if unreadable:
+            given = dict(zip(ids, path_list, strict=True))
+            failures.update({given[d]: why for d, why in unreadable.items()})
+            plans = [p for p in plans if p.change.document_id not in unreadable]
+            changes = [c for c in changes if c.document_id not in unreadable]
         outcomes = (
             self.executor.run(
                 items, pipeline, sources, cache=self.cache, progress=progress or self.progress
@@ -300,7 +325,7 @@ class IncrementalProcessor:
         )
         self._write_back(pipeline, outcomes)
         outcomes = [*outcomes, *_copied(outcomes, copies)]
-        results, events = self._merge(plans, pipeline, page_hits, outcomes)
+        results, events = self._merge(plans, pipeline, page_hits, outcomes, manifests)
         return RunResult(
             tuple(results), tuple(changes), tuple(events), failures, time.perf_counter() - t0
         )
@@ -343,22 +368,30 @@ class IncrementalProcessor:
         return self.cache.fetch_many(keys) if keys else {}
 
     def _work(
-        self, plans: Sequence[_Plan], pipeline: Pipeline, hits: Mapping[str, Any]
-    ) -> tuple[list[WorkItem], dict[str, str], list[_Copy]]:
+        self, plans: Sequence[_Plan], pipeline: Pipeline, hits: Mapping[str, Any], force: bool
+    ) -> tuple[list[WorkItem], dict[str, str | bytes], list[_Copy], dict[str, str]]:
         """Work items for the misses; a page whose identity is already scheduled in this run
         (the same page in two versions of a document, or in two documents) is computed once and
-        copied (the returned `_Copy` list)."""
+        copied (the returned `_Copy` list).
+
+        Executors get the bytes whose hash the page identities came from: a file that changed
+        or vanished since detection is a failure of its document (returned: id -> reason),
+        never computed, so no result of other bytes is stored under these identities."""
         items: list[WorkItem] = []
-        sources: dict[str, str] = {}
+        sources: dict[str, str | bytes] = {}
         scheduled: dict[str, tuple[str, int]] = {}
         copies: list[_Copy] = []
+        unreadable: dict[str, str] = {}
         for plan in plans:
             doc = plan.change.document
+            doc_items: list[WorkItem] = []
+            doc_copies: list[_Copy] = []
+            doc_scheduled: dict[str, tuple[str, int]] = {}
             for i in plan.lookup:
                 page = doc.pages[i]
-                first = scheduled.get(page.identity)
+                first = scheduled.get(page.identity) or doc_scheduled.get(page.identity)
                 if first is not None:
-                    copies.append((*first, doc.document_id, page.index))
+                    doc_copies.append((*first, doc.document_id, page.index))
                     continue
                 missing = [
                     s.name
@@ -374,10 +407,18 @@ class IncrementalProcessor:
                     if hit is not None:
                         known[name] = hit.value
                 todo = tuple(n for n in need if n not in known)
-                items.append(WorkItem(doc.document_id, page, todo, known))
-                scheduled[page.identity] = (doc.document_id, page.index)
-                sources[doc.document_id] = doc.path
-        return items, sources, copies
+                doc_items.append(WorkItem(doc.document_id, page, todo, known, force))
+                doc_scheduled[page.identity] = (doc.document_id, page.index)
+            if doc_items:
+                data, reason = _read_verified(doc)
+                if data is None:
+                    unreadable[doc.document_id] = reason
+                    continue
+                sources[doc.document_id] = data
+            items.extend(doc_items)
+            copies.extend(doc_copies)
+            scheduled.update(doc_scheduled)
+        return items, sources, copies, unreadable
 
     def _write_back(self, pipeline: Pipeline, outcomes: Sequence[StageOutcome]) -> None:
         """Store new results in the local tiers (executors already wrote Redis and S3)."""
@@ -391,6 +432,7 @@ class IncrementalProcessor:
         pipeline: Pipeline,
         hits: Mapping[str, Any],
         outcomes: Sequence[StageOutcome],
+        manifests: Mapping[str, Manifest],
     ) -> tuple[list[ProcessingResult], list[PageEvent]]:
         by_page: dict[tuple[str, int], dict[str, StageOutcome]] = {}
         for o in outcomes:
@@ -399,19 +441,21 @@ class IncrementalProcessor:
         results: list[ProcessingResult] = []
         events: list[PageEvent] = []
         now = _dt.datetime.now(_dt.UTC)
+        stamp = now.timestamp()
+        keep = self._result_ttl(pipeline)
         for plan in plans:
             cs, doc = plan.change, plan.change.document
+            manifest = manifests.get(doc.document_id)
             if plan.mode == "unchanged" and plan.previous is not None:
-                self._save_manifest(cs)
+                self._save_manifest(cs, manifest)
                 whole: _Status = (plan.prev_tier, "document", 0.0, None)
                 events.extend(_events(cs, pipeline, lambda c, s, st=whole: st))
+                # this run's own metadata: the previous run's counts and threshold are stale
                 meta = {
                     **plan.previous.metadata,
-                    "mode": "unchanged",
-                    "changed_pages": (),
-                    "incremental_update": False,
+                    **self._metadata(cs, plan.mode, plan.previous.pages, now),
                 }
-                results.append(dataclasses.replace(plan.previous, metadata=meta))
+                results.append(dataclasses.replace(plan.previous, document=doc, metadata=meta))
                 continue
             pages: list[PageResult] = []
             status_of: dict[tuple[int, str], _Status] = {}
@@ -442,33 +486,68 @@ class IncrementalProcessor:
                         errors[s] = "not computed"
                         status_of[(i, s)] = ("failed", "page", 0.0, "not computed")
                 pages.append(PageResult(i, page.identity, values, errors))
-            counts = cs.counts()
+            # the document result serves its pages' stage results, so it must not outlive the
+            # shortest stage TTL, nor the pages it reuses from the previous result
+            expires = stamp + keep
+            if plan.pages and plan.previous is not None:
+                expires = min(expires, _expires_at(plan.previous))
             result = ProcessingResult(
                 document=doc,
                 pages=tuple(pages),
                 stages=pipeline.names,
                 pipeline_fingerprint=pipeline.fingerprint,
-                metadata={
-                    "last_updated": now,
-                    "changed_pages": cs.changed_pages,
-                    "incremental_update": plan.mode == "incremental",
-                    "mode": plan.mode,
-                    "change_threshold": self.change_threshold,
-                    "changed_fraction": cs.changed_fraction,
-                    "failed_pages": tuple(p.number for p in pages if not p.ok),
-                    **{f"{k}_pages": v for k, v in counts.items()},
-                },
+                metadata={**self._metadata(cs, plan.mode, pages, now), "expires_at": expires},
             )
             results.append(result)
-            self.cache.set(result_key(doc.document_id, pipeline), result, ttl=self.result_ttl)
-            self._save_manifest(cs)
+            if expires > stamp:  # inf - stamp stays inf: no expiry
+                self.cache.set(result_key(doc.document_id, pipeline), result, ttl=expires - stamp)
+            self._save_manifest(cs, manifest)
             events.extend(_events(cs, pipeline, lambda c, s, st=status_of: st[(c.new_index, s)]))
         return results, events
 
-    def _save_manifest(self, cs: ChangeSet) -> None:
-        prev = cs.previous
-        if prev is None or cs.file_changed or prev.document.fingerprint != cs.document.fingerprint:
+    def _metadata(
+        self, cs: ChangeSet, mode: Mode, pages: Sequence[PageResult], now: _dt.datetime
+    ) -> dict[str, Any]:
+        return {
+            "last_updated": now,
+            "changed_pages": cs.changed_pages,
+            "incremental_update": mode == "incremental",
+            "mode": mode,
+            "change_threshold": self.change_threshold,
+            "changed_fraction": cs.changed_fraction,
+            "failed_pages": tuple(p.number for p in pages if not p.ok),
+            **{f"{k}_pages": v for k, v in cs.counts().items()},
+        }
+
+    def _result_ttl(self, pipeline: Pipeline) -> float:
+        """Seconds a document result may be kept: the least of `result_ttl` and every stage's
+        TTL (None: the cache's default; inf: no expiry)."""
+        default = self.cache.config.cache_ttl
+        ttls = [self.result_ttl, *(pipeline.ttl(s) for s in pipeline.names)]
+        resolved = [default if t is None else t for t in ttls]
+        return min((float(t) for t in resolved if t is not None), default=math.inf)
+
+    def _save_manifest(self, cs: ChangeSet, manifest: Manifest | None) -> None:
+        # `cs.previous` may be this pipeline's last document; the manifest is the document's
+        if manifest is None or manifest.document.fingerprint != cs.document.fingerprint:
             self.detector.save_manifest(cs.document)
+
+
+def _expires_at(result: ProcessingResult) -> float:
+    """When a document result's oldest page result expires (epoch seconds; inf: never)."""
+    value = result.metadata.get("expires_at")
+    return float(value) if isinstance(value, int | float) else math.inf
+
+
+def _read_verified(doc: Document) -> tuple[bytes | None, str]:
+    """The file's bytes when they still hash to what was detected, else None and why."""
+    try:
+        data = Path(doc.path).read_bytes()
+    except OSError as exc:
+        return None, f"cannot read {doc.path}: {exc}"
+    if hash_bytes(data) != doc.fingerprint.content_hash:
+        return None, f"{doc.path} changed while it was being processed; run again"
+    return data, ""
 
 
 _Copy = tuple[str, int, str, int]  # computed (document, page index) -> copy (document, index)
