@@ -11,8 +11,9 @@ digest then folds in, by name, every global the code reads:
 - any other value (a constant, a lookup table): its content digest (`tore_nb.keys.hash_value`).
   A global that cannot be content-hashed counts by its type only (and, for a user type, its
   class's fingerprint); a global or closure variable the function itself changes (assigns with
-  `global`/`nonlocal`, or calls `append`, `update`, `add`... on, unless it is a module or a
-  class) is state, not an input, and counts by name only;
+  `global`/`nonlocal`, writes an item or attribute of, `seen[x] = True`, `n[0] += 1`,
+  `del memo[k]`, `log.last = x`, or calls `append`, `update`, `add`... on, unless it is a
+  module or a class) is state, not an input, and counts by name only;
 - plain containers (lists, tuples, dicts, sets) that hold functions, classes, modules or user
   objects: item by item, so a helper reached through a dispatch table counts by its code;
 - bound methods: their function and the object they are bound to.
@@ -67,6 +68,10 @@ _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLO
 _STORE_OPS = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL", "STORE_DEREF", "DELETE_DEREF"})
 _DEREF_OPS = frozenset({"LOAD_DEREF", "LOAD_CLASSDEREF", "STORE_DEREF", "DELETE_DEREF"})
 _ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+# a subscript key loaded in one instruction (`seen[x]`, `n[0]`, `memo[KEY]`)
+_KEY_LOADS = frozenset(
+    {"LOAD_CONST", "LOAD_SMALL_INT", "LOAD_FAST", "LOAD_FAST_BORROW", "LOAD_GLOBAL", "LOAD_DEREF"}
+)
 # calling one of these on a global or closure variable marks it as state the function keeps
 # (a call log, a counter), not an input: it is left out of the fingerprint
 _MUTATORS = frozenset(
@@ -273,8 +278,8 @@ class _CodeInfo:
         self.globals = names
         self.chains = chains  # global name -> attribute chains read from it (for modules)
         self.state = state  # globals and closure variables the function assigns
-        # ... and those it calls a mutator on: state too, unless they hold a module or a class
-        # (`utils.update(x)` and `Vec.add(a, b)` call code)
+        # ... and those it calls a mutator on or writes an item or attribute of: state too,
+        # unless they hold a module or a class (`utils.update(x)` and `Vec.add(a, b)` call code)
         self.mutated = mutated
 
     def is_state(self, name: str, value: Any) -> bool:
@@ -365,13 +370,60 @@ def _make_info(fn: types.FunctionType) -> _CodeInfo:
     code = fn.__code__
     source = _own_source(fn)
     digest = None
+    stored: frozenset[str] | None = None
     if source is not None:
         with contextlib.suppress(SyntaxError):
-            digest = "src:" + normalized_source_digest(source)
-    if digest is None:
+            tree = ast.parse(textwrap.dedent(source))
+            digest = "src:" + tree_digest(tree)
+            stored = _stored_into(tree)
+    if digest is None or stored is None:
         digest = "code:" + code_digest(code)
+        stored = _stored_into_code(code)
     names, chains, state, mutated = _global_reads(code)
-    return _CodeInfo(digest, names, chains, state, mutated)
+    return _CodeInfo(digest, names, chains, state, mutated | stored)
+
+
+def _stored_into(tree: ast.AST) -> frozenset[str]:
+    """Names whose items or attributes the code assigns or deletes (`seen[x] = True`,
+    `n[0] += 1`, `del memo[k]`, `box.value = v`): read from the source, since the bytecode does
+    not say which value a STORE_SUBSCR writes into."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript | ast.Attribute) and not isinstance(node.ctx, ast.Load):
+            base: ast.expr = node
+            while isinstance(base, ast.Subscript | ast.Attribute):
+                base = base.value
+            if isinstance(base, ast.Name):
+                names.add(base.id)
+    return frozenset(names)
+
+
+def _stored_into_code(code: types.CodeType) -> frozenset[str]:
+    """`_stored_into` for code without source, by the bytecode patterns of the usual cases: a
+    global (or closure variable, and its attributes) then one load of the key then
+    STORE_SUBSCR, DELETE_SUBSCR or the start of `+=` (COPY, COPY, BINARY_SUBSCR), or directly
+    STORE_ATTR / DELETE_ATTR."""
+    names: set[str] = set()
+    for sub in _iter_codes(code):
+        ops = [i for i in dis.get_instructions(sub) if i.opname not in ("CACHE", "EXTENDED_ARG")]
+        for at, ins in enumerate(ops):
+            named = ins.opname in _GLOBAL_OPS or ins.opname in _DEREF_OPS
+            if not named or not ins.opname.startswith("LOAD") or not isinstance(ins.argval, str):
+                continue
+            end = at + 1
+            while end < len(ops) and ops[end].opname in _ATTR_OPS:
+                end += 1
+            after = [i.opname for i in ops[end : end + 4]]
+            if after[:1] in (["STORE_ATTR"], ["DELETE_ATTR"]) or (
+                after[:1]
+                and after[0] in _KEY_LOADS
+                and (
+                    after[1:2] in (["STORE_SUBSCR"], ["DELETE_SUBSCR"])
+                    or after[1:4] == ["COPY", "COPY", "BINARY_SUBSCR"]
+                )
+            ):
+                names.add(ins.argval)
+    return frozenset(names)
 
 
 # -- the walk -------------------------------------------------------------------------------------

@@ -10,20 +10,41 @@ The analysis errs towards inputs: a name bound only on some paths (in an `if`, a
 `match` case) does not hide a later read of it (a loop body is taken to run), and a function
 of the cell reads its free names from the namespace when it may be called before the cell
 binds them.
+
+A name the cell changes in place is an output too: `x[i] = v`, `x.a = v`, `del x[i]`, a call of
+a mutating method on it (`x.append(v)`, `x.update(...)`, `x[k].add(v)`: the names in
+`tore_nb.fingerprint._MUTATORS`) and any method call with `inplace=True` (`df.x.drop(...,
+inplace=True)`).
+
+IPython's history variables read explicitly (`_`, `__`, `_i`, `_5`...) are inputs by value. The
+code that `%time`, `%timeit`, `%prun` and `%%capture` run is analysed as the cell's own
+(`%timeit`'s as a function of its own), and `{x}` or `$x` in a shell command (`!ls {x}`) reads
+x. A cell that reads `In` or `Out`, or runs any other magic than a setting (`SETUP_MAGICS`) or
+a display (`%%html`), is `uncacheable`: it depends on what tore_nb cannot see.
+
+Known limits: a name passed to a function that changes it (`random.shuffle(xs)`,
+`heapq.heappush(h, v)`), a mutating call through an attribute (`obj.items.append(v)`), or a
+function of the cell that changes a global without `global` (`def add(v): items.append(v)`)
+does not make that name an output: name it with `--vars`, or rebind it (`xs = shuffled(xs)`).
+Magics reached through a variable (`ip = get_ipython()`) are not seen.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import re
-from collections.abc import Sequence
+import string
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ..fingerprint import tree_digest
+from ..fingerprint import _MUTATORS, tree_digest
 
-__all__ = ["IPYTHON_NAMES", "CellAnalysis", "analyze_cell"]
+__all__ = ["IPYTHON_NAMES", "SETUP_MAGICS", "CellAnalysis", "analyze_cell", "is_setup_magic"]
 
-# names IPython keeps in the user namespace: reading them is not a data dependency
+# names IPython keeps in the user namespace that are not data: never inputs nor keyed. Its
+# output and input history (`_`, `__`, `_i`, `_5`, `_i5`...) is data: read explicitly, an input
+# by value like any other
 IPYTHON_NAMES = frozenset(
     {
         "In",
@@ -33,13 +54,6 @@ IPYTHON_NAMES = frozenset(
         "quit",
         "_ih",
         "_oh",
-        "_dh",
-        "_i",
-        "_ii",
-        "_iii",
-        "_",
-        "__",
-        "___",
         "__builtins__",
         "__builtin__",
         "__name__",
@@ -50,6 +64,29 @@ IPYTHON_NAMES = frozenset(
     }
 )
 _SKIP_OUTPUT = re.compile(r"^_(i{1,3}|i?\d+|ih|oh|dh)?$")
+# the whole history, which grows on every execution: a cell that reads it cannot be keyed
+_HISTORY = frozenset({"In", "Out", "_ih", "_oh"})
+# line magics that only change settings: harmless in a cached cell (see `is_setup_magic`)
+SETUP_MAGICS = frozenset(
+    {
+        "matplotlib",
+        "config",
+        "load_ext",
+        "reload_ext",
+        "precision",
+        "autoreload",
+        "aimport",
+        "xmode",
+        "colors",
+    }
+)
+# cell magics that only display their body, which the code digest covers
+_DISPLAY_MAGICS = frozenset({"html", "HTML", "javascript", "js", "latex", "markdown", "svg"})
+# options of the magics that take them before their code (IPython's `parse_options` specs)
+_OPTIONS = {"timeit": "n:r:tcp:qo", "prun": "D:l:rs:T:q"}
+_CAPTURE_FLAGS = frozenset({"--no-stderr", "--no-stdout", "--no-display"})
+# `$name` in a shell command (`!ls $path`): IPython substitutes the variable; `$$` is a `$`
+_DOLLAR = re.compile(r"(?<!\$)\$([A-Za-z_]\w*)")
 
 
 @dataclass(frozen=True)
@@ -65,6 +102,9 @@ class CellAnalysis:
     # attribute chains read from each input (`utils.compute` gives ("utils", (("compute",),))):
     # a local module input counts by the code of what the cell reads from it
     attributes: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = ()
+    # why the cell cannot be cached (it reads `Out`, it runs `%cd`), or None: such a cell is
+    # run as it is, uncached
+    uncacheable: str | None = None
 
 
 _DEF_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -76,6 +116,8 @@ def analyze_cell(source: str) -> CellAnalysis:
     >>> a = analyze_cell("import math\\ny = math.sqrt(x) + y0  # comment\\nz = y")
     >>> a.inputs, a.outputs, a.definitions
     (('x', 'y0'), ('math', 'y', 'z'), ('math',))
+    >>> analyze_cell("get_ipython().run_line_magic('cd', '/tmp')").uncacheable
+    'it runs %cd, which tore_nb cannot see into'
     """
     tree = ast.parse(source)
     flow = _Flow()
@@ -99,6 +141,10 @@ def analyze_cell(source: str) -> CellAnalysis:
     outputs = [
         n for n in dict.fromkeys(written) if not _SKIP_OUTPUT.match(n) and n not in resources
     ]
+    uncacheable = _uncacheable(tree)
+    history = [n for n in inputs if n in _HISTORY]
+    if uncacheable is None and history:
+        uncacheable = f"it reads {history[0]}, which changes on every execution"
     inputs = [n for n in inputs if n not in IPYTHON_NAMES]
     return CellAnalysis(
         source=source,
@@ -106,18 +152,22 @@ def analyze_cell(source: str) -> CellAnalysis:
         inputs=tuple(inputs),
         outputs=tuple(outputs),
         definitions=tuple(n for n in outputs if last_def.get(n)),
-        deleted=tuple(sorted(flow.deleted - bound)),
+        # every name the cell deletes, even if it binds it again: the run keeps those that are
+        # gone once the cell has run, and a hit deletes them
+        deleted=tuple(sorted(flow.deleted)),
         attributes=_attribute_chains(tree, set(inputs)),
+        uncacheable=uncacheable,
     )
 
 
 def _attribute_chains(
     tree: ast.AST, names: set[str]
 ) -> tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]:
-    """The longest attribute chains read from each of `names`, anywhere in the tree."""
+    """The longest attribute chains read from each of `names`, anywhere in the tree (and in the
+    code its magics run)."""
     found: dict[str, set[tuple[str, ...]]] = {}
     inner: set[int] = set()  # ast.walk goes outside in: `a.b` inside `a.b.c` is not a chain
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if not isinstance(node, ast.Attribute) or id(node) in inner:
             continue
         attrs: list[str] = []
@@ -129,6 +179,190 @@ def _attribute_chains(
         if isinstance(base, ast.Name) and base.id in names:
             found.setdefault(base.id, set()).add(tuple(reversed(attrs)))
     return tuple((name, tuple(sorted(chains))) for name, chains in sorted(found.items()))
+
+
+def _uncacheable(tree: ast.AST) -> str | None:
+    """Why the cell's magics keep it from being cached, or None."""
+    for node in _walk(tree):
+        if isinstance(node, ast.Call):
+            magic = _shell_call(node)
+            if isinstance(magic, str):
+                return magic
+    return None
+
+
+# -- IPython syntax, as `transform_cell` writes it: get_ipython().run_line_magic('time', 'x = 1')
+@dataclass(frozen=True)
+class _Magic:
+    """What a magic (or a shell command) does that the analysis can follow."""
+
+    code: tuple[ast.stmt, ...] = ()  # runs in the namespace (%time, %prun, %%capture)
+    timed: ast.FunctionDef | None = None  # runs in a function of its own (%timeit)
+    binds: tuple[str, ...] = ()  # names it assigns (%%capture NAME)
+
+
+def _shell_call(node: ast.Call) -> _Magic | str | None:
+    """A call of `get_ipython().<method>(...)`: what its magic runs, or why the cell cannot be
+    cached; None for any other call."""
+    func = node.func
+    if not (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Call)
+        and isinstance(func.value.func, ast.Name)
+        and func.value.func.id == "get_ipython"
+    ):
+        return None
+    method = func.attr
+    texts = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    literal = len(texts) == len(node.args) and not node.keywords
+    if method in ("system", "getoutput"):
+        # `!cmd`: its output is recorded like any other; `{x}` and `$x` in it read x (a command
+        # made by the code is a plain call: its arguments are read)
+        return _Magic(code=_expansions(texts[0])) if literal and len(texts) == 1 else None
+    if method not in ("run_line_magic", "run_cell_magic"):
+        return f"it calls get_ipython().{method}(), which tore_nb cannot see into"
+    cell = method == "run_cell_magic"
+    if not literal or len(texts) != (3 if cell else 2):
+        return "it runs a magic whose arguments tore_nb cannot read"
+    return _read_magic(texts[0], texts[1], texts[2] if cell else None)
+
+
+@functools.lru_cache(maxsize=512)
+def _read_magic(name: str, line: str, body: str | None) -> _Magic | str:
+    """What `%name line` (or `%%name line` over `body`) runs, or why the cell cannot be cached."""
+    shown = f"%{name}" if body is None else f"%%{name}"
+    if (body is None and name in SETUP_MAGICS) or (body is not None and name in _DISPLAY_MAGICS):
+        return _Magic()
+    timed = False
+    binds: tuple[str, ...] = ()
+    if name == "time":
+        code = line if body is None else body
+    elif name in _OPTIONS:
+        rest = _strip_options(line, _OPTIONS[name])
+        if rest is None:
+            return f"tore_nb cannot read the options of {shown}"
+        # %%timeit: the line is setup code; %%prun: the line and the body are one program
+        code = rest if body is None else f"{rest}\n{body}"
+        timed = name == "timeit"  # its code runs inside a function: it binds nothing here
+    elif name == "capture" and body is not None:
+        words = [w for w in line.split() if w not in _CAPTURE_FLAGS]
+        if len(words) > 1 or not all(w.isidentifier() for w in words):
+            return f"tore_nb cannot read the options of {shown}"
+        code, binds = body, tuple(words)
+    else:
+        return f"it runs {shown}, which tore_nb cannot see into"
+    stmts = _parse_code(code)
+    if stmts is None:
+        return f"tore_nb cannot read the code {shown} runs"
+    if timed:
+        scope = ast.parse("def _(): pass").body[0]
+        assert isinstance(scope, ast.FunctionDef)
+        scope.name, scope.body = f"<{name}>", list(stmts) or scope.body  # no Name can bind it
+        return _Magic(timed=scope)
+    return _Magic(code=stmts, binds=binds)
+
+
+def _strip_options(line: str, spec: str) -> str | None:
+    """`line` without the leading options `spec` allows (`-n 3 -r1 -q x = f()` gives `x = f()`);
+    None when it holds one that `spec` does not."""
+    rest = line.strip()
+    while rest.startswith("-"):
+        token, _, rest = rest.partition(" ")
+        rest = rest.lstrip()
+        if token == "--":
+            break
+        letters = token[1:]
+        while letters:
+            letter, letters = letters[0], letters[1:]
+            at = spec.find(letter)
+            if letter == ":" or at < 0:
+                return None
+            if spec[at + 1 : at + 2] == ":":  # takes a value: the rest of the token, or the next
+                if not letters:
+                    value, _, rest = rest.partition(" ")
+                    rest = rest.lstrip()
+                    if not value:
+                        return None
+                letters = ""
+    return rest
+
+
+def _parse_code(code: str) -> tuple[ast.stmt, ...] | None:
+    """The statements of the code a magic runs; it may hold IPython syntax of its own."""
+    try:
+        return tuple(ast.parse(code).body)
+    except SyntaxError:
+        pass
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        manager = TransformerManager()  # type: ignore[no-untyped-call]
+        return tuple(ast.parse(manager.transform_cell(code)).body)
+    except Exception:  # no IPython, or code that does not parse either way
+        return None
+
+
+def _expansions(command: str) -> tuple[ast.stmt, ...]:
+    """What IPython substitutes into a shell command, as statements that read it: `{expr}`
+    and `$name` (an expression that does not parse is left as text by IPython too)."""
+    exprs: list[ast.expr] = [ast.Name(n, ast.Load()) for n in _DOLLAR.findall(command)]
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(command) if f]
+    except ValueError:  # an unmatched brace: IPython leaves the command as it is
+        fields = []
+    for field in fields:
+        try:
+            exprs.append(ast.parse(field, mode="eval").body)
+        except SyntaxError:
+            continue
+    return tuple(ast.Expr(e) for e in exprs)
+
+
+def _walk(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node of `tree` and of the code its magics run (`ast.walk` order within each)."""
+    todo: list[ast.AST] = [tree]
+    while todo:
+        for node in ast.walk(todo.pop()):
+            yield node
+            if isinstance(node, ast.Call):
+                magic = _shell_call(node)
+                if isinstance(magic, _Magic):
+                    todo += [*magic.code, *([magic.timed] if magic.timed else [])]
+
+
+def is_setup_magic(stmt: ast.stmt) -> bool:
+    """Whether a statement runs a settings magic (`%matplotlib inline`, `%load_ext x`): a hit
+    should run it again, as it runs the cell's definitions.
+
+    >>> is_setup_magic(ast.parse("get_ipython().run_line_magic('load_ext', 'x')").body[0])
+    True
+    """
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Call)
+        and isinstance(stmt.value.func, ast.Attribute)
+        and stmt.value.func.attr == "run_line_magic"
+        and _shell_call(stmt.value) == _Magic()
+    )
+
+
+def _mutated_by(call: ast.Call) -> str | None:
+    """The name a call changes in place: `x.append(v)`, `x[k].update(d)` (a mutating method on
+    a name, through subscripts only: `sys.path.append(p)` does not change a value of the cell's),
+    `x.col.fillna(0, inplace=True)`; None for any other call."""
+    func = call.func
+    if not isinstance(func, ast.Attribute):
+        return None
+    inplace = any(
+        k.arg == "inplace" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+        for k in call.keywords
+    )
+    if func.attr not in _MUTATORS and not inplace:
+        return None
+    base = func.value
+    while isinstance(base, ast.Subscript) or (inplace and isinstance(base, ast.Attribute)):
+        base = base.value
+    return base.id if isinstance(base, ast.Name) else None
 
 
 def _def_names(stmt: ast.stmt) -> list[str]:
@@ -151,7 +385,7 @@ class _Flow(ast.NodeVisitor):
         self.reads: list[str] = []
         self.stores: list[str] = []
         self.deferred: set[str] = set()
-        self.deleted: set[str] = set()
+        self.deleted: set[str] = set()  # every name a `del` removes
         self.global_writes: set[str] = set()
         self.mutated: list[str] = []
         self.resources: set[str] = set()  # `with ... as name`: files, locks, sessions
@@ -180,12 +414,10 @@ class _Flow(ast.NodeVisitor):
     def bind(self, name: str) -> None:
         self.bound.add(name)
         self.stores.append(name)
-        self.deleted.discard(name)
 
     def bind_maybe(self, name: str) -> None:
         """A bind that may not happen (a walrus in a comprehension that may not iterate)."""
         self.stores.append(name)
-        self.deleted.discard(name)
 
     def define(self, name: str, free: set[str]) -> None:
         self.bind(name)
@@ -226,6 +458,24 @@ class _Flow(ast.NodeVisitor):
                 self.mutated.append(base.id)
 
     visit_Subscript = visit_Attribute = _target
+
+    def visit_Call(self, node: ast.Call) -> None:
+        magic = _shell_call(node)
+        if isinstance(magic, _Magic):  # the code a magic runs, here (an `uncacheable` one: no)
+            for stmt in magic.code:
+                self.visit(stmt)
+            if magic.timed is not None:
+                free, writes, _ = _free_names(magic.timed)
+                for name in sorted(free):
+                    self.read(name)
+                self.global_writes |= writes
+            for name in magic.binds:
+                self.bind(name)
+            return
+        self.generic_visit(node)
+        changed = _mutated_by(node)
+        if changed is not None:
+            self.mutated.append(changed)
 
     def visit_Assign(self, node: ast.Assign) -> None:
         if isinstance(node.value, ast.Lambda) and all(
@@ -394,6 +644,8 @@ class _Flow(ast.NodeVisitor):
         for name in sorted(free):
             self.read(name)
         self.global_writes |= writes
+        # `[seen.add(x) for x in xs]` runs now: it changes seen as a call in the cell would
+        self.mutated += sorted(_mutated_in(node) & free)
         for name in sorted(leaked):  # `[y := v for v in xs]` binds y here, if xs is not empty
             self.bind_maybe(name)
 
@@ -473,6 +725,14 @@ def _free_names(scope: ast.AST) -> tuple[set[str], set[str], set[str]]:
             # a comprehension's `:=` binds in the scope around it (or further out)
             (leaked if comprehension else bound).update(inner_leaked)
             continue
+        if isinstance(node, ast.Call):
+            magic = _shell_call(node)
+            if isinstance(magic, _Magic):  # the code a magic runs is part of this scope
+                stack.extend(reversed(magic.code))
+                if magic.timed is not None:
+                    stack.append(magic.timed)
+                bound.update(magic.binds)
+                continue
         if comprehension and isinstance(node, ast.NamedExpr):
             assert isinstance(node.target, ast.Name)
             leaked.add(node.target.id)
@@ -498,3 +758,21 @@ def _free_names(scope: ast.AST) -> tuple[set[str], set[str], set[str]]:
         # a method reading the class's own name runs once the class is bound
         return (loads - local) | (nested_free - {scope.name}), writes, leaked
     return (loads | nested_free) - local, writes, leaked
+
+
+def _mutated_in(scope: ast.AST) -> set[str]:
+    """The names mutating calls change in a comprehension, not counting nested functions."""
+    found: set[str] = set()
+    stack: list[ast.AST] = [scope]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Call):
+            changed = _mutated_by(node)
+            if changed is not None:
+                found.add(changed)
+        stack.extend(
+            child
+            for child in ast.iter_child_nodes(node)
+            if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        )
+    return found

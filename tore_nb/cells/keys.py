@@ -139,7 +139,11 @@ def _file_parts(pattern: str) -> list[KeyPart]:
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """xxh3-128 of a file's bytes, read in 1 MB chunks; 'missing' when it does not exist."""
+    """xxh3-128 of a file's bytes, read in 1 MB chunks; 'missing' when it does not exist. A
+    directory counts by what it holds, recursively: each entry's relative path and, for a file,
+    its digest (at most `MAX_DIRECTORY_ENTRIES` entries: a larger tree raises ValueError)."""
+    if os.path.isdir(path):
+        return _directory_digest(os.fspath(path))
     h = xxhash.xxh3_128()
     try:
         with open(path, "rb") as f:
@@ -147,6 +151,33 @@ def file_digest(path: str | os.PathLike[str]) -> str:
                 h.update(chunk)
     except FileNotFoundError:
         return "missing"
-    except IsADirectoryError:
-        return "directory"
+    return h.hexdigest()
+
+
+MAX_DIRECTORY_ENTRIES = 10_000
+
+
+def _directory_digest(root: str) -> str:
+    h = xxhash.xxh3_128(b"directory\0")
+    count = 0
+    # sorted walk, relative posix paths: the same tree gives the same digest on any machine
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        rel = os.path.relpath(folder, root).replace(os.sep, "/")
+        for name in [*dirs, *sorted(files)]:
+            count += 1
+            if count > MAX_DIRECTORY_ENTRIES:
+                raise ValueError(
+                    f"--files {root}: the directory holds more than {MAX_DIRECTORY_ENTRIES} "
+                    f"entries; name the files the cell reads, or a glob (dir/*.csv)"
+                )
+            full = os.path.join(folder, name)
+            if name in dirs:
+                # os.walk does not follow a link to a directory: it counts by its target
+                digest = f"link:{os.readlink(full)}" if os.path.islink(full) else "dir"
+            elif os.path.isfile(full) or not os.path.lexists(full):
+                digest = file_digest(full)
+            else:  # a fifo or a socket, or a dangling link: reading it could block or fail
+                digest = "special"
+            h.update(f"{rel}/{name}\0{digest}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
