@@ -120,7 +120,9 @@ def test_default_ttl_from_config(embedded_config: CacheConfig, moved_clock: None
 
 def test_promoted_copies_keep_their_age(tmp_path: Path, redis_url: str, moved_clock: None) -> None:
     cfg = CacheConfig(disk_cache_path=str(tmp_path / "d"), redis_url=redis_url)
-    make(cfg).set("k", "v", tiers=["redis"])
+    writer = make(cfg)
+    writer.set("k", "v", tiers=["redis"])
+    writer.flush()  # its background delete of faster copies must not land after the promotion
     clock.advance(120)
     fresh = make(cfg)  # another kernel: empty memory, the same Redis
     first = fresh.fetch("k")

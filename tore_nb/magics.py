@@ -12,6 +12,7 @@ Defaults are traitlets configuration, so `%config TcacheMagics.ttl = 3600` works
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import re
 from collections.abc import Callable
@@ -159,7 +160,8 @@ class TcacheMagics(Magics):
 
         The key is the cell's code (through ast: comments and layout do not count), the
         content of every variable it reads, the code of the functions it calls, and --deps and
-        --files. A hit restores the variables and replays the outputs in order.
+        --files. A hit restores the variables and replays the outputs in order. A cell with
+        top-level `await` cannot be run by %%tcache inside Jupyter's running event loop.
         """
         args = parse_argstring(self.tcache_cell, line)
         tiers = _names(args.tiers) if args.tiers else self.tiers
@@ -182,6 +184,7 @@ class TcacheMagics(Magics):
         )
         shell = self.ip
         source = shell.transform_cell(cell)
+        _refuse_top_level_await(shell, cell, source)
         key = None
         if args.explain:
             key = self._explain_cell(source, options)  # the run reuses it: inputs hashed once
@@ -204,7 +207,13 @@ class TcacheMagics(Magics):
         shell = self.ip
 
         def run() -> None:
+            hook: Any = getattr(shell, "displayhook", None)
+            outer = getattr(hook, "exec_result", None)
             result = shell.run_cell(cell, store_history=False)
+            if outer is not None:  # the nested run detached the %%tcache cell's own result
+                hook.exec_result = outer
+                if result.result is not None:
+                    outer.result = result.result
             if not result.success:
                 error = result.error_in_exec or result.error_before_exec
                 _quiet(error)
@@ -212,11 +221,17 @@ class TcacheMagics(Magics):
 
         return run
 
-    def _explain_cell(self, source: str, options: CellOptions) -> CellKey:
-        """Show what changed in the cell's key since its stored entry; the key, for the run."""
+    def _explain_cell(self, source: str, options: CellOptions) -> CellKey | None:
+        """Show what changed in the cell's key since its stored entry; the key, for the run
+        (None when the cell cannot be keyed: the run then says why and runs it uncached)."""
         try:
+            analysis = cells.analyze_cell(source)
+            uncacheable = analysis.uncacheable
+            if uncacheable:
+                print(f"tcache --explain: this cell is not cached: {uncacheable}")
+                return None
             key = cells.cell_key(
-                cells.analyze_cell(source),
+                analysis,
                 self.ip.user_ns,
                 name=options.name,
                 deps=options.deps,
@@ -224,8 +239,9 @@ class TcacheMagics(Magics):
                 variables=options.variables,
                 skip=cells.IPYTHON_NAMES,  # as run_cached_cell keys it
             )
-        except (SyntaxError, TypeError) as exc:
-            raise UsageError(f"--explain: cannot key this cell: {exc}") from None
+        except (SyntaxError, cells.UnhashableInput) as exc:
+            print(f"tcache --explain: cannot key this cell: {exc}")
+            return None
         self._show(cells.explain(key.parts, cells.latest_parts(self.cache, key.label), key.label))
         return key
 
@@ -311,6 +327,25 @@ class TcacheMagics(Magics):
         lines.append(f"cache: {self.cache!r}")
         lines.append(f"config: {self.cache.config!r}")
         return "\n".join(lines)
+
+
+def _refuse_top_level_await(shell: Any, cell: str, source: str) -> None:
+    """A cell with top-level `await` runs only as a coroutine; %%tcache runs it from synchronous
+    code, which inside an event loop already running (Jupyter's kernel) cannot wait for one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return  # a terminal: IPython runs the coroutine in its own loop
+    should_run_async = getattr(shell, "should_run_async", None)
+    if should_run_async is None or not should_run_async(
+        cell, transformed_cell=source, preprocessing_exc_tuple=None
+    ):
+        return
+    raise UsageError(
+        "%%tcache cannot run a cell with top-level `await` in a running event loop (as in "
+        "Jupyter): the cell was not run. Await in a cell of its own, without %%tcache, and "
+        "cache the cells that use the result; or make the cell synchronous."
+    )
 
 
 def _quiet(error: BaseException | None) -> None:

@@ -6,12 +6,14 @@ binding them (its inputs), which it binds (its outputs), which it binds by `impo
 the normalised code, a digest of every input (modules by name and version, user functions and
 classes by code fingerprint, other values by content), extra `deps`, and files by content.
 
-`run_cached_cell` looks the key up. On a hit it re-executes the cell's definitions, unpickles
-the stored variables (fresh copies each time: an entry is an immutable snapshot, so mutating a
-restored value never corrupts the cache), assigns them all at once, and replays what the cell
-printed and displayed, in order. On a miss it runs the cell while recording its stdout, stderr
-and rich outputs, then stores the variables and the outputs. A cell that raises is not cached;
-a variable that cannot be pickled leaves the cell uncached with one warning naming it.
+`run_cached_cell` looks the key up. On a hit it unpickles the stored variables (fresh copies
+each time: an entry is an immutable snapshot, so mutating a restored value never corrupts the
+cache), assigns them all at once, re-executes the cell's definitions (which so see the cell's
+values), and replays what the cell printed and displayed, in order, its last value back in
+`Out`. On a miss it runs the cell while recording its stdout, stderr and rich outputs, then
+stores the variables and the outputs. A cell that raises is not cached; a variable that cannot
+be pickled, or a cell the analysis marks uncacheable (a magic it cannot see into, a read of
+`In` or `Out`), runs uncached with one warning naming why.
 
 An input that cannot be content-hashed (an open file, a lock, a connection) makes the cell
 uncachable, with a warning naming it: hashing it by identity would give keys that differ in

@@ -2,9 +2,9 @@
 
 `OutputRecorder` tees stdout and stderr and, given an IPython shell, wraps its display
 publisher and display hook, so `display()` calls, `clear_output()` and the value of the last
-expression are recorded too, while still being shown live. `replay` shows them again. Only
-capture utilities of IPython are touched, through the shell object handed in: this module
-imports no IPython.
+expression are recorded too, while still being shown live. `replay` shows them again, and puts
+the last expression's value back in `Out` and `_`. Only capture utilities of IPython are
+touched, through the shell object handed in: this module imports no IPython.
 """
 
 from __future__ import annotations
@@ -17,11 +17,25 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["OutputEvent", "OutputRecorder", "replay"]
+__all__ = ["NO_RESULT", "OutputEvent", "OutputRecorder", "replay"]
 
 log = logging.getLogger("tore_nb.cells")
 
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+class _NoResult:
+    def __repr__(self) -> str:
+        return "NO_RESULT"
+
+
+NO_RESULT: Any = _NoResult()
+"""The cell had no last-expression value for `Out` (or it could not be kept)."""
+
+# The display hook's own output (the Out[n] prompt, the text form of the value): recorded as the
+# 'result' event, so not as stdout too. What runs between them (formatters, `_ipython_display_`,
+# which displays through the publisher) is recorded as usual.
+_HOOK_WRITERS = ("start_displayhook", "write_output_prompt", "finish_displayhook")
 
 
 @dataclass(frozen=True)
@@ -83,17 +97,18 @@ class OutputRecorder:
         self.shell = shell
         self._events: list[OutputEvent] = []
         self._undo: list[Callable[[], None]] = []
-        self.muted = 0  # inside a display call: what it prints is its text form, not output
+        # inside a display call or the display hook's own writing: what is printed there is the
+        # text form of a display or result event, not output of its own
+        self.muted = 0
+        self.result: Any = NO_RESULT  # the value the display hook put in Out[] last
 
     def __enter__(self) -> OutputRecorder:
-        out, err, hook = sys.stdout, sys.stderr, sys.displayhook
+        out, err = sys.stdout, sys.stderr
         sys.stdout = _Tee(out, "stdout", self)  # type: ignore[assignment]
         sys.stderr = _Tee(err, "stderr", self)  # type: ignore[assignment]
-        if self.shell is not None:
-            sys.displayhook = self._muting(hook)
 
         def restore_streams() -> None:
-            sys.stdout, sys.stderr, sys.displayhook = out, err, hook
+            sys.stdout, sys.stderr = out, err
             self.muted = 0
 
         self._undo.append(restore_streams)
@@ -103,10 +118,15 @@ class OutputRecorder:
             if pub is not None:
                 self._patch(pub, "publish", self._publish_wrapper(pub.publish))
                 self._patch(pub, "clear_output", self._clear_wrapper(pub.clear_output))
-            shell_hook = getattr(shell, "displayhook", None)
-            if shell_hook is not None and hasattr(shell_hook, "write_format_data"):
-                wrapped = self._result_wrapper(shell_hook.write_format_data)
-                self._patch(shell_hook, "write_format_data", wrapped)
+            hook = getattr(shell, "displayhook", None)
+            if hook is not None and hasattr(hook, "write_format_data"):
+                wrapped = self._muting(self._result_wrapper(hook.write_format_data))
+                self._patch(hook, "write_format_data", wrapped)
+                for name in _HOOK_WRITERS:
+                    if hasattr(hook, name):
+                        self._patch(hook, name, self._muting(getattr(hook, name)))
+                if hasattr(hook, "update_user_ns"):
+                    self._patch(hook, "update_user_ns", self._value_wrapper(hook.update_user_ns))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -181,6 +201,13 @@ class OutputRecorder:
 
         return wrapper
 
+    def _value_wrapper(self, update: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(result: Any) -> Any:
+            self.result = result
+            return update(result)
+
+        return wrapper
+
     def events(self) -> tuple[OutputEvent, ...]:
         """What was recorded: adjacent writes to one stream merged, progress bars collapsed,
         widget views (which cannot outlive their kernel) left out."""
@@ -224,8 +251,9 @@ def _flush() -> None:
             stream.flush()
 
 
-def replay(events: Iterable[OutputEvent], shell: Any = None) -> None:
-    """Show recorded outputs again, in order (rich data through the shell when there is one)."""
+def replay(events: Iterable[OutputEvent], shell: Any = None, *, result: Any = NO_RESULT) -> None:
+    """Show recorded outputs again, in order (rich data through the shell when there is one);
+    then, given the cell's last-expression `result`, put it in `Out` and `_` as a run would."""
     pub = getattr(shell, "display_pub", None) if shell is not None else None
     for ev in events:
         if ev.kind == "stdout":
@@ -250,6 +278,24 @@ def replay(events: Iterable[OutputEvent], shell: Any = None) -> None:
             else:
                 sys.stdout.write(str(ev.data.get("text/plain", "")) + "\n")
     _flush()
+    if result is not NO_RESULT and shell is not None:
+        _update_out(shell, result)
+
+
+def _update_out(shell: Any, value: Any) -> None:
+    """What the display hook does with a value besides showing it: Out[n], _, __, ___, and the
+    ExecutionResult of the running cell."""
+    hook = getattr(shell, "displayhook", None)
+    if hook is None or not hasattr(hook, "update_user_ns"):
+        return
+    try:
+        if hasattr(hook, "check_for_underscore"):
+            hook.check_for_underscore()
+        hook.update_user_ns(value)
+        if hasattr(hook, "fill_exec_result"):
+            hook.fill_exec_result(value)
+    except Exception:
+        log.debug("could not put a replayed result in Out", exc_info=True)
 
 
 def _replay_result(shell: Any, ev: OutputEvent) -> bool:
@@ -262,6 +308,8 @@ def _replay_result(shell: Any, ev: OutputEvent) -> bool:
         hook.start_displayhook()
         hook.write_output_prompt()
         hook.write_format_data(dict(ev.data or {}), dict(ev.metadata or {}))
+        if hasattr(hook, "log_output"):  # the output history, as a run records it
+            hook.log_output(dict(ev.data or {}))
         hook.finish_displayhook()
     except Exception:
         log.debug("could not replay a result through the display hook", exc_info=True)

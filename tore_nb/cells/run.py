@@ -1,16 +1,21 @@
 """Run or restore a cell: look its key up; on a hit restore and replay, on a miss run and store.
 
-`run_cached_cell` looks the key up. On a hit it re-executes the cell's definitions, unpickles
-the stored variables (fresh copies each time), assigns them all at once, and replays what the
-cell printed and displayed, in order. On a miss it runs the cell while recording its stdout,
-stderr and rich outputs, then stores the variables and the outputs. A cell that raises is not
-cached; a variable that cannot be pickled, or an input that cannot be hashed, leaves the cell
-uncached with one `CacheWarning` naming it.
+`run_cached_cell` looks the key up. On a hit it unpickles the stored variables (fresh copies
+each time), assigns them all at once, re-executes the cell's definitions (which so see the
+cell's values, as they did when it ran), and replays what the cell printed and displayed, in
+order, putting the last expression's value back in `Out`. On a miss it runs the cell while
+recording its stdout, stderr and rich outputs, then stores the variables and the outputs. A
+cell that raises is not cached; a variable that cannot be pickled, an input that cannot be
+hashed, or a cell its analysis marks uncacheable, leaves the cell uncached (it still runs) with
+one `CacheWarning` naming why.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
+import contextlib
+import dataclasses
 import linecache
 import logging
 import pickle
@@ -23,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..keys import hash_value
 from .analysis import _DEF_NODES, IPYTHON_NAMES, CellAnalysis, analyze_cell
-from .capture import OutputEvent, OutputRecorder, replay
-from .entry import CellEntry, _dumps, _loads, _unpicklable
+from .capture import NO_RESULT, OutputEvent, OutputRecorder, replay
+from .entry import CellEntry, _dump_result, _dumps, _load_result, _loads, _unpicklable
 from .explanation import latest_parts
 from .keys import CELL_FORMAT, LATEST_PREFIX, CellKey, KeyPart, UnhashableInput, cell_key
 
@@ -169,6 +174,11 @@ def run_cached_cell(
     except SyntaxError:
         run()  # let the cell report its own syntax error the usual way
         return CellOutcome("not-cached", reason="the cell could not be parsed")
+    uncacheable = analysis.uncacheable
+    if uncacheable:
+        _warn(f"cell not cached: {uncacheable}")
+        run()
+        return CellOutcome("not-cached", seconds=time.perf_counter() - t0, reason=uncacheable)
     if key is None:
         try:
             key = cell_key(
@@ -196,7 +206,7 @@ def run_cached_cell(
             except _RestoreFailed as exc:
                 log.warning("tcache: could not restore cell %s (%s); running it", key.label, exc)
             else:
-                replay(entry.events, shell)
+                replay(entry.events, shell, result=_load_result(entry, namespace))
                 took = time.perf_counter() - t0
                 saved = max(0.0, entry.compute_seconds - took)
                 cache.metrics.record_saved(saved)
@@ -226,6 +236,7 @@ def run_cached_cell(
         compute,
         time.perf_counter() - t0,
         previous,
+        recorder.result,
     )
 
 
@@ -239,6 +250,7 @@ def _store(
     compute: float,
     took: float,
     previous: tuple[KeyPart, ...] | None,
+    result: Any = NO_RESULT,
 ) -> CellOutcome:
     def not_cached(reason: str) -> CellOutcome:
         _warn(f"cell not cached: {reason}")
@@ -260,6 +272,7 @@ def _store(
         return not_cached(shown)
     nbytes = len(stream) + sum(memoryview(b).nbytes for b in buffers)
     deleted = tuple(n for n in analysis.deleted if n not in namespace)
+    result_name, result_blob = _dump_result(result, values)
     entry = CellEntry(
         CELL_FORMAT,
         key.label,
@@ -271,9 +284,15 @@ def _store(
         events,
         compute,
         time.time(),
-        nbytes,
+        nbytes + len(result_blob or b""),
+        result_name,
+        result_blob,
     )
-    if not cache.set(key.key, entry, opts.ttl, opts.tiers):
+    stored = cache.set(key.key, entry, opts.ttl, opts.tiers)
+    if not stored and result_blob is not None:  # Out[n] is not worth losing the entry for
+        entry = dataclasses.replace(entry, result=None, nbytes=nbytes)
+        stored = cache.set(key.key, entry, opts.ttl, opts.tiers)
+    if not stored:
         limits = [
             cache.tier(t).max_item_bytes
             for t in cache.tier_names
@@ -293,7 +312,15 @@ def _store(
         opts.tiers,
     )
     return CellOutcome(
-        "stored", key, None, took, compute, 0.0, tuple(names), previous=previous, nbytes=nbytes
+        "stored",
+        key,
+        None,
+        took,
+        compute,
+        0.0,
+        tuple(names),
+        previous=previous,
+        nbytes=entry.nbytes,
     )
 
 
@@ -310,10 +337,15 @@ def _size_of(value: Any) -> int:
 def _restore(
     entry: CellEntry, analysis: CellAnalysis, namespace: dict[str, Any]
 ) -> tuple[str, ...]:
-    """Re-run the cell's definitions and assign its variables, all or nothing."""
+    """Assign the cell's variables, then re-run its definitions, all or nothing.
+
+    Variables first: default arguments, class attributes and decorator arguments are evaluated
+    when a definition runs, and must see the cell's values, as they did when the cell ran, not
+    the notebook's current ones."""
     touched = set(analysis.definitions) | set(entry.names) | set(entry.deleted)
     saved = {n: namespace[n] for n in touched if n in namespace}
-    defs = _definitions_code(analysis)
+    module = namespace.get("__name__")
+    seen: set[tuple[str, str]] = set()
 
     def rollback() -> None:
         for n in touched:
@@ -322,33 +354,48 @@ def _restore(
             else:
                 namespace.pop(n, None)
 
-    values: dict[str, Any] | None = None
     try:
+        defs = _definitions_code(analysis)
         try:
-            if defs is not None:
-                exec(defs, namespace)
-            values = _loads(entry)
-        except NameError:  # a definition uses a variable the cell assigns: variables first
-            rollback()
-            values = _loads(entry)
-            namespace.update(values)
-            if defs is not None:
-                exec(defs, namespace)
+            values = _loads(entry, seen)
+        except Exception:
+            # the values need a class the cell defines, not defined here (a fresh kernel):
+            # define what can be without the cell's values, to load them; defined again below
+            for code in defs:
+                with contextlib.suppress(Exception):
+                    exec(code, namespace)
+            values = _loads(entry, seen)
+        namespace.update(values)
+        for code in defs:
+            exec(code, namespace)
+        if any(m == module and n.split(".")[0] in analysis.definitions for m, n in seen):
+            # instances of the cell's classes (or its functions): bind to the final definitions
+            namespace.update(_loads(entry))
     except Exception as exc:
         rollback()
         raise _RestoreFailed(f"{type(exc).__name__}: {exc}") from exc
-    namespace.update(values)
     for n in entry.deleted:
         namespace.pop(n, None)
     return entry.names
 
 
-def _definitions_code(analysis: CellAnalysis) -> types.CodeType | None:
-    tree = ast.parse(analysis.source)
-    tree.body = [s for s in tree.body if isinstance(s, _DEF_NODES)]
-    if not tree.body:
-        return None
-    return compile(tree, _register_source(analysis.source), "exec")  # type: ignore[no-any-return]
+def _definitions_code(analysis: CellAnalysis) -> list[types.CodeType]:
+    """The cell's top-level imports, defs and classes, compiled one statement each (under the
+    cell's own `__future__` imports, as when they ran together)."""
+    statements = [s for s in ast.parse(analysis.source).body if isinstance(s, _DEF_NODES)]
+    if not statements:
+        return []
+    flags = 0
+    for s in statements:
+        if isinstance(s, ast.ImportFrom) and s.module == "__future__":
+            for alias in s.names:
+                feature = getattr(__future__, alias.name, None)
+                flags |= getattr(feature, "compiler_flag", 0)
+    filename = _register_source(analysis.source)
+    return [
+        compile(ast.Module(body=[s], type_ignores=[]), filename, "exec", flags=flags)
+        for s in statements
+    ]
 
 
 def _warn(message: str) -> None:
