@@ -135,6 +135,20 @@ def test_promoted_copies_keep_their_age(tmp_path: Path, redis_url: str, moved_cl
     assert make(cfg).get("k") is None
 
 
+def test_keys_too_long_for_s3_are_refused_there_not_sent(full_config: CacheConfig) -> None:
+    c = make(full_config)
+    long_key = "k" * 1100  # S3 names objects with at most 1024 bytes: it answers a longer one
+    big = os.urandom(2_000_000)  # with an error, which would open the breaker for every key
+    assert c.set(long_key, big)  # routed to disk, Redis and S3: kept by the first two
+    assert c.get_stats()["tiers"]["s3"]["rejected"] == 1
+    assert list(c.tier("s3").iter_keys()) == []
+    c.tier("disk").clear()
+    c.tier("redis").clear()
+    assert c.get(long_key) is None and not c.delete(long_key)
+    assert c.breaker_state("s3") == "closed"
+    assert c.set("ok", big) and c.fetch("ok") is not None
+
+
 @pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "moved"])
 def test_damaged_entries_are_counted_misses(
     embedded_config: CacheConfig, damage: str, caplog: pytest.LogCaptureFixture

@@ -124,6 +124,11 @@ def _match_all(key: str) -> bool:
     return True
 
 
+def _key_fits(tier: Tier, key: str) -> bool:
+    fits = getattr(tier, "key_fits", None)
+    return fits is None or bool(fits(key))
+
+
 class Hit(NamedTuple):
     """A value found in the cache, the tier that served it, and how long the lookup took.
 
@@ -599,9 +604,11 @@ class MultiLevelCache:
             encoded.append((key, value, len(data)))
             targets = explicit if explicit is not None else self.route(len(data))
             for tier in self._tiers:
-                if tier.name in targets and len(data) <= tier.max_item_bytes:
+                if tier.name not in targets:
+                    continue
+                if len(data) <= tier.max_item_bytes and (len(key) < 256 or _key_fits(tier, key)):
                     plan[tier.name][key] = data
-                elif tier.name in targets:
+                else:  # too large, or a key the store cannot name (S3: 1024 bytes)
                     self.metrics.tier(tier.name).rejected += 1
         stored: set[str] = set()
         self._begin_write(keys)

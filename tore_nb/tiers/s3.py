@@ -69,6 +69,9 @@ class S3Tier:
         self.read_timeout = read_timeout
         self.max_attempts = max_attempts
         self.max_item_bytes = max_item_bytes
+        # S3 refuses object names over 1024 bytes, and with an error, not a miss: such keys are
+        # never sent (a read misses, a write is refused before it is planned; see key_fits)
+        self.max_key_bytes = 1024 - len(prefix.encode())
         self.workers = workers
         self.usage_scan_limit = usage_scan_limit
         self._client: Any = None
@@ -131,8 +134,15 @@ class S3Tier:
     def _k(self, key: str) -> str:
         return self.prefix + key
 
+    def key_fits(self, key: str) -> bool:
+        """Whether S3 can name an object for `key` (1024 bytes with the prefix)."""
+        return len(key) * 4 <= self.max_key_bytes or len(key.encode()) <= self.max_key_bytes
+
     # -- Tier protocol -------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
+        if not self.key_fits(key):
+            return None
+
         def do() -> bytes | None:
             obj = self.client.get_object(Bucket=self.bucket, Key=self._k(key))
             expires = obj.get("Metadata", {}).get(_EXPIRES)
@@ -148,6 +158,8 @@ class S3Tier:
         # S3, the slowest tier
         if ttl is not None and math.isnan(ttl):  # "nan" metadata would never expire
             raise ValueError("ttl is NaN")
+        if not self.key_fits(key):
+            raise ValueError(f"s3: a key of {len(key.encode())} bytes is over S3's limit")
         meta = {} if ttl is None or ttl == math.inf else {_EXPIRES: f"{time.time() + ttl:.3f}"}
         self._run(
             lambda: self.client.put_object(
@@ -160,6 +172,8 @@ class S3Tier:
         )
 
     def delete(self, key: str) -> bool:
+        if not self.key_fits(key):
+            return False
         # S3's DELETE does not say whether the object existed: HEAD first (a 404 is None)
         if self._run(lambda: self.client.head_object(Bucket=self.bucket, Key=self._k(key))) is None:
             return False
