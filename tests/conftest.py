@@ -178,3 +178,71 @@ def full_config(tmp_path: Path, redis_url: str, s3_bucket: str, moto_server: Mot
         s3_endpoint_url=moto_server.endpoint_url,
         s3_cache_region="us-east-1",
     )
+
+
+# -- an IPython shell for the notebook-layer tests -----------------------------------------------
+@pytest.fixture(scope="module")
+def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One InteractiveShell for the module; IPython's globals are put back afterwards (it
+    installs its user module as __main__, which multiprocessing's spawn cannot use)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    main, hook = sys.modules["__main__"], sys.displayhook
+    cfg = Config()
+    cfg.HistoryManager.hist_file = ":memory:"
+    cfg.InteractiveShell.colors = "NoColor"
+    ipdir = tmp_path_factory.mktemp("ipython")
+    cls: Any = InteractiveShell
+    shell = cls.instance(config=cfg, ipython_dir=str(ipdir))
+    try:
+        yield shell
+    finally:
+        if "tore_nb" in shell.extension_manager.loaded:
+            shell.run_line_magic("unload_ext", "tore_nb")
+        cls.clear_instance()
+        sys.modules["__main__"], sys.displayhook = main, hook
+
+
+@pytest.fixture
+def ip(shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The module's shell with tore_nb loaded over a fresh embedded cache."""
+    import tore_nb.magics
+
+    monkeypatch.setattr(tore_nb, "_default", None)  # the process-wide cache is put back after
+    tore_nb.get_cache(CacheConfig.embedded(tmp_path / "cache"))
+    shell.reset(new_session=False)
+    if "tore_nb" not in shell.extension_manager.loaded:
+        shell.run_line_magic("load_ext", "tore_nb")
+    magics = tore_nb.magics._loaded[id(shell)]
+    magics.history.clear()
+    magics.last_label = None
+    yield shell
+    for trait in ("enabled", "ttl", "tiers", "verbose"):
+        magics.set_trait(trait, magics.trait_defaults(trait))
+
+
+# -- a local Ray cluster for the modules that fan out ------------------------------------------
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[Any]:
+    """ray.init of a local cluster (2 CPUs, 2 fake GPUs) for one module, shut down after it."""
+    try:
+        import ray
+    except ImportError:
+        if CI:
+            pytest.fail("ray is required with CI=true", pytrace=False)
+        pytest.skip("ray not installed")
+    ray.init(
+        address="local",  # never join a `ray start` cluster that another test left running
+        num_cpus=2,
+        num_gpus=2,
+        include_dashboard=False,
+        object_store_memory=200_000_000,
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+        configure_logging=False,
+        log_to_driver=False,
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

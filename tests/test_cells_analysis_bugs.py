@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import ast
 import builtins
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 import tore_nb
 import tore_nb.cells.keys
@@ -34,34 +30,6 @@ from .conftest import write_module
 @pytest.fixture
 def cache(tmp_path: Path) -> MultiLevelCache:
     return MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=b"s" * 32)
-
-
-@pytest.fixture(scope="module")
-def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One InteractiveShell for the module (as in test_magics); IPython's globals put back."""
-    main, hook = sys.modules["__main__"], sys.displayhook
-    cfg = Config()
-    cfg.HistoryManager.hist_file = ":memory:"
-    cfg.InteractiveShell.colors = "NoColor"
-    cls: Any = InteractiveShell
-    shell = cls.instance(config=cfg, ipython_dir=str(tmp_path_factory.mktemp("ipython")))
-    try:
-        yield shell
-    finally:
-        if "tore_nb" in shell.extension_manager.loaded:
-            shell.run_line_magic("unload_ext", "tore_nb")
-        cls.clear_instance()
-        sys.modules["__main__"], sys.displayhook = main, hook
-
-
-@pytest.fixture
-def ip(shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(tore_nb, "_default", None)  # the process-wide cache is put back after
-    tore_nb.get_cache(CacheConfig.embedded(tmp_path / "cache"))
-    shell.reset(new_session=False)
-    if "tore_nb" not in shell.extension_manager.loaded:
-        shell.run_line_magic("load_ext", "tore_nb")
-    return shell
 
 
 def run_cell(ip: Any, code: str) -> None:

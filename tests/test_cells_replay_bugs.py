@@ -15,12 +15,7 @@ import tore_nb.cells.run as cell_run
 from tore_nb.cells import CacheWarning, CellAnalysis, OutputRecorder
 from tore_nb.config import CacheConfig
 
-from . import test_magics
 from .test_magics import out, run, status_lines
-
-# the shell fixtures of test_magics, shared
-shell = test_magics.shell
-ip = test_magics.ip
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from tore_nb.incremental.processor import IncrementalProcessor, RunResult, resul
 from tore_nb.incremental.stages import PageContext, Pipeline, Stage
 from tore_nb.tiered import MultiLevelCache
 
-from .conftest import CI, SECRET
+from .conftest import SECRET
 from .conftest import sample_pdf as pdf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,29 +252,6 @@ def test_cli_empty_stage_list_says_so(tmp_path: Path) -> None:
 
 
 # -- Ray: 1. retried upstream re-runs downstream; 7. progress reaches its total ----------------
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[Any]:
-    try:
-        import ray
-    except ImportError:
-        if CI:
-            pytest.fail("ray is required with CI=true", pytrace=False)
-        pytest.skip("ray not installed")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=200_000_000,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-        configure_logging=False,
-        log_to_driver=False,
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.ray
 def test_ray_downstream_of_a_retried_stage_sees_its_result(
     ray_session: Any, tmp_path: Path

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import doctest
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 import tore_nb
 import tore_nb.magics
@@ -28,41 +24,6 @@ root = math.sqrt(n)
 print("last")
 root * 2
 """
-
-
-@pytest.fixture(scope="module")
-def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One InteractiveShell for the module; IPython's globals are put back afterwards (it
-    installs its user module as __main__, which multiprocessing's spawn cannot use)."""
-    main, hook = sys.modules["__main__"], sys.displayhook
-    cfg = Config()
-    cfg.HistoryManager.hist_file = ":memory:"
-    cfg.InteractiveShell.colors = "NoColor"
-    ipdir = tmp_path_factory.mktemp("ipython")
-    cls: Any = InteractiveShell
-    shell = cls.instance(config=cfg, ipython_dir=str(ipdir))
-    try:
-        yield shell
-    finally:
-        if "tore_nb" in shell.extension_manager.loaded:
-            shell.run_line_magic("unload_ext", "tore_nb")
-        cls.clear_instance()
-        sys.modules["__main__"], sys.displayhook = main, hook
-
-
-@pytest.fixture
-def ip(shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setattr(tore_nb, "_default", None)  # the process-wide cache is put back after
-    tore_nb.get_cache(CacheConfig.embedded(tmp_path / "cache"))
-    shell.reset(new_session=False)
-    if "tore_nb" not in shell.extension_manager.loaded:
-        shell.run_line_magic("load_ext", "tore_nb")
-    magics = tore_nb.magics._loaded[id(shell)]
-    magics.history.clear()
-    magics.last_label = None
-    yield shell
-    for trait in ("enabled", "ttl", "tiers", "verbose"):
-        magics.set_trait(trait, magics.trait_defaults(trait))
 
 
 def run(ip: Any, code: str) -> Any:

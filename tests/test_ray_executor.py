@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,36 +16,12 @@ from tore_nb.incremental.processor import IncrementalProcessor, RunResult
 from tore_nb.incremental.stages import PageContext, Stage
 from tore_nb.tiered import MultiLevelCache
 
-from .conftest import CI, SECRET
+from .conftest import SECRET
 from .conftest import sample_pdf as pdf
 
 pytestmark = pytest.mark.ray
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[Any]:
-    try:
-        import ray
-    except ImportError:
-        if CI:
-            pytest.fail("ray is required with CI=true", pytrace=False)
-        pytest.skip("ray not installed")
-    ray.init(
-        address="local",  # never join a `ray start` cluster that another test left running
-        num_cpus=2,
-        num_gpus=2,
-        include_dashboard=False,
-        object_store_memory=200_000_000,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-        configure_logging=False,
-        log_to_driver=False,
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def make_proc(tmp_path: Path, stages: list[Stage], **kw: Any) -> IncrementalProcessor:
