@@ -220,3 +220,15 @@ def test_an_uncacheable_cell_runs_uncached_naming_why(
             run(ip, "%%tcache\ncalls.append(1)\nu = 1")
         assert ip.user_ns["calls"] == [1], i
     assert run(ip, "%tcache keys") == []
+
+
+def test_settings_magics_run_again_on_a_hit(ip: Any) -> None:
+    formatter = ip.display_formatter.formatters["text/plain"]
+    code = "%%tcache\n%precision 3\nx = 1.0"
+    run(ip, code)
+    assert formatter.float_format == "%.3f"
+    run(ip, "%precision")  # back to the default, as in a fresh kernel
+    assert formatter.float_format != "%.3f"
+    run(ip, code)  # a hit: no variable carries the setting, the magic runs again
+    assert formatter.float_format == "%.3f"
+    run(ip, "%precision")

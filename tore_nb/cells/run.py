@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..keys import hash_value
-from .analysis import _DEF_NODES, IPYTHON_NAMES, CellAnalysis, analyze_cell
+from .analysis import _DEF_NODES, IPYTHON_NAMES, CellAnalysis, analyze_cell, is_setup_magic
 from .capture import NO_RESULT, OutputEvent, OutputRecorder, replay
 from .entry import CellEntry, _dump_result, _dumps, _load_result, _loads, _unpicklable
 from .explanation import latest_parts
@@ -380,9 +380,12 @@ def _restore(
 
 
 def _definitions_code(analysis: CellAnalysis) -> list[types.CodeType]:
-    """The cell's top-level imports, defs and classes, compiled one statement each (under the
-    cell's own `__future__` imports, as when they ran together)."""
-    statements = [s for s in ast.parse(analysis.source).body if isinstance(s, _DEF_NODES)]
+    """The cell's top-level imports, defs, classes and settings magics (`%load_ext`,
+    `%matplotlib`), compiled one statement each (under the cell's own `__future__` imports, as
+    when they ran together): what a hit runs again, since no variable carries their effect."""
+    statements = [
+        s for s in ast.parse(analysis.source).body if isinstance(s, _DEF_NODES) or is_setup_magic(s)
+    ]
     if not statements:
         return []
     flags = 0
