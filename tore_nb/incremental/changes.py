@@ -315,6 +315,17 @@ class ChangeDetector:
         An unchanged file (same stat, or same content hash) is not parsed: its pages come
         from the manifest. `save=True` records the current version as the new manifest.
         """
+        return self.detect_read(path, previous=previous, save=save)[0]
+
+    def detect_read(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        previous: Manifest | Literal["load"] | None = "load",
+        save: bool = False,
+    ) -> tuple[ChangeSet, bytes | None]:
+        """`detect`, and the bytes it read: those its page identities come from (None when the
+        stat fast path spared reading the file), so a caller need not read and hash it again."""
         document_id = document_id_for(path)
         prev = self.load_manifest(document_id) if previous == "load" else previous
         fp, data = self._fingerprint(path, prev)
@@ -328,7 +339,7 @@ class ChangeDetector:
             cs = ChangeSet.compare(prev, doc, file_changed=True)
         if save and (prev is None or cs.document is not prev.document):
             self.save_manifest(cs.document)
-        return cs
+        return cs, data
 
     def get_changed_pages(self, document_id: str, identities: Sequence[str]) -> list[int]:
         """1-based numbers of pages whose identity is new since the last manifest (seed API)."""

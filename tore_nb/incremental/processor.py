@@ -291,6 +291,7 @@ class IncrementalProcessor:
         plans: list[_Plan] = []
         failures: dict[str, str] = {}
         changes: list[ChangeSet] = []
+        read: dict[str, bytes] = {}  # the bytes detection read, which executors then run on
         for path, doc_id in zip(path_list, ids, strict=True):
             # the manifest is per document, shared by every pipeline; what this pipeline saw
             # last is its previous result's document, so diff against that when there is one
@@ -301,16 +302,20 @@ class IncrementalProcessor:
                 else manifests.get(doc_id)
             )
             try:
-                changes.append(self.detector.detect(path, previous=baseline))
+                cs, data = self.detector.detect_read(path, previous=baseline)
             except (DocumentError, OSError) as exc:
                 failures[path] = str(exc)
+                continue
+            changes.append(cs)
+            if data is not None:
+                read[doc_id] = data
         for cs in changes:
             prev_doc = None if force else previous.get(cs.document_id)
             prev = prev_doc[0] if prev_doc is not None else None
             plans.append(self._plan(cs, prev, prev_doc[1] if prev_doc is not None else ""))
 
         page_hits = self._lookup(plans, pipeline, force)
-        items, sources, copies, unreadable = self._work(plans, pipeline, page_hits, force)
+        items, sources, copies, unreadable = self._work(plans, pipeline, page_hits, force, read)
         if unreadable:
             given = dict(zip(ids, path_list, strict=True))
             failures.update({given[d]: why for d, why in unreadable.items()})
@@ -368,15 +373,22 @@ class IncrementalProcessor:
         return self.cache.fetch_many(keys) if keys else {}
 
     def _work(
-        self, plans: Sequence[_Plan], pipeline: Pipeline, hits: Mapping[str, Any], force: bool
+        self,
+        plans: Sequence[_Plan],
+        pipeline: Pipeline,
+        hits: Mapping[str, Any],
+        force: bool,
+        read: Mapping[str, bytes],
     ) -> tuple[list[WorkItem], dict[str, str | bytes], list[_Copy], dict[str, str]]:
         """Work items for the misses; a page whose identity is already scheduled in this run
         (the same page in two versions of a document, or in two documents) is computed once and
         copied (the returned `_Copy` list).
 
-        Executors get the bytes whose hash the page identities came from: a file that changed
-        or vanished since detection is a failure of its document (returned: id -> reason),
-        never computed, so no result of other bytes is stored under these identities."""
+        Executors get the bytes the page identities came from: those detection read (`read`,
+        while the file's stat still matches), else the file read now and checked against the
+        detected hash. A file that changed or vanished since detection is a failure of its
+        document (returned: id -> reason), never computed, so no result of other bytes is
+        stored under these identities."""
         items: list[WorkItem] = []
         sources: dict[str, str | bytes] = {}
         scheduled: dict[str, tuple[str, int]] = {}
@@ -410,7 +422,12 @@ class IncrementalProcessor:
                 doc_items.append(WorkItem(doc.document_id, page, todo, known, force))
                 doc_scheduled[page.identity] = (doc.document_id, page.index)
             if doc_items:
-                data, reason = _read_verified(doc)
+                data = read.get(doc.document_id)
+                reason = _moved_on(doc) if data is not None else ""
+                if reason:
+                    data = None
+                elif data is None:  # the stat fast path did not read it
+                    data, reason = _read_verified(doc)
                 if data is None:
                     unreadable[doc.document_id] = reason
                     continue
@@ -537,6 +554,21 @@ def _expires_at(result: ProcessingResult) -> float:
     """When a document result's oldest page result expires (epoch seconds; inf: never)."""
     value = result.metadata.get("expires_at")
     return float(value) if isinstance(value, int | float) else math.inf
+
+
+def _moved_on(doc: Document) -> str:
+    """Why the file is no longer the version detected (its stat moved, or it is gone), or "".
+
+    The run still has that version's bytes, but a document whose file changed under it is
+    reported, not quietly processed as it was: the user is looking at another file now."""
+    try:
+        st = os.stat(doc.path)
+    except OSError as exc:
+        return f"cannot read {doc.path}: {exc}"
+    fp = doc.fingerprint
+    if (st.st_size, st.st_mtime_ns) != (fp.size, fp.mtime_ns):
+        return f"{doc.path} changed while it was being processed; run again"
+    return ""
 
 
 def _read_verified(doc: Document) -> tuple[bytes | None, str]:
