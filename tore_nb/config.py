@@ -515,14 +515,27 @@ _RULES: dict[str, _Rule] = {
 }
 
 
+def _is_secret(name: str) -> bool:
+    return name in _SECRET_FIELDS or "password" in name.lower() or "secret" in name.lower()
+
+
+def redact_setting(name: str, value: Any) -> Any:
+    """A setting as it may be shown: "***" for a secret, a URL's password hidden, else as is.
+
+    >>> redact_setting("redis_password", "pw"), redact_setting("redis_url", "redis://:pw@h/0")
+    ('***', 'redis://:***@h/0')
+    """
+    if _is_secret(name):
+        return "***"
+    return redact_url(value) if isinstance(value, str) else value
+
+
 def _show(name: str, value: Any) -> str:
     """A value for an error message: secrets hidden, URLs redacted, long values cut."""
-    if name in _SECRET_FIELDS or "password" in name.lower() or "secret" in name.lower():
+    if _is_secret(name):
         return "***"
-    if isinstance(value, str):
-        text = repr(redact_url(value))
-    elif value is None or isinstance(value, (bool, numbers.Number)):
-        text = repr(value)
+    if isinstance(value, str | bool | numbers.Number) or value is None:
+        text = repr(redact_setting(name, value))
     else:
         text = f"a {type(value).__name__}"
     return text if len(text) <= 80 else text[:77] + "..."

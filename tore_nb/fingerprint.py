@@ -489,7 +489,7 @@ class _Walker:
         cls = type(obj)
         try:
             digest = hash_value(obj)
-        except (TypeError, ValueError, RecursionError):
+        except TypeError:  # hash_value raises nothing else
             if strict:
                 raise
             h.update(("unhashable", _qualname(cls)))
@@ -531,7 +531,7 @@ class _Walker:
         if not isinstance(attrs, dict) or hasattr(type(obj), "__tore_hash__"):
             try:
                 h.update(("value", hash_value(obj)))
-            except (TypeError, ValueError, RecursionError):
+            except TypeError:  # hash_value raises nothing else
                 h.update(("unhashable", _qualname(type(obj))))
             return
         for name, attr in sorted(attrs.items(), key=lambda kv: str(kv[0])):
@@ -715,7 +715,7 @@ def _holds_code(obj: Any, depth: int) -> bool:
 def _sort_digest(key: Any) -> str:
     try:
         return hash_value(key)
-    except (TypeError, ValueError, RecursionError):
+    except TypeError:  # hash_value raises nothing else
         return ""
 
 

@@ -311,18 +311,13 @@ class TcacheMagics(Magics):
         return cells.explain(latest, cells.previous_parts(self.cache, label), label)
 
     def _config_text(self) -> str:
-        from tore_nb.config import redact_url
-
-        def shown(key: str, value: Any) -> Any:  # cache_config may carry a Redis password
-            if "password" in key.lower() or "secret" in key.lower():
-                return "***"
-            return redact_url(value) if isinstance(value, str) else value
+        from tore_nb.config import redact_setting
 
         lines = []
         for name in sorted(self.class_trait_names(config=True)):
             value = getattr(self, name)
             if name == "cache_config":
-                value = {k: shown(k, v) for k, v in value.items()}
+                value = {k: redact_setting(k, v) for k, v in value.items()}
             lines.append(f"TcacheMagics.{name} = {value!r}")
         lines.append(f"cache: {self.cache!r}")
         lines.append(f"config: {self.cache.config!r}")
