@@ -217,8 +217,9 @@ def ip(shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     magics = tore_nb.magics._loaded[id(shell)]
     magics.history.clear()
     magics.last_label = None
+    magics.verbose = True  # the tests tell a hit by its line; the quiet default has its own
     yield shell
-    for trait in ("enabled", "ttl", "tiers", "verbose"):
+    for trait in ("enabled", "ttl", "tiers", "verbose", "auto", "min_seconds"):
         magics.set_trait(trait, magics.trait_defaults(trait))
 
 

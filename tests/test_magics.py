@@ -37,7 +37,8 @@ def out(capsys: pytest.CaptureFixture[str]) -> list[str]:
 
 
 def status_lines(lines: list[str]) -> list[str]:
-    return [line for line in lines if line.startswith("tcache:")]
+    """The hit lines (verbose: one under every hit)."""
+    return [line for line in lines if line.startswith("tcache:") and " restored from " in line]
 
 
 def test_extension_registers_and_unregisters(ip: Any) -> None:
@@ -164,7 +165,7 @@ def test_help_is_generated_from_the_arguments(ip: Any) -> None:
     ):
         assert option in doc
     line_doc = ip.find_line_magic("tcache").__doc__
-    assert line_doc is not None and "{stats,explain,clear,keys,config,dashboard}" in line_doc
+    assert line_doc is not None and "{stats,explain,clear,keys,config,dashboard,auto}" in line_doc
 
 
 def test_line_magic_stats_keys_clear_config(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,10 +7,13 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import tore_nb
@@ -209,7 +212,7 @@ def test_methods_and_copies(cache: MultiLevelCache) -> None:
         def __init__(self, k: int) -> None:
             self.k = k
 
-        @cached(cache=cache, copy=True)
+        @cached(cache=cache)  # copies by default: appending to a result is harmless
         def predict(self, x: int) -> list[int]:
             return [x * self.k]
 
@@ -363,3 +366,244 @@ def test_set_and_frozenset_arguments_have_their_own_keys(cache: MultiLevelCache)
 
     assert type(ident(frozenset({1}))) is frozenset
     assert type(ident({1})) is set
+
+
+# -- private copies --------------------------------------------------------------------------------
+
+
+def _rows() -> list[int]:
+    return [1, 2, 3]
+
+
+def _table() -> dict[str, Any]:
+    return {"a": [1, 2], "b": {"c": 3}}
+
+
+def _array() -> np.ndarray:
+    return np.arange(125_000.0)  # 1 MB
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame({"i": np.arange(5), "x": np.linspace(0, 1, 5), "s": list("abcde")})
+
+
+def _frame_of_lists() -> pd.DataFrame:
+    return pd.DataFrame({"tags": [["a"], ["b"]], "n": [1, 2]})
+
+
+def _set_column(df: pd.DataFrame) -> None:
+    df["b"] = 1
+    df.loc[0, "x"] = -1.0
+
+
+def _write_array(a: np.ndarray) -> None:
+    a[:10] = -1
+    a.resize(0, refcheck=False)  # an in-place change of shape too
+
+
+MUTABLE_RESULTS: list[tuple[Callable[[], Any], Callable[[Any], Any]]] = [
+    (_rows, lambda v: v.append(99)),
+    (_table, lambda v: (v["a"].append(99), v["b"].clear(), v.update(z=0))),
+    (_array, _write_array),
+    (_frame, _set_column),
+    (_frame_of_lists, lambda v: v.loc[0, "tags"].append("leak")),
+]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray):
+        return type(b) is np.ndarray and np.array_equal(a, b) and a.dtype == b.dtype
+    if isinstance(a, pd.DataFrame):
+        return isinstance(b, pd.DataFrame) and a.equals(b) and a.columns.equals(b.columns)
+    return bool(a == b)
+
+
+@pytest.mark.parametrize(
+    ("make", "mutate"), MUTABLE_RESULTS, ids=[m.__name__.strip("_") for m, _ in MUTABLE_RESULTS]
+)
+def test_mutating_a_result_never_changes_later_calls(
+    cache: MultiLevelCache, make: Callable[[], Any], mutate: Callable[[Any], Any]
+) -> None:
+    """A notebook mutates what a cached loader returned (`df = load(); df["b"] = 1`), on the
+    first call (a miss) and on later ones (hits from memory): each later call still returns
+    exactly what a plain call of the function returns, as without the cache."""
+    load = cached(cache=cache)(make)
+    first = load()
+    assert _same(first, make())
+    mutate(first)
+    hit = load()
+    assert _same(hit, make())  # the miss's result was not what the memory tier kept
+    mutate(hit)
+    assert _same(load(), make())  # nor was the first hit's
+    assert load.cache_info().hits == 2 and load.cache_info().misses == 1
+
+
+def test_each_hit_is_a_new_object(cache: MultiLevelCache) -> None:
+    """Two hits hand out two objects, neither of them the first call's result."""
+
+    @cached(cache=cache)
+    def load() -> dict[str, list[int]]:
+        return {"a": [1]}
+
+    first, second, third = load(), load(), load()
+    assert first == second == third
+    assert first is not second and second is not third and second["a"] is not third["a"]
+
+
+def test_references_shared_inside_a_result_stay_shared(cache: MultiLevelCache) -> None:
+    """A result that refers to one object twice (a list in two places of a dict, one array
+    under two names) comes back from a hit the same way: still one object, not two copies."""
+
+    @cached(cache=cache)
+    def build() -> dict[str, Any]:
+        shared, arr = [1, 2], np.arange(4.0)
+        return {"a": shared, "b": [shared, shared], "x": arr, "y": arr}
+
+    build()
+    hit = build()
+    assert hit["a"] is hit["b"][0] is hit["b"][1]
+    assert hit["x"] is hit["y"]
+    hit["a"].append(3)
+    assert hit["b"] == [[1, 2, 3], [1, 2, 3]]  # as a mutation of a plain result would
+
+
+def test_copies_keep_layout_and_flags(cache: MultiLevelCache) -> None:
+    """A copy looks like the plain result: a Fortran-ordered array stays so, a read-only one
+    stays read-only, a DataFrame keeps its dtypes, index and attrs."""
+
+    @cached(cache=cache)
+    def arrays() -> tuple[np.ndarray, np.ndarray]:
+        return np.asfortranarray(np.ones((3, 4))), np.frombuffer(b"\x01\x02", dtype=np.uint8)
+
+    @cached(cache=cache)
+    def frame() -> pd.DataFrame:
+        df = pd.DataFrame({"c": pd.Categorical(["a", "b"]), "s": ["x", "y"]}, index=[10, 20])
+        df.attrs["source"] = {"file": "a.csv"}
+        return df
+
+    for _ in range(2):
+        fortran, readonly = arrays()
+        assert fortran.flags.f_contiguous and not readonly.flags.writeable
+    frame()
+    df = frame()
+    assert df.equals(frame.__wrapped__()) and list(df.index) == [10, 20]
+    assert df.dtypes.to_dict() == frame.__wrapped__().dtypes.to_dict()
+    df.attrs["source"]["file"] = "b.csv"
+    assert frame().attrs == {"source": {"file": "a.csv"}}
+
+
+def test_copy_false_returns_the_stored_object(cache: MultiLevelCache) -> None:
+    """With copy=False a hit from memory is the stored object itself (as with
+    functools.lru_cache): fast, and a mutation shows in later calls, hence 'read-only'."""
+
+    @cached(cache=cache, copy=False)
+    def load() -> list[int]:
+        return [1, 2]
+
+    first = load()
+    assert load() is first
+    first.append(3)
+    assert load() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [7, 2.5, "text" * 100, b"bytes", None, (1, "a", (2.0, None)), frozenset({1, 2}), np.float64(1)],
+    ids=repr,
+)
+def test_immutable_results_are_not_copied(cache: MultiLevelCache, value: Any) -> None:
+    """Atoms (numbers, strings, bytes, None, numpy scalars) and tuples or frozensets of them
+    cannot be mutated, so every call hands out the same object: no copy, no cost."""
+
+    @cached(cache=cache)
+    def const() -> Any:
+        return value
+
+    assert const() is value and const() is value
+    assert const.cache_info().hits == 1
+
+
+def test_a_tuple_holding_a_list_is_copied(cache: MultiLevelCache) -> None:
+    """A tuple is immutable only when what it holds is: one with a list inside is copied."""
+
+    @cached(cache=cache)
+    def pair() -> tuple[int, list[int]]:
+        return 1, [2]
+
+    pair()[1].append(3)
+    assert pair() == (1, [2])
+
+
+class Unrebuildable(Exception):
+    """Pickles (so it can be stored) but cannot be rebuilt: __init__ wants two arguments."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(f"{code}: {why}")
+
+
+def test_an_uncopyable_result_is_returned_with_one_warning(cache: MultiLevelCache) -> None:
+    """A result that can be stored but not copied is still returned, the stored object itself,
+    and the function warns once, saying why, so the caller knows to treat it as read-only."""
+
+    @cached(cache=cache)
+    def fail() -> Unrebuildable:
+        return Unrebuildable(1, "bad")
+
+    with pytest.warns(CacheWarning, match=r"fail returns its stored Unrebuildable.*TypeError"):
+        first = fail()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fail() is first  # a hit: the stored object, and no second warning
+    assert str(first) == "1: bad" and fail.cache_info().hits == 1
+
+
+def test_without_a_memory_tier_results_are_fresh_without_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk, Redis and S3 decode a new object on every read, so where no memory tier is in
+    play (disabled, or left out with `tiers`) results are private without copying them."""
+    copies: list[Any] = []
+    monkeypatch.setattr(tore_nb.memo, "_private", copies.append)
+    no_memory = MultiLevelCache(
+        CacheConfig.embedded(tmp_path / "c", memory_enabled=False), secret=SECRET.encode()
+    )
+    with_memory = MultiLevelCache(CacheConfig.embedded(tmp_path / "d"), secret=SECRET.encode())
+    for fn in (cached(cache=no_memory)(_rows), cached(cache=with_memory, tiers=["disk"])(_rows)):
+        fn().append(99)
+        hit = fn()
+        hit.append(99)
+        assert fn() == [1, 2, 3] and fn.cache_info().hits == 2
+    assert copies == []
+
+
+def test_a_hit_promoted_from_disk_into_memory_is_private(cache: MultiLevelCache) -> None:
+    """A disk hit puts the object it decoded into the memory tier: the caller gets a copy, so
+    mutating it does not change the next hit, served from memory."""
+
+    @cached(cache=cache)
+    def load() -> list[int]:
+        return [1, 2]
+
+    load()
+    cache.tier("memory").clear()
+    load().append(3)  # read from disk, promoted into memory
+    assert load() == [1, 2]
+    assert cache.metrics.tier("memory").hits >= 1
+
+
+def test_concurrent_callers_each_get_their_own_result(cache: MultiLevelCache) -> None:
+    """Threads that wait on one computation (single flight) each get a private result."""
+
+    @cached(cache=cache)
+    def slow() -> list[int]:
+        time.sleep(0.2)
+        return [7]
+
+    results: list[list[int]] = []
+    threads = [threading.Thread(target=lambda: results.append(slow())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [[7]] * 4 and len({id(r) for r in results}) == 4
+    assert slow.cache_info().misses == 1

@@ -26,6 +26,9 @@ from traitlets import Bool, Dict, Float, List, Unicode, observe
 
 from . import cells
 from .cells import CellError, CellKey, CellOptions, CellOutcome, KeyPart
+from .keys import hash_bytes
+
+CHEAP_PREFIX = "tcache:cheap:"
 
 __all__ = ["TcacheMagics", "load_ipython_extension", "parse_ttl", "unload_ipython_extension"]
 
@@ -99,7 +102,22 @@ class TcacheMagics(Magics):
         allow_none=True,
         help="Default tiers cells are stored in (default: routed by size).",
     ).tag(config=True)
-    verbose = Bool(True, help="Show one line under a cell served from the cache.").tag(config=True)
+    min_seconds = Float(
+        0.005,
+        help="With `%tcache auto`, a cell that runs faster than this (seconds) is not stored: "
+        "its hit would cost about as much as running it.",
+    ).tag(config=True)
+    verbose = Bool(
+        False,
+        help="Show the full line under every cached cell (hit, stored, off); by default a "
+        "line shows only on a real saving, when a cell re-runs because something changed, "
+        "or when it cannot be cached.",
+    ).tag(config=True)
+    auto = Bool(
+        False,
+        help="Cache every cell without a %%tcache line (`%tcache auto`); cells cheaper than "
+        "their own hit run plainly.",
+    ).tag(config=True)
     cache_config = Dict(
         help="CacheConfig fields overriding the environment for the default "
         "cache, e.g. {'disk_cache_path': '/data/cache'}."
@@ -107,8 +125,14 @@ class TcacheMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call]
-        self.history: dict[str, tuple[CellKey, tuple[KeyPart, ...] | None]] = {}
+        # label -> (key, its parts now, the parts of the entry stored before it)
+        self.history: dict[
+            str, tuple[CellKey, tuple[KeyPart, ...], tuple[KeyPart, ...] | None]
+        ] = {}
         self.last_label: str | None = None
+        self._depth = 0  # inside a cached run: auto leaves the nested cell alone
+        self._cheap: set[str] = set()  # digests of auto cells cheaper than their own hit
+        self._noted: set[str] = set()  # auto cells whose note was shown
         if self.cache_config:
             self._apply_cache_config()
 
@@ -154,14 +178,17 @@ class TcacheMagics(Magics):
         action="store_true",
         help="show which parts of the key changed since the stored entry",
     )
+    @argument("--auto", action="store_true", help="how `%%tcache auto` runs a cell (quiet notes)")
     @cell_magic("tcache")
     def tcache_cell(self, line: str, cell: str) -> None:
         """Cache a whole cell: its variables and everything it prints or displays.
 
         The key is the cell's code (through ast: comments and layout do not count), the
-        content of every variable it reads, the code of the functions it calls, and --deps and
-        --files. A hit restores the variables and replays the outputs in order. A cell with
-        top-level `await` cannot be run by %%tcache inside Jupyter's running event loop.
+        content of every variable it reads, the code of the functions it calls, the modules it
+        imports, and --deps and --files; what the run itself reads (files, environment
+        variables, random state) is added once it has run. A hit restores what the run changed
+        and replays the outputs in order. A cell with top-level `await` cannot be run by
+        %%tcache inside Jupyter's running event loop.
         """
         args = parse_argstring(self.tcache_cell, line)
         tiers = _names(args.tiers) if args.tiers else self.tiers
@@ -181,13 +208,31 @@ class TcacheMagics(Magics):
             variables=_names(args.vars),
             deps=_names(args.deps) or (),
             files=tuple(args.files or ()),
+            warn=not args.auto,
+            min_seconds=self.min_seconds if args.auto else 0.0,
         )
+        outcome = self._run(cell, options, explain=args.explain)
+        if args.auto and outcome.cheap:
+            self._mark_cheap(cell)
+
+    def _run(self, cell: str, options: CellOptions, *, explain: bool = False) -> CellOutcome:
+        self._depth += 1  # the cell's own transforms and run: not wrapped again by auto
+        try:
+            return self._run_inner(cell, options, explain)
+        finally:
+            self._depth -= 1
+
+    def _run_inner(self, cell: str, options: CellOptions, explain: bool) -> CellOutcome:
         shell = self.ip
         source = shell.transform_cell(cell)
         _refuse_top_level_await(shell, cell, source)
-        key = None
-        if args.explain:
-            key = self._explain_cell(source, options)  # the run reuses it: inputs hashed once
+        on_key = None
+        if explain:
+
+            def on_key(key: CellKey, parts: tuple[KeyPart, ...]) -> None:
+                stored = cells.latest_parts(self.cache, key.label)
+                self._show(cells.explain(parts, stored, key.label))
+
         outcome = cells.run_cached_cell(
             source,
             shell.user_ns,
@@ -195,13 +240,62 @@ class TcacheMagics(Magics):
             self._runner(cell),
             options=options,
             shell=shell,
-            key=key,
+            on_key=on_key,
         )
         if outcome.key is not None:
-            self.history[outcome.key.label] = (outcome.key, outcome.previous)
+            self.history[outcome.key.label] = (outcome.key, outcome.parts, outcome.previous)
             self.last_label = outcome.key.label
-        if outcome.status == "hit" and self.verbose:
+        # a note on a cell not cached: once per cell in auto mode, else the CacheWarning says it
+        if outcome.status != "not-cached" or (not options.warn and self._first_note(cell)):
             self._status(outcome)
+        return outcome
+
+    # -- %tcache auto -----------------------------------------------------------------------------
+    @observe("auto")
+    def _auto_changed(self, change: dict[str, Any]) -> None:
+        transformers = self.ip.input_transformers_cleanup
+        if change["new"] and self._auto_transform not in transformers:
+            transformers.append(self._auto_transform)
+        elif not change["new"] and self._auto_transform in transformers:
+            transformers.remove(self._auto_transform)
+
+    def _auto_transform(self, lines: list[str]) -> list[str]:
+        """Wrap a cell in `%%tcache --auto` unless it is a magic's, only magics or shell
+        commands, or known to be cheaper than its own hit."""
+        if self._depth or not lines or not self.enabled:
+            return lines
+        code = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        if not code or code[0].startswith("%%") or all(c[0] in "%!" for c in code):
+            return lines
+        if self._is_cheap("".join(lines)):
+            return lines
+        return ["%%tcache --auto\n", *lines]
+
+    def _is_cheap(self, cell: str) -> bool:
+        digest = hash_bytes(cell.encode("utf-8", "surrogatepass"))
+        if digest in self._cheap:
+            return True
+        try:
+            known = self.cache.get(CHEAP_PREFIX + digest) is not None
+        except Exception:  # a cache that fails never stops a cell
+            known = False
+        if known:
+            self._cheap.add(digest)
+        return known
+
+    def _mark_cheap(self, cell: str) -> None:
+        digest = hash_bytes(cell.encode("utf-8", "surrogatepass"))
+        self._cheap.add(digest)
+        with contextlib.suppress(Exception):
+            self.cache.set(CHEAP_PREFIX + digest, True, tiers=self.tiers)
+
+    def _first_note(self, cell: str) -> bool:
+        """Whether an auto cell's note has not been shown for this code yet."""
+        digest = hash_bytes(cell.encode("utf-8", "surrogatepass"))
+        if digest in self._noted:
+            return False
+        self._noted.add(digest)
+        return True
 
     def _runner(self, cell: str) -> Callable[[], None]:
         shell = self.ip
@@ -209,7 +303,11 @@ class TcacheMagics(Magics):
         def run() -> None:
             hook: Any = getattr(shell, "displayhook", None)
             outer = getattr(hook, "exec_result", None)
-            result = shell.run_cell(cell, store_history=False)
+            quiet = _quiet_hook(hook, cell)
+            try:
+                result = shell.run_cell(cell, store_history=False)
+            finally:
+                quiet()
             if outer is not None:  # the nested run detached the %%tcache cell's own result
                 hook.exec_result = outer
                 if result.result is not None:
@@ -221,32 +319,10 @@ class TcacheMagics(Magics):
 
         return run
 
-    def _explain_cell(self, source: str, options: CellOptions) -> CellKey | None:
-        """Show what changed in the cell's key since its stored entry; the key, for the run
-        (None when the cell cannot be keyed: the run then says why and runs it uncached)."""
-        try:
-            analysis = cells.analyze_cell(source)
-            uncacheable = analysis.uncacheable
-            if uncacheable:
-                print(f"tcache --explain: this cell is not cached: {uncacheable}")
-                return None
-            key = cells.cell_key(
-                analysis,
-                self.ip.user_ns,
-                name=options.name,
-                deps=options.deps,
-                files=options.files,
-                variables=options.variables,
-                skip=cells.IPYTHON_NAMES,  # as run_cached_cell keys it
-            )
-        except (SyntaxError, cells.UnhashableInput) as exc:
-            print(f"tcache --explain: cannot key this cell: {exc}")
-            return None
-        self._show(cells.explain(key.parts, cells.latest_parts(self.cache, key.label), key.label))
-        return key
-
     def _status(self, outcome: CellOutcome) -> None:
-        text = outcome.message()
+        text = outcome.message(self.verbose)
+        if text is None:
+            return
         self.ip.display_pub.publish({"text/plain": text}, {"tore_nb": {"status": outcome.status}})
 
     def _show(self, explanation: cells.Explanation) -> None:
@@ -261,13 +337,14 @@ class TcacheMagics(Magics):
     @magic_arguments("tcache")
     @argument(
         "action",
-        choices=["stats", "explain", "clear", "keys", "config", "dashboard"],
+        choices=["stats", "explain", "clear", "keys", "config", "dashboard", "auto"],
         help="stats: per tier figures; dashboard: live per tier widget; "
         "explain [name]: what changed in a cell's key; "
         "clear [pattern]: remove entries (default: every cell and @cached entry); "
-        "keys [pattern]: list keys; config: settings in force",
+        "keys [pattern]: list keys; config: settings in force; "
+        "auto [off]: cache every following cell without a %%tcache line",
     )
-    @argument("target", nargs="?", default=None, help="a cell name, or a key glob pattern")
+    @argument("target", nargs="?", default=None, help="a cell name, a key glob pattern, or on/off")
     @line_magic("tcache")
     def tcache_line(self, line: str) -> Any:
         """Inspect and manage the notebook cache: stats, dashboard, explain, clear, keys, config."""
@@ -290,6 +367,12 @@ class TcacheMagics(Magics):
         if args.action == "config":
             print(self._config_text())
             return None
+        if args.action == "auto":
+            target = (args.target or "on").lower()
+            if target not in ("on", "off"):
+                raise UsageError("tcache auto: use `%tcache auto` or `%tcache auto off`")
+            self.auto = target == "on"
+            return None
         return self.explain(args.target).to_frame()
 
     def explain(self, name: str | None = None) -> cells.Explanation:
@@ -299,8 +382,8 @@ class TcacheMagics(Magics):
         if label is None:
             raise UsageError("tcache explain: no %%tcache cell has run yet; name one")
         if label in self.history:
-            key, previous = self.history[label]
-            return cells.explain(key.parts, previous, label)
+            _, parts, previous = self.history[label]
+            return cells.explain(parts, previous, label)
         latest = cells.latest_parts(self.cache, label)
         if latest is None:
             known = sorted(self.history)
@@ -341,6 +424,34 @@ def _refuse_top_level_await(shell: Any, cell: str, source: str) -> None:
         "Jupyter): the cell was not run. Await in a cell of its own, without %%tcache, and "
         "cache the cells that use the result; or make the cell synchronous."
     )
+
+
+def _quiet_hook(hook: Any, cell: str) -> Callable[[], None]:
+    """Make the display hook see this cell's own `;`: IPython looks for it at the end of the
+    last input in history, which is the `%%tcache` cell (or nothing), not this one. Returns
+    the undo."""
+    check = getattr(hook, "semicolon_at_end_of_expression", None)
+    if hook is None or check is None:
+        return lambda: None
+    had = "quiet" in vars(hook)
+    old = vars(hook).get("quiet")
+
+    def quiet() -> bool:
+        try:
+            return bool(check(cell))
+        except Exception:  # tokenize errors: show, as IPython does
+            return False
+
+    hook.quiet = quiet
+
+    def undo() -> None:
+        if had:
+            hook.quiet = old
+        else:
+            with contextlib.suppress(AttributeError):
+                del hook.quiet
+
+    return undo
 
 
 def _quiet(error: BaseException | None) -> None:

@@ -1,23 +1,25 @@
-"""Cached cells: analyse a cell, key it by what it reads, run or restore it, explain a miss.
+"""Cached cells: key a cell by what it reads, run it under observation, restore it exactly.
 
-`analyze_cell` reads a cell's code through `ast`: which names it reads from the namespace before
-binding them (its inputs), which it binds (its outputs), which it binds by `import`, `def` or
-`class` (its definitions). `cell_key` turns that into a key made of parts: a format version,
-the normalised code, a digest of every input (modules by name and version, user functions and
-classes by code fingerprint, other values by content), extra `deps`, and files by content.
+A hit must never serve what a plain run would not produce, so what a cell reads and changes is
+observed, not guessed. Before a run, `analyze_cell` reads the code (candidate inputs, the
+modules it imports, its definitions, whether it can be cached at all) and `cell_key` makes a
+key of parts: the normalised code, every input by content (functions by their full code
+fingerprint), the modules by their code, the hidden state every cell reads silently
+(matplotlib's rcParams, pandas' options), `--deps` and `--files`.
 
-`run_cached_cell` looks the key up. On a hit it unpickles the stored variables (fresh copies
-each time: an entry is an immutable snapshot, so mutating a restored value never corrupts the
-cache), assigns them all at once, re-executes the cell's definitions (which so see the cell's
-values), and replays what the cell printed and displayed, in order, its last value back in
-`Out`. On a miss it runs the cell while recording its stdout, stderr and rich outputs, then
-stores the variables and the outputs. A cell that raises is not cached; a variable that cannot
-be pickled, or a cell the analysis marks uncacheable (a magic it cannot see into, a read of
-`In` or `Out`), runs uncached with one warning naming why.
+On a miss the cell runs under observation (`observe`, `probes`): the namespace's difference
+(names added, rebound, deleted), the inputs hashed again (an object changed in place by any
+call is an output), the files and folders it opened, the environment variables it read, the
+random states it drew from, the state it changed. What it read beyond its key becomes a
+dependency in a `Manifest`, and the entry lies under a key that includes their digests (`deps`).
+On a hit the variables are restored (objects that existed before as themselves, views as
+views, objects changed in place changed in place: `snapshot`), the cell's definitions run
+again, the state probes' changes are applied, and the outputs are replayed in order.
 
-An input that cannot be content-hashed (an open file, a lock, a connection) makes the cell
-uncachable, with a warning naming it: hashing it by identity would give keys that differ in
-every process. A user type can define `__tore_hash__` to say what counts.
+A cell that cannot be restored as a plain run would leave the namespace, or cannot be keyed
+(an indirect read through `globals()`, an input that cannot be content-hashed, a local module
+edited since it was imported), runs uncached with one note saying why. A user type can define
+`__tore_hash__` to say what counts.
 
 >>> import tempfile
 >>> from tore_nb import MultiLevelCache, CacheConfig
@@ -32,11 +34,17 @@ every process. A user type can define `__tore_hash__` to say what counts.
 
 Modules, each with one job; each imports only those above it in this list:
 
-- `analysis`: what a cell reads and binds (`analyze_cell`), from `ast` alone
-- `keys`: the key of a cell and its parts (`cell_key`), pure but for reading `--files`
+- `analysis`: what a cell's code may read (`analyze_cell`), from `ast` alone
+- `probes`: hidden global state as a registry (`StateProbe`, `register_probe`)
+- `observe`: what a running cell touches (`observe`, `Observation`)
+- `keys`: the key of a cell and its parts (`cell_key`), pure but for reading files
+- `deps`: dependencies seen only by running, and manifests (`Dependency`, `Manifest`)
 - `capture`: recording what a cell shows, and replaying it (`OutputRecorder`, `replay`)
-- `entry`: what the cache holds for a cell (`CellEntry`) and the pickling of its variables
+- `snapshot`: what a run changed, pickled with references, restored in place
+- `entry`: what the cache holds for a cell (`CellEntry`)
 - `explanation`: which key part changed since the stored entry (`explain`)
+- `outcome`: what happened to a cell and the line that says so (`CellOutcome`)
+- `state`, `modules`, `store`, `restore`: the steps of a run
 - `run`: serve a cell from the cache or run and store it (`run_cached_cell`)
 """
 
@@ -45,6 +53,7 @@ from __future__ import annotations
 from .analysis import IPYTHON_NAMES as IPYTHON_NAMES
 from .analysis import CellAnalysis, analyze_cell
 from .capture import OutputEvent, OutputRecorder, replay
+from .deps import Dependency, Manifest
 from .entry import CellEntry
 from .explanation import ExplainRow as ExplainRow
 from .explanation import Explanation, explain, latest_parts
@@ -55,8 +64,9 @@ from .keys import PREFIX as PREFIX
 from .keys import UnhashableInput as UnhashableInput
 from .keys import cell_label as cell_label
 from .keys import file_digest as file_digest
-from .run import CacheWarning, CellError, CellOptions, CellOutcome, run_cached_cell
-from .run import Status as Status
+from .outcome import CacheWarning, CellError, CellOptions, CellOutcome
+from .outcome import Status as Status
+from .run import run_cached_cell
 
 __all__ = [
     "CELL_FORMAT",
@@ -67,8 +77,10 @@ __all__ = [
     "CellKey",
     "CellOptions",
     "CellOutcome",
+    "Dependency",
     "Explanation",
     "KeyPart",
+    "Manifest",
     "OutputEvent",
     "OutputRecorder",
     "analyze_cell",

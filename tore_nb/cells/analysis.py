@@ -1,32 +1,24 @@
-"""Cell analysis: what a cell's code reads and binds, from `ast` alone (pure, no namespace).
+"""Cell analysis: what a cell's code may read, from `ast` alone (pure, no namespace).
 
-`analyze_cell` reads a cell's code through `ast`: which names it reads from the namespace before
-binding them (its inputs), which it binds (its outputs), which it binds by `import`, `def` or
-`class` (its definitions). `_Flow` walks the module-level statements in execution order, reads
-before binds; `_free_names` finds what a nested scope (a function, class, lambda or
-comprehension) reads from outside itself and which globals it assigns.
+The key of a cell must be known before it runs, so `analyze_cell` reads its code: which names
+it reads from the namespace before binding them (its candidate inputs), the modules it imports,
+which names it binds by `import`, `def` or `class` (its definitions, run again on a hit), and
+why it cannot be cached at all. What a cell actually changes is not guessed here: the runner
+observes it (the namespace's difference, inputs whose content changed, files, hidden state).
 
 The analysis errs towards inputs: a name bound only on some paths (in an `if`, a `try`, a
 `match` case) does not hide a later read of it (a loop body is taken to run), and a function
 of the cell reads its free names from the namespace when it may be called before the cell
-binds them.
+binds them. `df.query("a > @cut")`, `df.eval("@w * a")` and `eval("x + 1")` with literal text
+read `cut`, `w` and `x`.
 
-A name the cell changes in place is an output too: `x[i] = v`, `x.a = v`, `del x[i]`, a call of
-a mutating method on it (`x.append(v)`, `x.update(...)`, `x[k].add(v)`: the names in
-`tore_nb.fingerprint._MUTATORS`) and any method call with `inplace=True` (`df.x.drop(...,
-inplace=True)`).
-
-IPython's history variables read explicitly (`_`, `__`, `_i`, `_5`...) are inputs by value. The
-code that `%time`, `%timeit`, `%prun` and `%%capture` run is analysed as the cell's own
-(`%timeit`'s as a function of its own), and `{x}` or `$x` in a shell command (`!ls {x}`) reads
-x. A cell that reads `In` or `Out`, or runs any other magic than a setting (`SETUP_MAGICS`) or
-a display (`%%html`), is `uncacheable`: it depends on what tore_nb cannot see.
-
-Known limits: a name passed to a function that changes it (`random.shuffle(xs)`,
-`heapq.heappush(h, v)`), a mutating call through an attribute (`obj.items.append(v)`), or a
-function of the cell that changes a global without `global` (`def add(v): items.append(v)`)
-does not make that name an output: name it with `--vars`, or rebind it (`xs = shuffled(xs)`).
-Magics reached through a variable (`ip = get_ipython()`) are not seen.
+IPython's history variables read explicitly (`_`, `__`, `_i`, `_5`...) are inputs by value.
+The code `%%capture` runs is analysed as the cell's own, and `{x}` or `$x` in a shell command
+(`!ls {x}`) reads x. A cell is `uncacheable` (it runs as it is, with one note) when it depends
+on what tore_nb cannot see or replay: it reads `In` or `Out`, reads names through `globals()`,
+`locals()` or `vars()`, runs code it builds (`eval(text)`, `df.query(text)`), times itself
+(`%time`, `%timeit`, `%prun`), or runs any other magic than a setting (`SETUP_MAGICS`) or a
+display (`%%html`). Magics reached through a variable (`ip = get_ipython()`) are not seen.
 """
 
 from __future__ import annotations
@@ -83,7 +75,7 @@ SETUP_MAGICS = frozenset(
 # cell magics that only display their body, which the code digest covers
 _DISPLAY_MAGICS = frozenset({"html", "HTML", "javascript", "js", "latex", "markdown", "svg"})
 # options of the magics that take them before their code (IPython's `parse_options` specs)
-_OPTIONS = {"timeit": "n:r:tcp:qo", "prun": "D:l:rs:T:q"}
+_TIMING_MAGICS = frozenset({"time", "timeit", "prun"})
 _CAPTURE_FLAGS = frozenset({"--no-stderr", "--no-stdout", "--no-display"})
 # `$name` in a shell command (`!ls $path`): IPython substitutes the variable; `$$` is a `$`
 _DOLLAR = re.compile(r"(?<!\$)\$([A-Za-z_]\w*)")
@@ -105,6 +97,9 @@ class CellAnalysis:
     # why the cell cannot be cached (it reads `Out`, it runs `%cd`), or None: such a cell is
     # run as it is, uncached
     uncacheable: str | None = None
+    # the modules the cell imports, anywhere in its code (`import a.b`, `from c import d`): the
+    # code they hold is an input
+    imports: tuple[str, ...] = ()
 
 
 _DEF_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -157,7 +152,26 @@ def analyze_cell(source: str) -> CellAnalysis:
         deleted=tuple(sorted(flow.deleted)),
         attributes=_attribute_chains(tree, set(inputs)),
         uncacheable=uncacheable,
+        imports=_imports(tree),
     )
+
+
+def _imports(tree: ast.AST) -> tuple[str, ...]:
+    """Absolute module names imported anywhere in the tree (relative imports have no package in
+    a notebook); `from a import b` imports `a`, and maybe the submodule `a.b` (keyed if loaded)."""
+    found: dict[str, None] = {}
+    for node in _walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found[alias.name] = None
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "__future__":
+                continue
+            found[node.module] = None
+            for alias in node.names:
+                if alias.name != "*":
+                    found[f"{node.module}.{alias.name}"] = None
+    return tuple(found)
 
 
 def _attribute_chains(
@@ -181,13 +195,59 @@ def _attribute_chains(
     return tuple((name, tuple(sorted(chains))) for name, chains in sorted(found.items()))
 
 
+# builtins that read or run names the code does not spell out
+_NAMESPACE_READERS = frozenset({"globals", "locals", "vars"})
+_CODE_RUNNERS = frozenset({"eval", "exec"})
+# pandas methods that read `@name` from the caller's namespace
+_QUERY_METHODS = frozenset({"query", "eval"})
+_AT_NAME = re.compile(r"@([A-Za-z_]\w*)")
+
+
 def _uncacheable(tree: ast.AST) -> str | None:
-    """Why the cell's magics keep it from being cached, or None."""
+    """Why the cell's magics or indirect reads keep it from being cached, or None."""
     for node in _walk(tree):
-        if isinstance(node, ast.Call):
-            magic = _shell_call(node)
-            if isinstance(magic, str):
-                return magic
+        if not isinstance(node, ast.Call):
+            continue
+        magic = _shell_call(node)
+        if isinstance(magic, str):
+            return magic
+        func = node.func
+        if isinstance(func, ast.Name):
+            if func.id in _NAMESPACE_READERS and not node.args and not node.keywords:
+                return f"it reads names through {func.id}(), which tore_nb cannot follow"
+            if func.id in _CODE_RUNNERS and _literal_code(node) is None:
+                return f"it runs code built at run time with {func.id}()"
+        elif (
+            isinstance(func, ast.Attribute)
+            and func.attr in _QUERY_METHODS
+            and node.args
+            and _query_text(node.args[0]) is None
+        ):
+            return f"its .{func.attr}() expression is built at run time, so its @names are unknown"
+    return None
+
+
+def _literal_code(call: ast.Call) -> tuple[ast.stmt, ...] | None:
+    """The statements of `eval("...")` / `exec("...")` with a literal string, else None."""
+    if len(call.args) != 1 or call.keywords:
+        return None
+    arg = call.args[0]
+    if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+        return None
+    try:
+        return tuple(ast.parse(arg.value).body)
+    except SyntaxError:
+        return None
+
+
+def _query_text(node: ast.expr) -> str | None:
+    """The literal text of a pandas query/eval expression (an f-string's constant parts)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(
+            v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str)
+        )
     return None
 
 
@@ -196,8 +256,7 @@ def _uncacheable(tree: ast.AST) -> str | None:
 class _Magic:
     """What a magic (or a shell command) does that the analysis can follow."""
 
-    code: tuple[ast.stmt, ...] = ()  # runs in the namespace (%time, %prun, %%capture)
-    timed: ast.FunctionDef | None = None  # runs in a function of its own (%timeit)
+    code: tuple[ast.stmt, ...] = ()  # runs in the namespace (%%capture)
     binds: tuple[str, ...] = ()  # names it assigns (%%capture NAME)
 
 
@@ -233,58 +292,18 @@ def _read_magic(name: str, line: str, body: str | None) -> _Magic | str:
     shown = f"%{name}" if body is None else f"%%{name}"
     if (body is None and name in SETUP_MAGICS) or (body is not None and name in _DISPLAY_MAGICS):
         return _Magic()
-    timed = False
-    binds: tuple[str, ...] = ()
-    if name == "time":
-        code = line if body is None else body
-    elif name in _OPTIONS:
-        rest = _strip_options(line, _OPTIONS[name])
-        if rest is None:
-            return f"tore_nb cannot read the options of {shown}"
-        # %%timeit: the line is setup code; %%prun: the line and the body are one program
-        code = rest if body is None else f"{rest}\n{body}"
-        timed = name == "timeit"  # its code runs inside a function: it binds nothing here
-    elif name == "capture" and body is not None:
-        words = [w for w in line.split() if w not in _CAPTURE_FLAGS]
-        if len(words) > 1 or not all(w.isidentifier() for w in words):
-            return f"tore_nb cannot read the options of {shown}"
-        code, binds = body, tuple(words)
-    else:
+    if name in _TIMING_MAGICS:
+        # a timing is measured when the cell runs: replaying an old one would be a lie
+        return f"it times its code ({shown}): timings are measured on every run"
+    if name != "capture" or body is None:
         return f"it runs {shown}, which tore_nb cannot see into"
-    stmts = _parse_code(code)
+    words = [w for w in line.split() if w not in _CAPTURE_FLAGS]
+    if len(words) > 1 or not all(w.isidentifier() for w in words):
+        return f"tore_nb cannot read the options of {shown}"
+    stmts = _parse_code(body)
     if stmts is None:
         return f"tore_nb cannot read the code {shown} runs"
-    if timed:
-        scope = ast.parse("def _(): pass").body[0]
-        assert isinstance(scope, ast.FunctionDef)
-        scope.name, scope.body = f"<{name}>", list(stmts) or scope.body  # no Name can bind it
-        return _Magic(timed=scope)
-    return _Magic(code=stmts, binds=binds)
-
-
-def _strip_options(line: str, spec: str) -> str | None:
-    """`line` without the leading options `spec` allows (`-n 3 -r1 -q x = f()` gives `x = f()`);
-    None when it holds one that `spec` does not."""
-    rest = line.strip()
-    while rest.startswith("-"):
-        token, _, rest = rest.partition(" ")
-        rest = rest.lstrip()
-        if token == "--":
-            break
-        letters = token[1:]
-        while letters:
-            letter, letters = letters[0], letters[1:]
-            at = spec.find(letter)
-            if letter == ":" or at < 0:
-                return None
-            if spec[at + 1 : at + 2] == ":":  # takes a value: the rest of the token, or the next
-                if not letters:
-                    value, _, rest = rest.partition(" ")
-                    rest = rest.lstrip()
-                    if not value:
-                        return None
-                letters = ""
-    return rest
+    return _Magic(code=stmts, binds=tuple(words))
 
 
 def _parse_code(code: str) -> tuple[ast.stmt, ...] | None:
@@ -327,7 +346,7 @@ def _walk(tree: ast.AST) -> Iterator[ast.AST]:
             if isinstance(node, ast.Call):
                 magic = _shell_call(node)
                 if isinstance(magic, _Magic):
-                    todo += [*magic.code, *([magic.timed] if magic.timed else [])]
+                    todo += magic.code
 
 
 def is_setup_magic(stmt: ast.stmt) -> bool:
@@ -464,15 +483,17 @@ class _Flow(ast.NodeVisitor):
         if isinstance(magic, _Magic):  # the code a magic runs, here (an `uncacheable` one: no)
             for stmt in magic.code:
                 self.visit(stmt)
-            if magic.timed is not None:
-                free, writes, _ = _free_names(magic.timed)
-                for name in sorted(free):
-                    self.read(name)
-                self.global_writes |= writes
             for name in magic.binds:
                 self.bind(name)
             return
         self.generic_visit(node)
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in _CODE_RUNNERS:
+            for stmt in _literal_code(node) or ():  # eval("x + 1") reads x here
+                self.visit(stmt)
+        elif isinstance(func, ast.Attribute) and func.attr in _QUERY_METHODS and node.args:
+            for name in _AT_NAME.findall(_query_text(node.args[0]) or ""):
+                self.read(name)  # df.query("a > @cut") reads cut
         changed = _mutated_by(node)
         if changed is not None:
             self.mutated.append(changed)
@@ -729,8 +750,6 @@ def _free_names(scope: ast.AST) -> tuple[set[str], set[str], set[str]]:
             magic = _shell_call(node)
             if isinstance(magic, _Magic):  # the code a magic runs is part of this scope
                 stack.extend(reversed(magic.code))
-                if magic.timed is not None:
-                    stack.append(magic.timed)
                 bound.update(magic.binds)
                 continue
         if comprehension and isinstance(node, ast.NamedExpr):

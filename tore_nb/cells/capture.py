@@ -101,6 +101,7 @@ class OutputRecorder:
         # text form of a display or result event, not output of its own
         self.muted = 0
         self.result: Any = NO_RESULT  # the value the display hook put in Out[] last
+        self.widgets = False  # it showed a live widget, which a replay cannot bring back
 
     def __enter__(self) -> OutputRecorder:
         out, err = sys.stdout, sys.stderr
@@ -166,6 +167,8 @@ class OutputRecorder:
             **kwargs: Any,
         ) -> Any:
             _flush()
+            if _WIDGET_MIME in data:
+                self.widgets = True
             if not self.muted:
                 self._events.append(
                     OutputEvent(
@@ -194,6 +197,8 @@ class OutputRecorder:
         def wrapper(
             format_dict: Mapping[str, Any], md_dict: Mapping[str, Any] | None = None
         ) -> Any:
+            if _WIDGET_MIME in format_dict:
+                self.widgets = True
             self._events.append(
                 OutputEvent("result", data=dict(format_dict), metadata=dict(md_dict or {}))
             )

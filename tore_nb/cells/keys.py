@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import builtins
 import glob
+import importlib.util
 import os
 import re
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import xxhash
 
-from ..fingerprint import dependency_token
+from ..fingerprint import _library_dirs as library_dirs
+from ..fingerprint import dependency_token, is_local_module, module_version
 from ..keys import hash_value
 from .analysis import CellAnalysis
+from .probes import probes
 
 __all__ = [
     "CELL_FORMAT",
@@ -38,7 +42,7 @@ __all__ = [
     "file_digest",
 ]
 
-CELL_FORMAT = 1
+CELL_FORMAT = 2
 PREFIX = "tcache:cell:"
 LATEST_PREFIX = "tcache:latest:"
 _BUILTIN_NAMES = frozenset(dir(builtins))
@@ -82,7 +86,8 @@ def cell_label(analysis: CellAnalysis, name: str | None = None) -> str:
     if name:
         return _LABEL_SAFE.sub("_", name)[:80]
     shown = "+".join(n for n in analysis.outputs if n not in analysis.definitions)[:60]
-    return _LABEL_SAFE.sub("_", shown) or "cell"
+    # a cell that assigns nothing (`df.describe()`) by its code: such cells share no label
+    return _LABEL_SAFE.sub("_", shown) or f"cell-{analysis.code_digest[:8]}"
 
 
 def cell_key(
@@ -94,6 +99,7 @@ def cell_key(
     files: Iterable[str] = (),
     variables: Sequence[str] | None = None,
     skip: Collection[str] = (),
+    state: Iterable[KeyPart] | None = None,
 ) -> CellKey:
     """The key of a cell in a namespace; raises UnhashableInput naming an input it cannot hash.
 
@@ -122,6 +128,9 @@ def cell_key(
         except TypeError as exc:
             raise UnhashableInput(n, exc) from None
         parts.append(KeyPart("input", n, token))
+    parts.extend(_module_part(m) for m in analysis.imports)
+    # hidden state any cell reads silently (rcParams, pandas options), as it is now unless given
+    parts.extend(keyed_state() if state is None else state)
     for pattern in files:
         parts.extend(_file_parts(pattern))
     if variables is not None:
@@ -129,6 +138,39 @@ def cell_key(
     label = cell_label(analysis, name)
     digest = hash_value([(p.kind, p.name, p.digest) for p in parts])
     return CellKey(f"{PREFIX}{label}:{digest}", label, tuple(parts))
+
+
+def keyed_state() -> tuple[KeyPart, ...]:
+    """The key parts of the 'keyed' state probes available now (see `probes`)."""
+    return tuple(
+        KeyPart("state", p.name, p.digest(p.capture()))
+        for p in probes()
+        if p.kind == "keyed" and p.available()
+    )
+
+
+def _module_part(name: str) -> KeyPart:
+    """A module the cell imports, by the code it holds: a library by its version, a local
+    module by its source file (its loaded code is checked against the file before any lookup:
+    `fingerprint.stale_modules`), one not imported yet by the file an import would load."""
+    mod = sys.modules.get(name)
+    if mod is not None:
+        if not is_local_module(name):
+            return KeyPart("module", name, f"{module_version(name)}")
+        path = getattr(mod, "__file__", None)
+        return KeyPart("module", name, file_digest(path) if path else "no-file")
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a parent that is no package, or `from m import func`
+        return KeyPart("module", name, "absent")
+    if spec is None:
+        return KeyPart("module", name, "absent")
+    origin = spec.origin
+    if origin and os.path.isfile(origin):
+        local = not os.path.realpath(origin).startswith(library_dirs())
+        if local:
+            return KeyPart("module", name, file_digest(origin))
+    return KeyPart("module", name, f"{module_version(name)}")
 
 
 def _file_parts(pattern: str) -> list[KeyPart]:

@@ -1,37 +1,48 @@
 """Run or restore a cell: look its key up; on a hit restore and replay, on a miss run and store.
 
-`run_cached_cell` looks the key up. On a hit it unpickles the stored variables (fresh copies
-each time), assigns them all at once, re-executes the cell's definitions (which so see the
-cell's values, as they did when it ran), and replays what the cell printed and displayed, in
-order, putting the last expression's value back in `Out`. On a miss it runs the cell while
-recording its stdout, stderr and rich outputs, then stores the variables and the outputs. A
-cell that raises is not cached; a variable that cannot be pickled, an input that cannot be
-hashed, or a cell its analysis marks uncacheable, leaves the cell uncached (it still runs) with
-one `CacheWarning` naming why.
+The key is made before the run from what the code may read (`cell_key`), plus the hidden state
+any cell reads silently (matplotlib's rcParams, pandas' options). A miss runs the cell under
+observation: the namespace before and after (names added, rebound, deleted), the inputs hashed
+again (an object changed in place by any call is an output), the files, folders and
+environment variables it read, the global random states it drew from, the state it changed.
+What it read beyond its key is a dependency (`deps`): the entry is stored under a second key
+that includes their digests. A hit restores exactly what the run changed: objects that existed
+before as themselves (in place), views as views, state probes' changes, the cell's definitions
+run again; then it replays the outputs in order.
+
+A cell is run as it is, uncached, with one note saying why, when it cannot be keyed (an input
+that cannot be content-hashed, an indirect read), when the loaded code of a local module
+differs from its file, when it builds widgets, or when what it changed cannot be restored as a
+plain run would leave it. A cell that raises is not cached.
 """
 
 from __future__ import annotations
-import __future__
 
-import ast
-import contextlib
-import dataclasses
-import linecache
 import logging
-import pickle
 import time
-import types
-import warnings
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from ..keys import hash_value
-from .analysis import _DEF_NODES, IPYTHON_NAMES, CellAnalysis, analyze_cell, is_setup_magic
-from .capture import NO_RESULT, OutputEvent, OutputRecorder, replay
-from .entry import CellEntry, _dump_result, _dumps, _load_result, _loads, _unpicklable
+from .analysis import IPYTHON_NAMES, analyze_cell
+from .capture import OutputRecorder, replay
+from .deps import Manifest, current_digest, dependent_key
+from .entry import CellEntry
 from .explanation import latest_parts
-from .keys import CELL_FORMAT, LATEST_PREFIX, CellKey, KeyPart, UnhashableInput, cell_key
+from .keys import CELL_FORMAT, CellKey, KeyPart, UnhashableInput, cell_key
+from .modules import stale_modules
+from .observe import observe
+from .outcome import (
+    CacheWarning,
+    CellError,
+    CellOptions,
+    CellOutcome,
+    Status,
+    warn_uncached,
+)
+from .restore import outputs_still_there, register_source, restore
+from .snapshot import ObjectIndex, RestoreError
+from .state import State, capture_state
+from .store import NotCached, Run, store, watched_inputs
 
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
@@ -48,96 +59,11 @@ __all__ = [
 log = logging.getLogger("tore_nb.cells")
 
 
-class CacheWarning(UserWarning):
-    """A cell or function result that tore_nb could not cache (it still ran)."""
-
-
-class CellError(Exception):
-    """Raised by a `run` callable when the cell failed; wraps the cell's own exception."""
-
-    def __init__(self, error: BaseException | None) -> None:
-        super().__init__(f"the cell raised {type(error).__name__}: {error}")
-        self.error = error
-
-
-Status = Literal["hit", "stored", "not-cached", "off"]
-
-
-@dataclass(frozen=True)
-class CellOptions:
-    """The options of one `%%tcache` run (see the magic's help)."""
-
-    name: str | None = None
-    ttl: float | None = None
-    tiers: tuple[str, ...] | None = None
-    force: bool = False
-    off: bool = False
-    variables: tuple[str, ...] | None = None
-    deps: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class CellOutcome:
-    """What happened to a cell: served ('hit'), run and 'stored', run but 'not-cached' (with a
-    reason), or run with caching 'off'."""
-
-    status: Status
-    key: CellKey | None = None
-    tier: str | None = None
-    seconds: float = 0.0
-    compute_seconds: float = 0.0
-    saved_seconds: float = 0.0
-    variables: tuple[str, ...] = ()
-    reason: str | None = None
-    previous: tuple[KeyPart, ...] | None = None
-    nbytes: int = 0
-
-    def message(self) -> str:
-        """The one short line shown under a cell."""
-        if self.status == "hit":
-            names = ", ".join(self.variables) or "outputs"
-            return (
-                f"tcache: {names} restored from {self.tier} in {_fmt(self.seconds)}"
-                f" (saved {_fmt(self.saved_seconds)})"
-            )
-        if self.status == "stored":
-            return f"tcache: stored {', '.join(self.variables) or 'outputs'} ({_mb(self.nbytes)})"
-        if self.status == "not-cached":
-            return f"tcache: not cached: {self.reason}"
-        return "tcache: off"
-
-
-def _fmt(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    return f"{seconds / 60:.1f} min"
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
-
-
-class _RestoreFailed(Exception):
-    pass
-
-
 def _default_run(source: str, namespace: dict[str, Any]) -> Callable[[], None]:
     def run() -> None:
-        exec(compile(source, _register_source(source), "exec"), namespace)
+        exec(compile(source, register_source(source), "exec"), namespace)
 
     return run
-
-
-def _register_source(source: str) -> str:
-    """A file name under which `inspect.getsource` finds code compiled from `source`."""
-    name = f"<tcache-{hash_value(source)[:12]}>"
-    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
-    return name
 
 
 def run_cached_cell(
@@ -149,13 +75,12 @@ def run_cached_cell(
     options: CellOptions | None = None,
     shell: Any = None,
     skip: Collection[str] = IPYTHON_NAMES,
-    key: CellKey | None = None,
+    on_key: Callable[[CellKey, tuple[KeyPart, ...]], None] | None = None,
 ) -> CellOutcome:
     """Serve a cell from the cache, or run it (`run()`, which raises when the cell fails) and
-    store its variables and outputs. `source` is plain Python (IPython syntax transformed).
-
-    `key` is the cell's key when the caller has made it already (`cell_key` of this source,
-    namespace, options and `skip`), so that its inputs are not hashed a second time.
+    store what it changed and showed. `source` is plain Python (IPython syntax transformed).
+    `on_key(key, parts)` is called once the key and the current dependency digests are known,
+    before the cell is restored or run (for `--explain`).
 
     >>> import tempfile
     >>> from tore_nb import MultiLevelCache, CacheConfig
@@ -174,233 +99,151 @@ def run_cached_cell(
     except SyntaxError:
         run()  # let the cell report its own syntax error the usual way
         return CellOutcome("not-cached", reason="the cell could not be parsed")
-    uncacheable = analysis.uncacheable
-    if uncacheable:
-        _warn(f"cell not cached: {uncacheable}")
+
+    def uncached(reason: str, key: CellKey | None = None) -> CellOutcome:
+        if opts.warn:
+            warn_uncached(f"cell not cached: {reason}")
         run()
-        return CellOutcome("not-cached", seconds=time.perf_counter() - t0, reason=uncacheable)
-    if key is None:
+        return CellOutcome("not-cached", key, seconds=time.perf_counter() - t0, reason=reason)
+
+    if analysis.uncacheable:
+        return uncached(analysis.uncacheable)
+    stale = stale_modules()
+    if stale:
+        return uncached(stale[0])
+    state = capture_state()
+    try:
+        key = cell_key(
+            analysis,
+            namespace,
+            name=opts.name,
+            deps=opts.deps,
+            files=opts.files,
+            variables=opts.variables,
+            skip=skip,
+            state=state.keyed,
+        )
+    except UnhashableInput as exc:
+        return uncached(
+            f"{exc}; define __tore_hash__ on its type, or pass the data it depends on another way"
+        )
+    except ValueError as exc:  # --files over a folder too large
+        return uncached(str(exc))
+    found, parts = (None, key.parts) if opts.force else _lookup(cache, key, namespace, opts, state)
+    if on_key is not None:
+        on_key(key, parts)
+    if found is not None:
+        entry, tier = found
         try:
-            key = cell_key(
-                analysis,
-                namespace,
-                name=opts.name,
-                deps=opts.deps,
-                files=opts.files,
-                variables=opts.variables,
-                skip=skip,
+            restored, result = restore(entry, analysis, namespace, state)
+        except RestoreError as exc:
+            log.warning("tcache: could not restore cell %s (%s); running it", key.label, exc)
+        else:
+            replay(entry.events, shell, result=result)
+            took = time.perf_counter() - t0
+            saved = max(0.0, entry.compute_seconds - took)
+            cache.metrics.record_saved(saved)
+            return CellOutcome(
+                "hit",
+                key,
+                tier,
+                took,
+                entry.compute_seconds,
+                saved,
+                restored,
+                previous=entry.parts,
+                nbytes=entry.nbytes,
+                parts=parts,
             )
-        except UnhashableInput as exc:
-            _warn(
-                f"cell not cached: {exc}; define __tore_hash__ on its type, or pass the "
-                f"data it depends on another way"
-            )
-            run()
-            return CellOutcome("not-cached", seconds=time.perf_counter() - t0, reason=str(exc))
-    if not opts.force:
-        hit = cache.fetch(key.key, opts.tiers)
-        entry = hit.value if hit is not None else None
-        if hit is not None and isinstance(entry, CellEntry) and entry.format == CELL_FORMAT:
-            try:
-                restored = _restore(entry, analysis, namespace)
-            except _RestoreFailed as exc:
-                log.warning("tcache: could not restore cell %s (%s); running it", key.label, exc)
-            else:
-                replay(entry.events, shell, result=_load_result(entry, namespace))
-                took = time.perf_counter() - t0
-                saved = max(0.0, entry.compute_seconds - took)
-                cache.metrics.record_saved(saved)
-                return CellOutcome(
-                    "hit",
-                    key,
-                    hit.tier,
-                    took,
-                    entry.compute_seconds,
-                    saved,
-                    restored,
-                    previous=entry.parts,
-                    nbytes=entry.nbytes,
-                )
     previous = latest_parts(cache, key.label)
-    with OutputRecorder(shell) as recorder:
+    before = dict(namespace)
+    inputs = watched_inputs(key, namespace)
+    index = ObjectIndex(before, deep=inputs)
+    ignore = [p for p in (cache.config.disk_cache_path,) if p]  # the cache's own files
+    with observe(state.snapshots, ignore=ignore) as watcher, OutputRecorder(shell) as recorder:
         t1 = time.perf_counter()
         run()
         compute = time.perf_counter() - t1
-    return _store(
-        cache,
+    run_ = Run(
         key,
         analysis,
-        namespace,
-        opts,
-        recorder.events(),
+        before,
+        inputs,
+        index,
+        state,
+        watcher.result,
+        recorder,
         compute,
-        time.perf_counter() - t0,
         previous,
-        recorder.result,
+        parts,
     )
+    try:
+        return store(cache, namespace, opts, run_, t0)
+    except NotCached as exc:
+        reason = str(exc)
+        if opts.warn:
+            warn_uncached(f"cell not cached: {reason}")
+        return CellOutcome(
+            "not-cached",
+            key,
+            None,
+            time.perf_counter() - t0,
+            compute,
+            reason=reason,
+            previous=previous,
+            parts=parts,
+        )
 
 
-def _store(
+# -- lookup ---------------------------------------------------------------------------------------
+def _lookup(
     cache: MultiLevelCache,
     key: CellKey,
-    analysis: CellAnalysis,
     namespace: Mapping[str, Any],
     opts: CellOptions,
-    events: tuple[OutputEvent, ...],
-    compute: float,
-    took: float,
-    previous: tuple[KeyPart, ...] | None,
-    result: Any = NO_RESULT,
-) -> CellOutcome:
-    def not_cached(reason: str) -> CellOutcome:
-        _warn(f"cell not cached: {reason}")
-        return CellOutcome("not-cached", key, None, took, compute, reason=reason, previous=previous)
-
-    if opts.variables is not None:
-        missing = [n for n in opts.variables if n not in namespace]
-        if missing:
-            return not_cached(f"--vars names {', '.join(missing)}, which the cell did not define")
-        names = list(opts.variables)
-    else:
-        names = [n for n in analysis.outputs if n not in analysis.definitions and n in namespace]
-    values = {n: namespace[n] for n in names}
-    try:
-        stream, buffers = _dumps(values)
-    except Exception:
-        bad = _unpicklable(values) or [("?", "the variables cannot be pickled together")]
-        shown = "; ".join(f"variable {n!r} cannot be pickled ({why})" for n, why in bad)
-        return not_cached(shown)
-    nbytes = len(stream) + sum(memoryview(b).nbytes for b in buffers)
-    deleted = tuple(n for n in analysis.deleted if n not in namespace)
-    result_name, result_blob = _dump_result(result, values)
-    entry = CellEntry(
-        CELL_FORMAT,
-        key.label,
-        key.parts,
-        tuple(names),
-        deleted,
-        stream,
-        buffers,
-        events,
-        compute,
-        time.time(),
-        nbytes + len(result_blob or b""),
-        result_name,
-        result_blob,
-    )
-    stored = cache.set(key.key, entry, opts.ttl, opts.tiers)
-    if not stored and result_blob is not None:  # Out[n] is not worth losing the entry for
-        entry = dataclasses.replace(entry, result=None, nbytes=nbytes)
-        stored = cache.set(key.key, entry, opts.ttl, opts.tiers)
-    if not stored:
-        limits = [
-            cache.tier(t).max_item_bytes
-            for t in cache.tier_names
-            if opts.tiers is None or t in opts.tiers
-        ]
-        if not limits or nbytes > max(limits):
-            biggest = max(values, key=lambda n: _size_of(values[n]), default="?")
-            return not_cached(
-                f"its entry ({_mb(nbytes)}) is larger than every enabled tier "
-                f"allows (largest variable: {biggest!r})"
-            )
-        return not_cached("no cache tier accepted the entry (see the log)")
-    cache.set(
-        LATEST_PREFIX + key.label,
-        {"key": key.key, "parts": key.parts, "previous": previous},
-        opts.ttl,
-        opts.tiers,
-    )
-    return CellOutcome(
-        "stored",
-        key,
-        None,
-        took,
-        compute,
-        0.0,
-        tuple(names),
-        previous=previous,
-        nbytes=entry.nbytes,
-    )
+    state: State,
+) -> tuple[tuple[CellEntry, str] | None, tuple[KeyPart, ...]]:
+    """The entry of this key and the current digests of its dependencies, if any: ((entry,
+    tier) or None, the key's parts with the dependencies' as they are now)."""
+    hit = cache.fetch(key.key, opts.tiers)
+    if hit is None:
+        return None, key.parts
+    head = hit.value
+    if isinstance(head, CellEntry):
+        if head.format == CELL_FORMAT and outputs_still_there(head):
+            return (head, hit.tier), key.parts
+        return None, key.parts
+    if not isinstance(head, Manifest):
+        return None, key.parts
+    digests = _Digests(state)
+    newest: tuple[KeyPart, ...] | None = None
+    for variant in head.variants:
+        dep_parts = tuple(
+            d.part(current_digest(d, namespace, digests, state.snapshots.get("os.environ")))
+            for d in variant
+        )
+        if newest is None:
+            newest = dep_parts
+        found = cache.fetch(dependent_key(key.key, dep_parts), opts.tiers)
+        entry = found.value if found is not None else None
+        if (
+            found is not None
+            and isinstance(entry, CellEntry)
+            and entry.format == CELL_FORMAT
+            and outputs_still_there(entry)
+        ):
+            return (entry, found.tier), (*key.parts, *dep_parts)
+    return None, (*key.parts, *(newest or ()))
 
 
-def _size_of(value: Any) -> int:
-    nbytes = getattr(value, "nbytes", None)
-    if isinstance(nbytes, int):
-        return nbytes
-    try:
-        return len(pickle.dumps(value, protocol=5))
-    except Exception:
-        return 0
+class _Digests(dict[str, str]):
+    """Probe digests computed on demand (most cells never ask)."""
 
+    def __init__(self, state: State) -> None:
+        super().__init__()
+        self.state = state
 
-def _restore(
-    entry: CellEntry, analysis: CellAnalysis, namespace: dict[str, Any]
-) -> tuple[str, ...]:
-    """Assign the cell's variables, then re-run its definitions, all or nothing.
-
-    Variables first: default arguments, class attributes and decorator arguments are evaluated
-    when a definition runs, and must see the cell's values, as they did when the cell ran, not
-    the notebook's current ones."""
-    touched = set(analysis.definitions) | set(entry.names) | set(entry.deleted)
-    saved = {n: namespace[n] for n in touched if n in namespace}
-    module = namespace.get("__name__")
-    seen: set[tuple[str, str]] = set()
-
-    def rollback() -> None:
-        for n in touched:
-            if n in saved:
-                namespace[n] = saved[n]
-            else:
-                namespace.pop(n, None)
-
-    try:
-        defs = _definitions_code(analysis)
-        try:
-            values = _loads(entry, seen)
-        except Exception:
-            # the values need a class the cell defines, not defined here (a fresh kernel):
-            # define what can be without the cell's values, to load them; defined again below
-            for code in defs:
-                with contextlib.suppress(Exception):
-                    exec(code, namespace)
-            values = _loads(entry, seen)
-        namespace.update(values)
-        for code in defs:
-            exec(code, namespace)
-        if any(m == module and n.split(".")[0] in analysis.definitions for m, n in seen):
-            # instances of the cell's classes (or its functions): bind to the final definitions
-            namespace.update(_loads(entry))
-    except Exception as exc:
-        rollback()
-        raise _RestoreFailed(f"{type(exc).__name__}: {exc}") from exc
-    for n in entry.deleted:
-        namespace.pop(n, None)
-    return entry.names
-
-
-def _definitions_code(analysis: CellAnalysis) -> list[types.CodeType]:
-    """The cell's top-level imports, defs, classes and settings magics (`%load_ext`,
-    `%matplotlib`), compiled one statement each (under the cell's own `__future__` imports, as
-    when they ran together): what a hit runs again, since no variable carries their effect."""
-    statements = [
-        s for s in ast.parse(analysis.source).body if isinstance(s, _DEF_NODES) or is_setup_magic(s)
-    ]
-    if not statements:
-        return []
-    flags = 0
-    for s in statements:
-        if isinstance(s, ast.ImportFrom) and s.module == "__future__":
-            for alias in s.names:
-                feature = getattr(__future__, alias.name, None)
-                flags |= getattr(feature, "compiler_flag", 0)
-    filename = _register_source(analysis.source)
-    return [
-        compile(ast.Module(body=[s], type_ignores=[]), filename, "exec", flags=flags)
-        for s in statements
-    ]
-
-
-def _warn(message: str) -> None:
-    # shown as "tcache:1: CacheWarning: ..." rather than pointing into this module
-    warnings.warn_explicit(message, CacheWarning, "tcache", 1, module="tore_nb.cells")
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        if name not in self and name in self.state.snapshots:
+            self[name] = self.state.digest(name)
+        return super().get(name, default)

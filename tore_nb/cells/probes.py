@@ -1,0 +1,682 @@
+"""Hidden global state a cell reads or changes without naming it, as a registry of probes.
+
+A cell that draws from `np.random` depends on the seed an earlier cell set, and leaves the
+generator where its draws ended; `plt.style.use`, `pd.set_option`, `sys.path.append`,
+`os.environ[...] = ...` and `os.chdir` change what later cells see. None of this is a variable,
+so the cell runner asks each *probe* for a snapshot before and after a run:
+
+- ``consumed`` state changes when it is used (random generators): an input of the cell when it
+  changed during the run and the cell did not seed it before its first draw (see
+  `observe.Observation.seeded`), an output when it changed;
+- ``keyed`` state is read silently by library code (matplotlib's rcParams when drawing, pandas'
+  display options when printing): always a key part while its library is loaded;
+- ``observed`` state is an input only when the observer saw the cell read it (environment keys,
+  the working directory, `sys.path` on imports), an output when it changed.
+
+A hit applies the cell's own `changes(before, after)` with `apply`, not a whole snapshot, so
+that what differs between sessions (`JPY_PARENT_PID`, the backend) is never overwritten.
+
+A probe never imports its library: it is `available()` only while the library is in
+`sys.modules`, so that `import tore_nb` stays light.
+
+>>> [p.name for p in probes()]  # doctest: +NORMALIZE_WHITESPACE
+['numpy.random', 'random', 'matplotlib.rcParams', 'pandas.options', 'os.environ', 'sys.path',
+ 'cwd']
+>>> p = get_probe("random"); before = p.capture()
+>>> import random; _ = random.random()
+>>> p.digest(before) == p.digest(p.capture())
+False
+>>> p.restore(before); p.digest(before) == p.digest(p.capture())
+True
+
+A third-party generator joins by registering a probe; `BaseProbe` supplies whole-state
+`changes` and `apply` (torch shown, not run)::
+
+    class TorchRandom(BaseProbe):
+        name = "torch.random"
+        kind = "consumed"
+        seeders = ("torch.manual_seed", "torch.random.manual_seed", "torch.set_rng_state")
+
+        def available(self) -> bool:
+            return "torch" in sys.modules
+
+        def capture(self) -> bytes:
+            return sys.modules["torch"].get_rng_state().numpy().tobytes()
+
+        def digest(self, snapshot: bytes) -> str:
+            return hash_bytes(snapshot)
+
+        def restore(self, snapshot: bytes) -> None:
+            torch = sys.modules["torch"]
+            torch.set_rng_state(torch.frombuffer(bytearray(snapshot), dtype=torch.uint8))
+
+    register_probe(TorchRandom())
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import xxhash
+
+from ..errors import ToreError
+from ..keys import hash_value
+
+__all__ = [
+    "BaseProbe",
+    "CwdProbe",
+    "EnvironProbe",
+    "NumpyRandomProbe",
+    "PandasOptionsProbe",
+    "ProbeKind",
+    "PythonRandomProbe",
+    "RcParamsProbe",
+    "StateProbe",
+    "StateRestoreError",
+    "SysPathProbe",
+    "capture_all",
+    "get_probe",
+    "probes",
+    "register_probe",
+    "unregister_probe",
+]
+
+log = logging.getLogger("tore_nb.cells")
+
+ProbeKind = Literal["consumed", "keyed", "observed"]
+_KINDS = ("consumed", "keyed", "observed")
+
+# the C function behind os.getcwd: observe() patches os.getcwd, and a probe's own capture must
+# not count as the cell reading its working directory
+_getcwd: Callable[[], str] = getattr(sys.modules[os.name], "getcwd")  # noqa: B009
+
+
+class StateRestoreError(ToreError, OSError):
+    """Live state could not be made equal to a snapshot (the directory to return to is gone).
+
+    >>> issubclass(StateRestoreError, OSError)
+    True
+    """
+
+
+@runtime_checkable
+class StateProbe(Protocol):
+    """One piece of hidden global state: how to snapshot, digest, diff and restore it.
+
+    `seeders` names the functions (``"module.attr"``) that reset a ``consumed`` state without
+    reading it; `observe()` wraps them to tell seeding from drawing. Snapshots and changes are
+    plain picklable data, never aliased to the live state; `changes` is None when nothing
+    changed, and `apply` of it is idempotent.
+
+    >>> isinstance(get_probe("sys.path"), StateProbe)
+    True
+    """
+
+    @property
+    def name(self) -> str:
+        """Unique, e.g. ``"numpy.random"``; registering another of that name replaces it."""
+        ...
+
+    @property
+    def kind(self) -> ProbeKind:
+        """``"consumed"``, ``"keyed"`` or ``"observed"`` (see the module's docstring)."""
+        ...
+
+    @property
+    def seeders(self) -> tuple[str, ...]:
+        """``"module.attr"`` names of functions that reset a consumed state (may be empty)."""
+        ...
+
+    def available(self) -> bool:
+        """Whether the state exists now (its module is imported); never imports it."""
+        ...
+
+    def capture(self) -> Any:
+        """A snapshot of the live state."""
+        ...
+
+    def digest(self, snapshot: Any) -> str:
+        """A digest of a snapshot, equal across processes and `PYTHONHASHSEED` values."""
+        ...
+
+    def restore(self, snapshot: Any) -> None:
+        """Make the live state equal to `snapshot`."""
+        ...
+
+    def changes(self, before: Any, after: Any) -> Any:
+        """What a run changed between two snapshots; None when nothing."""
+        ...
+
+    def apply(self, changes: Any) -> None:
+        """Make the live state show `changes` (the result of `changes`), leaving the rest."""
+        ...
+
+
+class BaseProbe:
+    """Defaults for a probe whose state changes as a whole (a random generator): `changes` is
+    the later snapshot when the digests differ, `apply` restores it.
+
+    >>> get_probe("random").changes((3, (1,), None), (3, (1,), None)) is None
+    True
+    """
+
+    name: str = ""
+    kind: ProbeKind = "consumed"
+    seeders: tuple[str, ...] = ()
+
+    def available(self) -> bool:
+        raise NotImplementedError
+
+    def capture(self) -> Any:
+        raise NotImplementedError
+
+    def digest(self, snapshot: Any) -> str:
+        return hash_value(snapshot)
+
+    def restore(self, snapshot: Any) -> None:
+        raise NotImplementedError
+
+    def changes(self, before: Any, after: Any) -> Any:
+        return None if self.digest(before) == self.digest(after) else after
+
+    def apply(self, changes: Any) -> None:
+        if changes is not None:
+            self.restore(changes)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} ({self.kind})>"
+
+
+# -- digests ------------------------------------------------------------------------------------
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _canon(value: Any) -> str:
+    """A canonical text of a setting's value: repr for plain values (fast, and repr of these is
+    their definition), the content digest for anything else."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return repr(value)
+    if kind is list or kind is tuple:
+        inner = ",".join(_canon(v) for v in value)
+        return f"[{inner}]" if kind is list else f"({inner})"
+    if callable(getattr(value, "by_key", None)):  # a Cycler: its set of keys hashes unordered
+        value = ("cycler", value.by_key())
+    try:
+        return "#" + hash_value(value)
+    except TypeError:  # an unhashable setting counts by its type only
+        return f"?{kind.__module__}.{kind.__qualname__}"
+
+
+def _mapping_digest(tag: str, mapping: Mapping[str, Any]) -> str:
+    h = xxhash.xxh3_128(tag.encode())
+    for key in sorted(mapping):
+        h.update(f"\0{key}\x1f{_canon(mapping[key])}".encode())
+    return h.hexdigest()
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and _canon(a) == _canon(b))
+
+
+def _mapping_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in after.items() if k not in before or not _same(before[k], v)}
+
+
+# -- random generators --------------------------------------------------------------------------
+class NumpyRandomProbe(BaseProbe):
+    """numpy's legacy global generator (`np.random.seed`, `np.random.rand`, ...), the
+    RandomState `np.random.mtrand._rand`; a snapshot is its `get_state(legacy=False)` dict.
+
+    >>> import numpy as np
+    >>> p = NumpyRandomProbe(); np.random.seed(1); s = p.capture(); a = np.random.rand()
+    >>> p.restore(s); a == np.random.rand()
+    True
+    """
+
+    name = "numpy.random"
+    kind: ProbeKind = "consumed"
+    seeders: tuple[str, ...] = ("numpy.random.seed", "numpy.random.set_state")
+
+    @staticmethod
+    def _rand() -> Any:
+        return sys.modules["numpy.random.mtrand"]._rand
+
+    def available(self) -> bool:
+        mtrand = sys.modules.get("numpy.random.mtrand")
+        return mtrand is not None and hasattr(mtrand, "_rand")
+
+    def capture(self) -> Any:
+        return self._rand().get_state(legacy=False)
+
+    def restore(self, snapshot: Any) -> None:
+        rand = self._rand()
+        wanted = snapshot["bit_generator"]
+        if type(rand._bit_generator).__name__ != wanted:  # set_bit_generator() ran meanwhile
+            random_module = sys.modules["numpy.random"]
+            random_module.set_bit_generator(getattr(random_module, wanted)())
+        rand.set_state(snapshot)
+
+
+class PythonRandomProbe(BaseProbe):
+    """The `random` module's shared generator; a snapshot is `random.getstate()`.
+
+    >>> import random
+    >>> p = PythonRandomProbe(); s = p.capture(); a = random.random()
+    >>> p.restore(s); a == random.random()
+    True
+    """
+
+    name = "random"
+    kind: ProbeKind = "consumed"
+    seeders: tuple[str, ...] = ("random.seed", "random.setstate")
+
+    def available(self) -> bool:
+        return "random" in sys.modules
+
+    def capture(self) -> Any:
+        return sys.modules["random"].getstate()
+
+    def digest(self, snapshot: Any) -> str:
+        version, words, gauss = snapshot
+        try:  # 625 ints: packing is ~20x faster than hash_value's per-item walk
+            packed = struct.pack(f"<{len(words)}Q", *words)
+        except (struct.error, TypeError):
+            return hash_value(snapshot)
+        return xxhash.xxh3_128_hexdigest(f"random:{version}:{gauss!r}:".encode() + packed)
+
+    def restore(self, snapshot: Any) -> None:
+        sys.modules["random"].setstate(snapshot)
+
+
+# -- library settings ---------------------------------------------------------------------------
+# what differs between a terminal and a kernel running the same notebook, or is GUI session
+# state: never a key part, never restored
+_RC_SESSION = frozenset(
+    {
+        "backend",
+        "backend_fallback",
+        "interactive",
+        "toolbar",
+        "tk.window_focus",
+        "macosx.window_mode",
+        "savefig.directory",
+    }
+)
+
+
+def _rc_session(key: str) -> bool:
+    return key in _RC_SESSION or key.startswith("webagg.")
+
+
+class RcParamsProbe:
+    """matplotlib's `rcParams`, less the backend and other per-session keys; restoring sets
+    only the keys that differ, through `rcParams[key] = value` (validated, no backend switch).
+
+    >>> import matplotlib as mpl
+    >>> p = RcParamsProbe(); s = p.capture(); mpl.rcParams["lines.linewidth"] = 7.0
+    >>> p.changes(s, p.capture())
+    {'lines.linewidth': 7.0}
+    >>> p.restore(s); mpl.rcParams["lines.linewidth"] == s["lines.linewidth"]
+    True
+    """
+
+    name = "matplotlib.rcParams"
+    kind: ProbeKind = "keyed"
+    seeders: tuple[str, ...] = ()
+
+    def available(self) -> bool:
+        return hasattr(sys.modules.get("matplotlib"), "rcParams")
+
+    def capture(self) -> dict[str, Any]:
+        rc = sys.modules["matplotlib"].rcParams
+        # dict.items: RcParams.__getitem__ would resolve an automatic backend (import pyplot)
+        session = _RC_SESSION  # inlined _rc_session: this runs for ~340 keys
+        return {
+            k: (list(v) if type(v) is list else v)
+            for k, v in dict.items(rc)
+            if k not in session and not k.startswith("webagg.")
+        }
+
+    def digest(self, snapshot: dict[str, Any]) -> str:
+        return _mapping_digest("rcParams", snapshot)
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.apply(self.changes(self.capture(), snapshot))
+
+    def changes(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+        return _mapping_changes(before, after) or None
+
+    def apply(self, changes: dict[str, Any] | None) -> None:
+        if not changes:
+            return
+        rc = sys.modules["matplotlib"].rcParams
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a deprecated key warns on every set
+            for key, value in changes.items():
+                if _rc_session(key):
+                    continue
+                try:
+                    rc[key] = list(value) if type(value) is list else value
+                except (KeyError, ValueError, TypeError):  # a key this version no longer has
+                    log.debug("rcParams[%r] not restored", key)
+
+
+def _pandas_config() -> Any:
+    return sys.modules.get("pandas._config.config")
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            _flatten(value, f"{prefix}{key}.", out)
+        else:
+            out[prefix + key] = value
+
+
+class PandasOptionsProbe:
+    """Every pandas option (`pd.options`) as a flat dict, less deprecated ones; restoring calls
+    `pd.set_option` for the keys that differ, skipping any that now fail.
+
+    >>> import pandas as pd
+    >>> p = PandasOptionsProbe(); s = p.capture(); pd.set_option("display.max_rows", 7)
+    >>> p.changes(s, p.capture())
+    {'display.max_rows': 7}
+    >>> p.restore(s); pd.get_option("display.max_rows") == s["display.max_rows"]
+    True
+    """
+
+    name = "pandas.options"
+    kind: ProbeKind = "keyed"
+    seeders: tuple[str, ...] = ()
+
+    def available(self) -> bool:
+        return "pandas" in sys.modules and _pandas_config() is not None
+
+    def capture(self) -> dict[str, Any]:
+        config = _pandas_config()
+        out: dict[str, Any] = {}
+        tree = getattr(config, "_global_config", None)
+        deprecated = getattr(config, "_deprecated_options", None)
+        if isinstance(tree, dict) and isinstance(deprecated, dict):
+            # pandas' own store: 15 us, where get_option per key takes 100 us
+            _flatten(tree, "", out)
+            for key in deprecated:
+                out.pop(key, None)
+            return out
+        return self._capture_public()
+
+    @staticmethod
+    def _capture_public() -> dict[str, Any]:
+        pd = sys.modules["pandas"]
+        out: dict[str, Any] = {}
+
+        def walk(node: Any, prefix: str) -> None:
+            for key in dir(node):
+                value = getattr(node, key)
+                if type(value) is type(pd.options):
+                    walk(value, f"{prefix}{key}.")
+                else:
+                    out[prefix + key] = value
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            walk(pd.options, "")
+        return out
+
+    def digest(self, snapshot: dict[str, Any]) -> str:
+        return _mapping_digest("pandas.options", snapshot)
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.apply(self.changes(self.capture(), snapshot))
+
+    def changes(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+        return _mapping_changes(before, after) or None
+
+    def apply(self, changes: dict[str, Any] | None) -> None:
+        if not changes:
+            return
+        set_option = sys.modules["pandas"].set_option
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecated options warn when set
+            for key, value in changes.items():
+                try:
+                    set_option(key, value)
+                except Exception:  # removed or now-invalid option: the rest still applies
+                    log.debug("pandas option %r not restored", key)
+
+
+# -- the process ---------------------------------------------------------------------------------
+class EnvironProbe:
+    """`os.environ` as a dict; changes are ``{key: value}`` with None for a removed key, applied
+    through `os.environ` (so `putenv` runs) and only for those keys.
+
+    >>> p = EnvironProbe(); s = p.capture()
+    >>> p.changes(s, {**s, "TORE_DOC": "1"})
+    {'TORE_DOC': '1'}
+    >>> p.digest_keys(s, ["TORE_DOC"]) == p.digest_keys({"TORE_DOC": ""}, ["TORE_DOC"])
+    False
+    """
+
+    name = "os.environ"
+    kind: ProbeKind = "observed"
+    seeders: tuple[str, ...] = ()
+
+    def available(self) -> bool:
+        return True
+
+    def capture(self) -> dict[str, str]:
+        env: Any = os.environ
+        data = getattr(env, "_data", None)
+        if isinstance(data, dict):
+            # the raw store: iterating os.environ itself would count as the cell reading all
+            # of it while observe() watches
+            dk, dv = env.decodekey, env.decodevalue
+            return {dk(k): dv(v) for k, v in data.items()}
+        return dict(os.environ)
+
+    def digest(self, snapshot: Mapping[str, str]) -> str:
+        return _mapping_digest("environ", snapshot)
+
+    def digest_keys(self, snapshot: Mapping[str, str], keys: Iterable[str]) -> str:
+        """Digest of the values of `keys` only (an unset key differs from an empty one)."""
+        return _mapping_digest("environ-keys", {k: snapshot.get(k) for k in set(keys)})
+
+    def restore(self, snapshot: Mapping[str, str]) -> None:
+        self.apply(self.changes(self.capture(), snapshot))
+
+    def changes(
+        self, before: Mapping[str, str], after: Mapping[str, str]
+    ) -> dict[str, str | None] | None:
+        delta: dict[str, str | None] = {k: v for k, v in after.items() if before.get(k) != v}
+        delta.update({k: None for k in before if k not in after})
+        return delta or None
+
+    def apply(self, changes: Mapping[str, str | None] | None) -> None:
+        for key, value in (changes or {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class SysPathProbe:
+    """`sys.path` as a list. Its changes keep where an entry went: before every kept entry
+    (``sys.path.insert(0, ...)``) or after a given one (``append``); `apply` adds only what is
+    missing and removes what the run removed, so it is idempotent.
+
+    >>> p = SysPathProbe()
+    >>> c = p.changes(["/a", "/b"], ["/x", "/a", "/b", "/y"]); c
+    {'front': ['/x'], 'after': [['/b', '/y']], 'removed': []}
+    """
+
+    name = "sys.path"
+    kind: ProbeKind = "observed"
+    seeders: tuple[str, ...] = ()
+
+    def available(self) -> bool:
+        return True
+
+    def capture(self) -> list[str]:
+        return list(sys.path)
+
+    def digest(self, snapshot: list[str]) -> str:
+        return xxhash.xxh3_128_hexdigest(("sys.path\0" + "\0".join(map(str, snapshot))).encode())
+
+    def restore(self, snapshot: list[str]) -> None:
+        sys.path[:] = snapshot  # in place: importers hold a reference to the list
+
+    def changes(self, before: list[str], after: list[str]) -> dict[str, list[Any]] | None:
+        kept = set(before)
+        now = set(after)
+        front: list[str] = []
+        placed: list[list[str]] = []
+        anchor: str | None = None
+        for entry in after:
+            if entry in kept:
+                anchor = entry
+            elif anchor is None:
+                front.append(entry)
+            else:
+                placed.append([anchor, entry])
+        removed = [e for e in before if e not in now]
+        if not (front or placed or removed):
+            return None
+        return {"front": front, "after": placed, "removed": removed}
+
+    def apply(self, changes: Mapping[str, list[Any]] | None) -> None:
+        if not changes:
+            return
+        path = [e for e in sys.path if e not in set(changes["removed"])]
+        for anchor, entry in changes["after"]:
+            if entry not in path:
+                path.insert(path.index(anchor) + 1 if anchor in path else len(path), entry)
+        front = [e for e in changes["front"] if e not in path]
+        sys.path[:] = front + path
+
+
+class CwdProbe:
+    """The working directory; None when it no longer exists. Restoring to a directory that is
+    gone raises `StateRestoreError`.
+
+    >>> p = CwdProbe(); p.changes("/a", "/a") is None, p.changes("/a", "/b")
+    (True, '/b')
+    """
+
+    name = "cwd"
+    kind: ProbeKind = "observed"
+    seeders: tuple[str, ...] = ()
+
+    def available(self) -> bool:
+        return True
+
+    def capture(self) -> str | None:
+        try:
+            return _getcwd()
+        except OSError:  # deleted under us
+            return None
+
+    def digest(self, snapshot: str | None) -> str:
+        return xxhash.xxh3_128_hexdigest(f"cwd\0{snapshot}".encode())
+
+    def restore(self, snapshot: str | None) -> None:
+        if snapshot is None:
+            return
+        try:
+            os.chdir(snapshot)
+        except OSError as exc:
+            raise StateRestoreError(
+                f"cannot change the working directory back to {snapshot!r}: {exc.strerror}"
+            ) from exc
+
+    def changes(self, before: str | None, after: str | None) -> str | None:
+        return None if before == after else after
+
+    def apply(self, changes: str | None) -> None:
+        self.restore(changes)
+
+
+# -- the registry -------------------------------------------------------------------------------
+_REGISTRY: dict[str, StateProbe] = {}
+
+
+def register_probe(probe: StateProbe) -> None:
+    """Add a probe, or replace the one of the same name in its place.
+
+    >>> class Counter(BaseProbe):
+    ...     name, kind, state = "doc.counter", "consumed", [0]
+    ...     def available(self): return True
+    ...     def capture(self): return self.state[0]
+    ...     def restore(self, snapshot): self.state[0] = snapshot
+    >>> register_probe(Counter()); probes()[-1].name
+    'doc.counter'
+    >>> _ = unregister_probe("doc.counter")
+    """
+    if not isinstance(getattr(probe, "name", None), str) or not probe.name:
+        raise ValueError(f"a probe needs a name: {probe!r}")
+    if getattr(probe, "kind", None) not in _KINDS:
+        raise ValueError(f"probe {probe.name!r}: kind must be one of {_KINDS}")
+    _REGISTRY[probe.name] = probe
+
+
+def unregister_probe(name: str) -> StateProbe | None:
+    """Remove a probe by name; the removed one, or None.
+
+    >>> unregister_probe("no such probe") is None
+    True
+    """
+    return _REGISTRY.pop(name, None)
+
+
+def probes() -> tuple[StateProbe, ...]:
+    """The registered probes, in registration order.
+
+    >>> probes()[0].name
+    'numpy.random'
+    """
+    return tuple(_REGISTRY.values())
+
+
+def get_probe(name: str) -> StateProbe:
+    """The probe of that name; KeyError when none.
+
+    >>> get_probe("cwd").kind
+    'observed'
+    """
+    return _REGISTRY[name]
+
+
+def capture_all() -> dict[str, Any]:
+    """A snapshot of every available probe, by name; a probe whose capture fails is left out
+    (and logged), as if unavailable.
+
+    >>> {"os.environ", "sys.path", "cwd"} <= set(capture_all())
+    True
+    """
+    out: dict[str, Any] = {}
+    for probe in tuple(_REGISTRY.values()):
+        try:
+            if probe.available():
+                out[probe.name] = probe.capture()
+        except Exception:
+            log.warning("state probe %r failed to capture", probe.name, exc_info=True)
+    return out
+
+
+for _probe in (
+    NumpyRandomProbe(),
+    PythonRandomProbe(),
+    RcParamsProbe(),
+    PandasOptionsProbe(),
+    EnvironProbe(),
+    SysPathProbe(),
+    CwdProbe(),
+):
+    register_probe(_probe)
+del _probe

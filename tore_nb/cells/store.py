@@ -1,0 +1,288 @@
+"""Store a run: what it changed (observed, not guessed), what it read beyond its key, its outputs.
+
+`store` turns one observed run into a `CellEntry`: the names it bound to new objects and the
+inputs it changed in place (the inputs hashed again after the run), pickled so that objects
+that existed before stay references (`snapshot`); the state probes' changes; the files it wrote.
+What it read beyond its key (files, env keys, random state, variables its outputs refer to)
+becomes a `Dependency`: the entry then lies under `deps.dependent_key` and a `Manifest` under
+the key. A run that cannot be restored as a plain run would leave the namespace raises
+`NotCached` with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..fingerprint import dependency_token
+from ..keys import hash_value
+from .analysis import IPYTHON_NAMES, CellAnalysis
+from .capture import NO_RESULT, OutputRecorder
+from .deps import Dependency, Manifest, current_digest, dependent_key, merge
+from .entry import CellEntry
+from .keys import CELL_FORMAT, LATEST_PREFIX, CellKey, KeyPart
+from .observe import Observation
+from .outcome import CellOptions, CellOutcome, format_bytes
+from .snapshot import ObjectIndex, dumps, held_elsewhere, inplace_state, namespace_changes
+from .state import State
+
+if TYPE_CHECKING:
+    from ..tiered import MultiLevelCache
+
+__all__ = ["NotCached", "Run", "store", "watched_inputs"]
+
+
+class NotCached(Exception):
+    """Why a run that succeeded cannot be stored."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything known about one run of a cell, for `_store`."""
+
+    key: CellKey
+    analysis: CellAnalysis
+    before: Mapping[str, Any]
+    inputs: Mapping[str, str]  # names whose content the key holds -> digest before the run
+    index: ObjectIndex
+    state: State
+    seen: Observation
+    recorder: OutputRecorder
+    compute: float
+    previous: tuple[KeyPart, ...] | None
+    parts: tuple[KeyPart, ...]
+
+
+def watched_inputs(key: CellKey, namespace: Mapping[str, Any]) -> dict[str, str]:
+    """The inputs whose content the key holds (not code, not modules): name -> digest."""
+    out = {}
+    for part in key.parts:
+        if part.kind != "input" or part.name not in namespace:
+            continue
+        value = namespace[part.name]
+        if isinstance(value, types.ModuleType | type | types.FunctionType) or callable(value):
+            continue
+        out[part.name] = part.digest
+    return out
+
+
+def _skip_name(name: str) -> bool:
+    # IPython's names and Python's own (`__warningregistry__`, `__builtins__`): no cell output
+    return name in IPYTHON_NAMES or _is_history(name) or (name[:2] == name[-2:] == "__")
+
+
+def _is_history(name: str) -> bool:
+    # IPython's own: _, __, ___, _i, _ii, _iii, _5, _i5, _dh, _oh, _ih
+    if not name.startswith("_"):
+        return False
+    rest = name.lstrip("_")
+    return rest in ("", "i", "ii", "iii", "dh", "oh", "ih") or rest.lstrip("i").isdigit()
+
+
+def store(
+    cache: MultiLevelCache,
+    namespace: dict[str, Any],
+    opts: CellOptions,
+    r: Run,
+    t0: float,
+) -> CellOutcome:
+    overhead = time.perf_counter() - t0 - r.compute
+    if opts.min_seconds and (r.compute < opts.min_seconds or r.compute < overhead):
+        return CellOutcome(
+            "not-cached",
+            r.key,
+            None,
+            time.perf_counter() - t0,
+            r.compute,
+            reason="it runs faster than its own hit would",
+            cheap=True,
+        )
+    events = r.recorder.events()
+    if r.recorder.widgets:
+        raise NotCached("it shows interactive widgets, which live in this kernel only")
+    changes = namespace_changes(
+        r.before,
+        namespace,
+        r.inputs,
+        lambda v: dependency_token(v, strict=True),
+        _skip_name,
+    )
+    definitions = set(r.analysis.definitions)
+    if opts.variables is not None:
+        missing = [n for n in opts.variables if n not in namespace]
+        if missing:
+            raise NotCached(f"--vars names {', '.join(missing)}, which the cell did not define")
+        rebound = [n for n in opts.variables if n not in changes.mutated]
+        mutated = [n for n in changes.mutated if n in opts.variables]
+    else:
+        rebound = list(changes.rebound)
+        mutated = list(changes.mutated)
+    values = {n: namespace[n] for n in rebound if n not in definitions}
+    inplace: dict[str, tuple[str, Any]] = {}
+    for name in mutated:
+        live = namespace[name]
+        how = inplace_state(live)
+        if how is not None:
+            inplace[name] = how
+        elif held_elsewhere(live, (namespace, r.before, r.index._keep)):
+            raise NotCached(
+                f"{name!r} was changed in place and other objects hold it; a hit could not "
+                f"change it for them"
+            )
+        else:
+            values[name] = live  # nothing else holds it: a new object is indistinguishable
+    payload: dict[str, Any] = {"values": values, "inplace": inplace}
+    result = r.recorder.result
+    if result is not NO_RESULT:
+        payload["result"] = result
+    try:
+        stream, buffers, used = dumps(payload, r.index)
+    except Exception:
+        payload.pop("result", None)  # Out[n] is not worth losing the entry for
+        try:
+            stream, buffers, used = dumps(payload, r.index)
+        except Exception:
+            raise NotCached(_why_unpicklable(values, inplace)) from None
+    deps = _dependencies(r, namespace, used, changes)
+    dep_parts = tuple(d.part(_digest_before(d, r, namespace)) for d in deps)
+    written = tuple(
+        (path, current_digest(Dependency("file", path), {}))
+        for path in r.seen.files_written
+        if os.path.isfile(path)
+    )
+    nbytes = len(stream) + sum(memoryview(b).nbytes for b in buffers)
+    entry = CellEntry(
+        CELL_FORMAT,
+        r.key.label,
+        (*r.key.parts, *dep_parts),
+        tuple(values),
+        # what the run unbound, and what its `del`s unbind: gone even where it existed before
+        tuple(
+            dict.fromkeys(n for n in (*changes.deleted, *r.analysis.deleted) if n not in namespace)
+        ),
+        stream,
+        buffers,
+        events,
+        r.compute,
+        time.time(),
+        nbytes,
+        mutated=tuple(inplace),
+        state=_state_changes(r.state),
+        written=written,
+    )
+    if deps:
+        head = cache.get(r.key.key)
+        manifest = merge(head if isinstance(head, Manifest) else None, deps)
+        stored = cache.set(dependent_key(r.key.key, dep_parts), entry, opts.ttl, opts.tiers)
+        stored = stored and cache.set(r.key.key, manifest, opts.ttl, opts.tiers)
+    else:
+        stored = cache.set(r.key.key, entry, opts.ttl, opts.tiers)
+    if not stored:
+        limits = [
+            cache.tier(t).max_item_bytes
+            for t in cache.tier_names
+            if opts.tiers is None or t in opts.tiers
+        ]
+        if not limits or nbytes > max(limits):
+            biggest = max(values, key=lambda n: _size_of(values[n]), default="?")
+            raise NotCached(
+                f"its entry ({format_bytes(nbytes)}) is larger than every enabled tier "
+                f"allows (largest variable: {biggest!r})"
+            )
+        raise NotCached("no cache tier accepted the entry (see the log)")
+    parts = (*r.key.parts, *dep_parts)
+    cache.set(
+        LATEST_PREFIX + r.key.label,
+        {"key": r.key.key, "parts": parts, "previous": r.previous},
+        opts.ttl,
+        opts.tiers,
+    )
+    return CellOutcome(
+        "stored",
+        r.key,
+        None,
+        time.perf_counter() - t0,
+        r.compute,
+        0.0,
+        (*values, *inplace),
+        previous=r.previous,
+        nbytes=nbytes,
+        parts=parts,
+    )
+
+
+def _dependencies(
+    r: Run, namespace: Mapping[str, Any], used: set[str], changes: Any
+) -> list[Dependency]:
+    """What the run read beyond its key."""
+    seen = r.seen
+    deps: set[Dependency] = set()
+    written = set(seen.files_written)
+    deps.update(Dependency("file", p) for p in seen.files_read if p not in written)
+    deps.update(Dependency("dir", p) for p in seen.dirs_listed)
+    if seen.env_all:
+        deps.add(Dependency("env", "*"))
+    deps.update(Dependency("env", k) for k in seen.env_read)
+    if seen.cwd_read:
+        deps.add(Dependency("cwd"))
+    if seen.imported:
+        deps.add(Dependency("sys.path"))
+    for probe in r.state.probes:
+        if probe.kind != "consumed" or probe.name in seen.seeded:
+            continue
+        if probe.digest(probe.capture()) != r.state.digest(probe.name):
+            deps.add(Dependency("state", probe.name))
+    keyed = {p.name for p in r.key.parts if p.kind == "input"}
+    # outputs refer to these variables' objects: what they hold must be what it was
+    deps.update(Dependency("name", n) for n in used if n not in keyed)
+    return sorted(deps)
+
+
+def _digest_before(dep: Dependency, r: Run, namespace: Mapping[str, Any]) -> str:
+    """A dependency's digest as it was before the run."""
+    if dep.kind == "state":
+        return r.state.digest(dep.name)
+    if dep.kind == "env":
+        return current_digest(dep, namespace, env=r.state.snapshots.get("os.environ"))
+    if dep.kind == "cwd" and "cwd" in r.state.snapshots:
+        return hash_value(r.state.snapshots["cwd"])
+    if dep.kind == "sys.path" and "sys.path" in r.state.snapshots:
+        return hash_value(list(r.state.snapshots["sys.path"]))
+    if dep.kind == "name" and dep.name in r.before:
+        return current_digest(dep, r.before)
+    return current_digest(dep, namespace)
+
+
+def _state_changes(state: State) -> tuple[tuple[str, Any], ...]:
+    """What the run changed of each probe's state, as each probe describes it."""
+    out = []
+    for probe in state.probes:
+        change = probe.changes(state.snapshots[probe.name], probe.capture())
+        if change is not None:
+            out.append((probe.name, change))
+    return tuple(out)
+
+
+def _why_unpicklable(values: Mapping[str, Any], inplace: Mapping[str, Any]) -> str:
+    bad = []
+    for name, value in {**values, **inplace}.items():
+        try:
+            dumps(value)
+        except Exception as exc:
+            bad.append(f"variable {name!r} cannot be pickled ({type(value).__qualname__}: {exc})")
+    return "; ".join(bad) or "the variables cannot be pickled together"
+
+
+def _size_of(value: Any) -> int:
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    try:
+        return len(pickle.dumps(value, protocol=5))
+    except Exception:
+        return 0
