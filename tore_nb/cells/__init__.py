@@ -64,8 +64,10 @@ from .keys import PREFIX as PREFIX
 from .keys import UnhashableInput as UnhashableInput
 from .keys import cell_label as cell_label
 from .keys import file_digest as file_digest
+from .observe import Observation, observe
 from .outcome import CacheWarning, CellError, CellOptions, CellOutcome
 from .outcome import Status as Status
+from .probes import StateProbe, probes, register_probe, unregister_probe
 from .run import run_cached_cell
 
 __all__ = [
@@ -81,12 +83,18 @@ __all__ = [
     "Explanation",
     "KeyPart",
     "Manifest",
+    "Observation",
     "OutputEvent",
     "OutputRecorder",
+    "StateProbe",
     "analyze_cell",
     "cell_key",
     "explain",
     "latest_parts",
+    "observe",
+    "probes",
+    "register_probe",
     "replay",
     "run_cached_cell",
+    "unregister_probe",
 ]

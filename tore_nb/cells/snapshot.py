@@ -60,8 +60,8 @@ class RestoreError(Exception):
 
 @dataclass(frozen=True)
 class Changes:
-    """Names a run bound to new objects (added or rebound), names still bound to the same
-    object whose content changed, and names it deleted."""
+    """Names a run bound to new objects (added or rebound), names whose object before the run
+    changed content (still bound to it or not), and names it deleted."""
 
     rebound: tuple[str, ...]
     mutated: tuple[str, ...]
@@ -84,10 +84,10 @@ def namespace_changes(
     deleted = [n for n in before if n not in after and not skip(n)]
     mutated = []
     for name, old in digests.items():
-        if name not in after or name not in before or after[name] is not before[name]:
+        if name not in before:
             continue
         try:
-            changed = digest(after[name]) != old
+            changed = digest(before[name]) != old
         except TypeError:
             changed = True
         if changed:
@@ -104,17 +104,27 @@ class ObjectIndex:
     and attributes (`("cfg", (("item", "model"),))`). It holds every object it indexes, so that
     no id is reused by an object made during the run."""
 
-    def __init__(self, namespace: Mapping[str, Any], deep: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        namespace: Mapping[str, Any],
+        deep: Collection[str] = (),
+        skip: Callable[[str], bool] = lambda name: False,
+    ) -> None:
         self.paths: dict[int, Path] = {}
         # arrays by the object that owns their memory: a view made by the cell is a view of
         # one of them when they share that owner
         self.arrays: dict[int, list[tuple[Path, Any]]] = {}
         self._keep: list[Any] = []
         for name, value in namespace.items():
-            self._add(value, (name, ()))
+            if not skip(name):  # `_` and `Out` hold what other names hold: never refer by them
+                self._add(value, (name, ()))
         for name in deep:  # the inputs: their parts may be handed out by the cell (`m = cfg[k]`)
             if name in namespace:
                 self._walk(namespace[name], (name, ()), 0)
+
+    def holders(self) -> list[Any]:
+        """What the index holds alive (a referrer to ignore)."""
+        return self._keep
 
     def _add(self, value: Any, path: Path) -> bool:
         if isinstance(value, _ATOMS + _NAMED):
@@ -375,13 +385,15 @@ def restore_into(live: Any, kind: str, content: Any) -> None:
         raise RestoreError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def held_elsewhere(obj: Any, ignore: Iterable[Any]) -> bool:
-    """Whether any object but those of `ignore` (the namespace, snapshots of it) refers to
-    `obj`: then a new object in its place would not be what a plain run leaves."""
-    skip = {id(x) for x in ignore}
-    frame = sys._getframe()
+def held_elsewhere(obj: Any, namespace: Mapping[str, Any], ignore: Iterable[Any]) -> bool:
+    """Whether anything but one variable of `namespace` refers to `obj` (`ignore`: snapshots
+    of the namespace, indexes): then a new object in its place would not be what a plain run
+    leaves."""
+    if sum(v is obj for v in namespace.values()) > 1:
+        return True
+    skip = {id(x) for x in ignore} | {id(namespace)}
     for referrer in gc.get_referrers(obj):
-        if id(referrer) in skip or referrer is frame or isinstance(referrer, types.FrameType):
+        if id(referrer) in skip or isinstance(referrer, types.FrameType):
             continue
         return True
     return False

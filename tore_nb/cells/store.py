@@ -11,6 +11,7 @@ the key. A run that cannot be restored as a plain run would leave the namespace 
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import time
@@ -34,7 +35,17 @@ from .state import State
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
 
-__all__ = ["NotCached", "Run", "store", "watched_inputs"]
+__all__ = ["NotCached", "Run", "skip_name", "store", "watched_inputs"]
+
+
+_CODE = (
+    types.ModuleType,
+    type,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    functools.partial,
+)
 
 
 class NotCached(Exception):
@@ -65,13 +76,13 @@ def watched_inputs(key: CellKey, namespace: Mapping[str, Any]) -> dict[str, str]
         if part.kind != "input" or part.name not in namespace:
             continue
         value = namespace[part.name]
-        if isinstance(value, types.ModuleType | type | types.FunctionType) or callable(value):
-            continue
+        if isinstance(value, _CODE):
+            continue  # code counts by its fingerprint, which reads other values
         out[part.name] = part.digest
     return out
 
 
-def _skip_name(name: str) -> bool:
+def skip_name(name: str) -> bool:
     # IPython's names and Python's own (`__warningregistry__`, `__builtins__`): no cell output
     return name in IPYTHON_NAMES or _is_history(name) or (name[:2] == name[-2:] == "__")
 
@@ -110,7 +121,7 @@ def store(
         namespace,
         r.inputs,
         lambda v: dependency_token(v, strict=True),
-        _skip_name,
+        skip_name,
     )
     definitions = set(r.analysis.definitions)
     if opts.variables is not None:
@@ -125,17 +136,21 @@ def store(
     values = {n: namespace[n] for n in rebound if n not in definitions}
     inplace: dict[str, tuple[str, Any]] = {}
     for name in mutated:
-        live = namespace[name]
-        how = inplace_state(live)
+        old = r.before[name]  # the object the name held before: changed in place
+        how = inplace_state(old)
         if how is not None:
             inplace[name] = how
-        elif held_elsewhere(live, (namespace, r.before, r.index._keep)):
+        elif namespace.get(name) is old and not held_elsewhere(
+            old, namespace, (r.before, r.index.holders())
+        ):
+            values[name] = old  # nothing else holds it: a new object is indistinguishable
+        elif namespace.get(name) is old or held_elsewhere(
+            old, namespace, (r.before, r.index.holders())
+        ):
             raise NotCached(
                 f"{name!r} was changed in place and other objects hold it; a hit could not "
                 f"change it for them"
             )
-        else:
-            values[name] = live  # nothing else holds it: a new object is indistinguishable
     payload: dict[str, Any] = {"values": values, "inplace": inplace}
     result = r.recorder.result
     if result is not NO_RESULT:
