@@ -128,7 +128,7 @@ def cell_key(
         except TypeError as exc:
             raise UnhashableInput(n, exc) from None
         parts.append(KeyPart("input", n, token))
-    parts.extend(_module_part(m) for m in analysis.imports)
+    parts.extend(p for p in map(_module_part, analysis.imports) if p is not None)
     # hidden state any cell reads silently (rcParams, pandas options), as it is now unless given
     parts.extend(keyed_state() if state is None else state)
     for pattern in files:
@@ -149,28 +149,51 @@ def keyed_state() -> tuple[KeyPart, ...]:
     )
 
 
-def _module_part(name: str) -> KeyPart:
+def _module_part(name: str) -> KeyPart | None:
     """A module the cell imports, by the code it holds: a library by its version, a local
     module by its source file (its loaded code is checked against the file before any lookup:
-    `fingerprint.stale_modules`), one not imported yet by the file an import would load."""
+    `modules.stale_modules`), one not imported yet by the file an import would load; None for
+    a name that is no module (`from m import func`). Never imports anything."""
     mod = sys.modules.get(name)
     if mod is not None:
         if not is_local_module(name):
-            return KeyPart("module", name, f"{module_version(name)}")
+            return KeyPart("module", name, module_version(name))
         path = getattr(mod, "__file__", None)
         return KeyPart("module", name, file_digest(path) if path else "no-file")
+    origin = _locate(name)
+    if origin is None:
+        return None
+    if origin.startswith(library_dirs()) or "site-packages" in origin:
+        return KeyPart("module", name, module_version(name))
+    return KeyPart("module", name, file_digest(origin))
+
+
+def _locate(name: str) -> str | None:
+    """The file an import of `name` would load, found without importing its parents (which
+    `importlib.util.find_spec` would do), or None."""
+    root, *rest = name.split(".")
     try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):  # a parent that is no package, or `from m import func`
-        return KeyPart("module", name, "absent")
+        spec = importlib.util.find_spec(root)
+    except (ImportError, ValueError):
+        return None
     if spec is None:
-        return KeyPart("module", name, "absent")
-    origin = spec.origin
-    if origin and os.path.isfile(origin):
-        local = not os.path.realpath(origin).startswith(library_dirs())
-        if local:
-            return KeyPart("module", name, file_digest(origin))
-    return KeyPart("module", name, f"{module_version(name)}")
+        return None
+    origin = spec.origin if spec.origin and os.path.isfile(spec.origin) else None
+    locations = list(spec.submodule_search_locations or ())
+    for part in rest:
+        origin = None
+        for folder in locations:
+            package = os.path.join(folder, part, "__init__.py")
+            module = os.path.join(folder, part + ".py")
+            if os.path.isfile(package):
+                origin, locations = package, [os.path.join(folder, part)]
+                break
+            if os.path.isfile(module):
+                origin, locations = module, []
+                break
+        if origin is None:
+            return None
+    return os.path.realpath(origin) if origin else None
 
 
 def _file_parts(pattern: str) -> list[KeyPart]:
