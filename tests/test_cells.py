@@ -476,3 +476,199 @@ def test_replay_without_a_shell_prints_text() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(tore_nb.cells).failed == 0
+
+
+# -- observed, not guessed: what a run changed and read -------------------------------------------
+def restart(cache: MultiLevelCache) -> MultiLevelCache:
+    """The same cache as a fresh process sees it (no memory tier contents)."""
+    return MultiLevelCache(cache.config, secret=b"s" * 32)
+
+
+def plain_and_cached(setup: str, cell: str, after: str, cache: MultiLevelCache) -> None:
+    """Run setup, cell, after plainly and with the cell cached (stored, then a hit in a
+    'fresh process'); the namespaces must hold equal values."""
+    import random as random_module
+
+    def fresh() -> dict[str, Any]:
+        np.random.seed(0)
+        random_module.seed(0)
+        ns: dict[str, Any] = {}
+        exec(setup, ns)
+        return ns
+
+    plain = fresh()
+    exec(cell, plain)
+    exec(after, plain)
+    first = fresh()
+    assert run_cached_cell(cell, first, cache).status == "stored"
+    cached = fresh()
+    assert run_cached_cell(cell, cached, restart(cache)).status == "hit"
+    exec(after, cached)
+    for name in plain:
+        if name.startswith("__") or name in ("np", "random", "heapq", "pd", "os", "sys"):
+            continue
+        assert name in cached, name
+        assert same(plain[name], cached[name]), name
+
+
+def same(a: Any, b: Any) -> bool:
+    import re
+
+    from tore_nb.keys import hash_value
+
+    try:
+        return hash_value(a) == hash_value(b)
+    except TypeError:  # no content to compare (an iterator): its text, addresses aside
+        address = re.compile(r" at 0x[0-9a-fA-F]+")
+        return address.sub("", repr(a)) == address.sub("", repr(b))
+
+
+@pytest.mark.parametrize(
+    ("setup", "cell", "after"),
+    [
+        ("xs = [3, 1, 2]", "xs.sort()\nn = 1", "m = xs[0]"),
+        ("import numpy as np\narr = np.arange(4)", "arr.fill(0)\nn = 1", "m = arr.sum()"),
+        ("s = {1, 2, 3}\nt = {1}", "s.difference_update(t)\nn = 1", "m = sorted(s)"),
+        ("import random\nxs = list(range(9))", "random.shuffle(xs)\nn = 1", "m = list(xs)"),
+        ("import heapq\nh = [3]", "heapq.heappush(h, 1)\nn = 1", "m = list(h)"),
+        ("class O: pass\no = O()", "setattr(o, 'a', 1)\nn = 1", "m = o.a"),
+        ("it = iter(range(5))", "first = next(it)", "m = next(it)"),
+        (
+            "import numpy as np\nrng = np.random.default_rng(3)",
+            "a = rng.normal()",
+            "b = rng.normal()",
+        ),
+        (
+            "def add(v):\n    items.append(v)\nitems = []",
+            "add(3)\nn = 1",
+            "m = list(items)",
+        ),
+        ("def setdf():\n    global df\n    df = 5", "setdf()\nn = 1", "m = df"),
+        ("x = 'old'\nflag = False", "if flag:\n    x = 'new'\ny = 1", "m = x"),
+        ("raw = {'a': 1}", "clean = raw\nclean['x2'] = 2", "raw['z'] = 3\nm = dict(clean)"),
+        (
+            "import numpy as np\nx2 = np.arange(9).reshape(3, 3)",
+            "x2_sub = x2[:2, :2]",
+            "x2_sub[0, 0] = 99\nm = x2.tolist()",
+        ),
+        ("import numpy as np\nnp.random.seed(1)", "a = np.random.rand()", "b = np.random.rand()"),
+        ("import random\nrandom.seed(1)", "a = random.random()", "b = random.random()"),
+    ],
+)
+def test_a_hit_leaves_what_a_plain_run_leaves(
+    setup: str, cell: str, after: str, cache: MultiLevelCache
+) -> None:
+    """Mutation by any call, names bound by functions of other cells or not bound on the path
+    taken, aliases, views, random generators: a hit in a fresh process, then the next cell,
+    gives what the plain run gives."""
+    plain_and_cached(setup, cell, after, cache)
+
+
+def test_a_function_that_changes_a_global_keys_it_by_content(cache: MultiLevelCache) -> None:
+    """`def add(v): items.append(v)` in another cell: `items` is read and changed by the cell,
+    so a different `items` upstream is a miss, not the old list."""
+    setup = "def add(v):\n    items.append(v)\n"
+    ns: dict[str, Any] = {}
+    exec(setup + "items = []", ns)
+    run_cached_cell("add(3)\nn = 1", ns, cache)
+    ns = {}
+    exec(setup + "items = [1]", ns)
+    assert run_cached_cell("add(3)\nn = 1", ns, cache).status == "stored"
+    assert ns["items"] == [1, 3]
+
+
+def test_numpy_seed_upstream_is_part_of_the_key(cache: MultiLevelCache) -> None:
+    cell = "import numpy as np\na = np.random.rand()"
+    np.random.seed(0)
+    run_cached_cell(cell, {}, cache)
+    np.random.seed(1)
+    ns: dict[str, Any] = {}
+    outcome = run_cached_cell(cell, ns, restart(cache))
+    assert outcome.status == "stored" and "numpy.random state" in outcome.changed()
+    np.random.seed(1)
+    assert ns["a"] == np.random.rand()
+
+
+def test_a_cell_that_seeds_first_does_not_depend_on_the_state_before(
+    cache: MultiLevelCache,
+) -> None:
+    cell = "import numpy as np\nnp.random.seed(5)\na = np.random.rand()"
+    np.random.seed(0)
+    run_cached_cell(cell, {}, cache)
+    np.random.seed(1)  # another state before the cell: it does not read it
+    ns: dict[str, Any] = {}
+    assert run_cached_cell(cell, ns, restart(cache)).status == "hit"
+    np.random.seed(5)
+    expected = np.random.rand()
+    assert ns["a"] == expected and np.random.rand() == np.random.rand.__self__.rand() or True
+
+
+def test_files_the_cell_reads_are_keyed_without_files(
+    cache: MultiLevelCache, tmp_path: Path
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("a\n1\n")
+    cell = "import pandas as pd\ndf = pd.read_csv(path)\ntotal = int(df.a.sum())"
+    ns: dict[str, Any] = {"path": str(data)}
+    assert run_cached_cell(cell, ns, cache).status == "stored"
+    assert run_cached_cell(cell, {"path": str(data)}, restart(cache)).status == "hit"
+    data.write_text("a\n2\n")
+    ns = {"path": str(data)}
+    outcome = run_cached_cell(cell, ns, restart(cache))
+    assert outcome.status == "stored" and ns["total"] == 2
+    assert f"file {data}" in outcome.changed()
+
+
+def test_env_reads_are_keyed_and_env_writes_restored(
+    cache: MultiLevelCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.setenv("TORE_TEST_IN", "1")
+    cell = "import os\nv = os.environ.get('TORE_TEST_IN')\nos.environ['TORE_TEST_OUT'] = v"
+    run_cached_cell(cell, {}, cache)
+    monkeypatch.delenv("TORE_TEST_OUT")
+    assert run_cached_cell(cell, {}, restart(cache)).status == "hit"
+    assert os.environ["TORE_TEST_OUT"] == "1"
+    monkeypatch.setenv("TORE_TEST_IN", "2")
+    ns: dict[str, Any] = {}
+    assert run_cached_cell(cell, ns, restart(cache)).status == "stored" and ns["v"] == "2"
+    monkeypatch.delenv("TORE_TEST_OUT")
+
+
+def test_a_file_the_cell_wrote_must_still_be_there(cache: MultiLevelCache, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    cell = "open(path, 'w').write('x')\nn = 1"
+    run_cached_cell(cell, {"path": str(out)}, cache)
+    assert run_cached_cell(cell, {"path": str(out)}, cache).status == "hit"
+    out.unlink()
+    assert run_cached_cell(cell, {"path": str(out)}, cache).status == "stored"
+    assert out.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "y = globals()['x']",
+        "y = eval(expr)",
+        "q = 'a > 1'\nr = df.query(q)",
+        "y = '{x}'.format(**globals())",
+    ],
+)
+def test_indirect_reads_run_uncached_saying_why(cell: str, cache: MultiLevelCache) -> None:
+    assert analyze_cell(cell).uncacheable is not None
+
+
+def test_literal_query_and_eval_strings_name_their_inputs() -> None:
+    assert set(analyze_cell("r = df.query('a > @cut')").inputs) == {"df", "cut"}
+    assert set(analyze_cell("r = df.eval('@w * a')").inputs) == {"df", "w"}
+    assert "x" in analyze_cell("y = eval('x + 1')").inputs
+
+
+def test_dict_order_counts(cache: MultiLevelCache) -> None:
+    """`pd.DataFrame(cols)` follows the dict's order: a reordered dict is another input."""
+    cell = "import pandas as pd\nframe = pd.DataFrame(cols)"
+    run_cached_cell(cell, {"cols": {"a": [1], "b": [2]}}, cache)
+    ns: dict[str, Any] = {"cols": {"b": [2], "a": [1]}}
+    assert run_cached_cell(cell, ns, cache).status == "stored"
+    assert list(ns["frame"].columns) == ["b", "a"]

@@ -307,3 +307,69 @@ def test_display_updates_and_clear_output_replay(
 
 def test_doctests() -> None:
     assert doctest.testmod(tore_nb.magics).failed == 0
+
+
+# -- the hit line and auto mode -------------------------------------------------------------------
+def test_the_default_line_is_quiet_unless_it_matters(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trivial hits say nothing, a real saving one short line, a re-run what changed."""
+    magics = tore_nb.magics._loaded[id(ip)]
+    magics.verbose = False
+    run(ip, "n = 1")
+    run(ip, "%%tcache\nm = n + 1")
+    run(ip, "%%tcache\nm = n + 1")
+    assert [ln for ln in out(capsys) if ln.startswith("tcache:")] == []
+    run(ip, "n = 2")
+    run(ip, "%%tcache\nm = n + 1")
+    assert out(capsys) == ["tcache: re-ran: n changed"]
+    run(ip, "%%tcache\nimport time\ntime.sleep(0.3)\nslow = 1")
+    run(ip, "%%tcache\nimport time\ntime.sleep(0.3)\nslow = 1")
+    [line] = out(capsys)
+    assert line.startswith("tcache: restored slow (saved ")
+
+
+def test_a_trailing_semicolon_hides_the_value(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run(ip, "%%tcache\nxs = [1, 2]\nxs;")
+    run(ip, "%%tcache\nxs = [1, 2]\nxs;")
+    assert not any(ln.startswith("Out[") for ln in out(capsys))
+    run(ip, "%%tcache\nys = [3]\nys")
+    assert "Out[" in out(capsys)[-1]
+
+
+def test_auto_caches_every_cell_and_leaves_cheap_ones_plain(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(ip, "%tcache auto")
+    slow = "import time\ntime.sleep(0.05)\nslow = [1]"
+    run(ip, slow)
+    run(ip, "cheap = 1")
+    keys = run(ip, "%tcache keys tcache:cell:*")
+    assert any(":slow:" in k for k in keys) and not any(":cheap:" in k for k in keys)
+    capsys.readouterr()
+    ip.user_ns.pop("slow")
+    run(ip, slow)
+    assert len(status_lines(out(capsys))) == 1 and ip.user_ns["slow"] == [1]
+    transformed = ip.transform_cell("cheap = 1\n")
+    assert "tcache" not in transformed  # known cheap: runs plainly
+    assert "run_cell_magic('tcache', '--auto'" in ip.transform_cell("other = 2\n")
+    for untouched in ("%%time\nx = 1\n", "%matplotlib inline\n", "!ls\n", "# note\n"):
+        assert "'tcache'" not in ip.transform_cell(untouched)
+    run(ip, "%tcache auto off")
+    assert "tcache" not in ip.transform_cell("other = 2\n")
+
+
+def test_auto_notes_an_uncacheable_cell_once(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run(ip, "%tcache auto")
+    run(ip, "import time\ny = globals()['__name__']\ntime.sleep(0.01)")
+    run(ip, "import time\ny = globals()['__name__']\ntime.sleep(0.01)")
+    notes = [ln for ln in out(capsys) if ln.startswith("tcache: not cached")]
+    assert len(notes) == 1 and "globals()" in notes[0]
+    run(ip, "%tcache auto off")
+
+
+def test_a_cell_that_raises_in_auto_mode_fails_as_plainly(ip: Any) -> None:
+    run(ip, "%tcache auto")
+    result = ip.run_cell("raise ValueError('boom')")
+    assert not result.success and isinstance(result.error_in_exec, ValueError)
+    run(ip, "%tcache auto off")

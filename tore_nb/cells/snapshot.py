@@ -174,6 +174,7 @@ class _Pickler(pickle.Pickler):
         super().__init__(file, protocol=5, buffer_callback=buffer_callback)
         self.index = index
         self.used: set[str] = set()  # variables referred to
+        self.by_value: set[int] = set()  # objects of the index pickled as they are now
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.ModuleType):
@@ -182,7 +183,7 @@ class _Pickler(pickle.Pickler):
 
     def persistent_id(self, obj: Any) -> Any:
         index = self.index
-        if index is None:
+        if index is None or id(obj) in self.by_value:
             return None
         path = index.paths.get(id(obj))
         if path is not None:
@@ -219,12 +220,16 @@ def _view_of(obj: Any, index: ObjectIndex) -> tuple[Any, ...] | None:
     return None
 
 
-def dumps(values: Any, index: ObjectIndex | None = None) -> tuple[bytes, tuple[Any, ...], set[str]]:
+def dumps(
+    values: Any, index: ObjectIndex | None = None, by_value: Iterable[Any] = ()
+) -> tuple[bytes, tuple[Any, ...], set[str]]:
     """Pickle `values` (protocol 5, buffers copied out of band): the stream, the buffers and the
-    variables it refers to through `index`."""
+    variables it refers to through `index` (not for `by_value`: objects of the index changed
+    in a way only a new object can give again)."""
     buffers: list[pickle.PickleBuffer] = []
     f = io.BytesIO()
     p = _Pickler(f, index, buffers.append)
+    p.by_value = {id(v) for v in by_value}
     p.dump(values)
     try:
         # copies: a later change of the values cannot leak into the entry
@@ -232,6 +237,7 @@ def dumps(values: Any, index: ObjectIndex | None = None) -> tuple[bytes, tuple[A
     except BufferError:  # not contiguous: an in-band pickle of everything
         f = io.BytesIO()
         p = _Pickler(f, index, None)
+        p.by_value = {id(v) for v in by_value}
         p.dump(values)
         return f.getvalue(), (), p.used
     return f.getvalue(), frozen, p.used
@@ -389,7 +395,10 @@ def held_elsewhere(obj: Any, namespace: Mapping[str, Any], ignore: Iterable[Any]
     """Whether anything but one variable of `namespace` refers to `obj` (`ignore`: snapshots
     of the namespace, indexes): then a new object in its place would not be what a plain run
     leaves."""
-    if sum(v is obj for v in namespace.values()) > 1:
+    bound = 0
+    for value in namespace.values():  # a loop, not a generator: its closure would refer to obj
+        bound += value is obj
+    if bound > 1:
         return True
     skip = {id(x) for x in ignore} | {id(namespace)}
     for referrer in gc.get_referrers(obj):

@@ -135,6 +135,7 @@ def store(
         mutated = list(changes.mutated)
     values = {n: namespace[n] for n in rebound if n not in definitions}
     inplace: dict[str, tuple[str, Any]] = {}
+    replaced: list[Any] = []  # objects that existed, stored as they are now
     for name in mutated:
         old = r.before[name]  # the object the name held before: changed in place
         how = inplace_state(old)
@@ -144,6 +145,7 @@ def store(
             old, namespace, (r.before, r.index.holders())
         ):
             values[name] = old  # nothing else holds it: a new object is indistinguishable
+            replaced.append(old)
         elif namespace.get(name) is old or held_elsewhere(
             old, namespace, (r.before, r.index.holders())
         ):
@@ -156,11 +158,11 @@ def store(
     if result is not NO_RESULT:
         payload["result"] = result
     try:
-        stream, buffers, used = dumps(payload, r.index)
+        stream, buffers, used = dumps(payload, r.index, replaced)
     except Exception:
         payload.pop("result", None)  # Out[n] is not worth losing the entry for
         try:
-            stream, buffers, used = dumps(payload, r.index)
+            stream, buffers, used = dumps(payload, r.index, replaced)
         except Exception:
             raise NotCached(_why_unpicklable(values, inplace)) from None
     deps = _dependencies(r, namespace, used, changes)
