@@ -115,9 +115,7 @@ def test_a_change_made_in_place_is_made_in_place_again(make: Any) -> None:
             obj.add(9)
         elif isinstance(obj, bytearray | collections.deque):
             obj.append(1) if isinstance(obj, collections.deque) else obj.extend(b"c")
-        elif isinstance(obj, random.Random):
-            obj.random()
-        elif isinstance(obj, np.random.Generator | np.random.RandomState):
+        elif isinstance(obj, random.Random | np.random.Generator | np.random.RandomState):
             obj.random()
         elif isinstance(obj, np.ndarray):
             obj.fill(0)
