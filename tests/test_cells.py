@@ -672,3 +672,46 @@ def test_dict_order_counts(cache: MultiLevelCache) -> None:
     ns: dict[str, Any] = {"cols": {"b": [2], "a": [1]}}
     assert run_cached_cell(cell, ns, cache).status == "stored"
     assert list(ns["frame"].columns) == ["b", "a"]
+
+
+def test_a_module_edited_but_not_reloaded_is_never_keyed_by_its_file(
+    cache: MultiLevelCache, local_modules: Path
+) -> None:
+    """The kernel runs the code it imported; a key made from the edited file would file the
+    old code's results under the new code, for every later session: run uncached, say why."""
+    import importlib
+    import time as time_module
+
+    from .conftest import write_module
+
+    write_module(local_modules, "helpers_stale", "def f():\n    return 1\n")
+    cell = "from helpers_stale import f\ny = f()"
+    assert run_cached_cell(cell, {}, cache).status == "stored"
+    time_module.sleep(0.01)
+    (local_modules / "helpers_stale.py").write_text("def f():\n    return 2\n")
+    ns: dict[str, Any] = {}
+    with pytest.warns(CacheWarning, match="helpers_stale"):
+        outcome = run_cached_cell(cell, ns, cache)
+    assert outcome.status == "not-cached" and ns["y"] == 1  # the loaded code ran
+    importlib.reload(sys.modules["helpers_stale"])
+    ns = {}
+    outcome = run_cached_cell(cell, ns, cache)
+    assert outcome.status == "stored" and ns["y"] == 2
+
+
+def test_a_module_imported_by_the_cell_is_keyed_by_its_code(
+    cache: MultiLevelCache, local_modules: Path
+) -> None:
+    """`from helpers import f` in the cell: an edit of helpers.py between sessions misses."""
+    from .conftest import write_module
+
+    write_module(local_modules, "helpers_keyed", "def f():\n    return 1\n")
+    del sys.modules["helpers_keyed"]  # a new session: not imported yet
+    cell = "from helpers_keyed import f\ny = f()"
+    assert run_cached_cell(cell, {}, cache).status == "stored"
+    del sys.modules["helpers_keyed"]
+    assert run_cached_cell(cell, {}, restart(cache)).status == "hit"
+    (local_modules / "helpers_keyed.py").write_text("def f():\n    return 2\n")
+    del sys.modules["helpers_keyed"]
+    ns: dict[str, Any] = {}
+    assert run_cached_cell(cell, ns, restart(cache)).status == "stored" and ns["y"] == 2

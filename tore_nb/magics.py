@@ -470,6 +470,9 @@ def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext tore_nb`: register %%tcache and %tcache (idempotent)."""
     if id(ipython) in _loaded:
         return
+    from .fingerprint import track_imports
+
+    track_imports()  # the code of local modules as imported, to tell when a file changed
     magics = TcacheMagics(shell=ipython)
     ipython.register_magics(magics)
     _loaded[id(ipython)] = magics
