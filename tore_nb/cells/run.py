@@ -160,6 +160,7 @@ def run_cached_cell(
     inputs = watched_inputs(key, namespace)
     index = ObjectIndex(before, deep=inputs, skip=skip_name)
     ignore = [p for p in (cache.config.disk_cache_path,) if p]  # the cache's own files
+    state.take_all()
     with observe(state.snapshots, ignore=ignore) as watcher, OutputRecorder(shell) as recorder:
         t1 = time.perf_counter()
         run()
