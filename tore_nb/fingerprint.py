@@ -7,7 +7,10 @@ digest then folds in, by name, every global the code reads:
 - user functions and classes (defined in the notebook or in a local module, i.e. not in the
   standard library nor in site-packages): their own fingerprints, recursively;
 - library functions, classes and modules: their qualified name and the package version;
-- modules that are local: the fingerprints of the attributes the code reads from them;
+- modules that are local: the fingerprints of the attributes the code reads from them (all of
+  the module's code as loaded when the code uses the module itself as a value);
+- modules imported in the function's body (`import helpers`, `from helpers import f`): the
+  same, as if they were globals; one not imported yet counts by its source file;
 - any other value (a constant, a lookup table): its content digest (`tore_nb.keys.hash_value`).
   A global that cannot be content-hashed counts by its type only (and, for a user type, its
   class's fingerprint); a global or closure variable the function itself changes (assigns with
@@ -15,8 +18,17 @@ digest then folds in, by name, every global the code reads:
   `del memo[k]`, `log.last = x`, or calls `append`, `update`, `add`... on, unless it is a
   module or a class) is state, not an input, and counts by name only;
 - plain containers (lists, tuples, dicts, sets) that hold functions, classes, modules or user
-  objects: item by item, so a helper reached through a dispatch table counts by its code;
+  objects: item by item (dicts in insertion order), so a helper reached through a dispatch
+  table counts by its code;
 - bound methods: their function and the object they are bound to.
+
+`tore_nb.keys.hash_value` uses these fingerprints for every function, class, method or module
+it meets inside a value (this module registers them at import), with a guard against cycles
+(a value holding the function that reads it).
+
+Fingerprints read the source from disk, so they describe the running code only while local
+modules are not edited without a reload: `module_is_stale` / `stale_modules` tell (more exactly
+after `track_imports`, which records each local module's code as it is imported).
 
 The own part is memoised per code object, so a repeated call costs a walk over the globals.
 Digests are equal across processes and `PYTHONHASHSEED` values.
@@ -36,19 +48,22 @@ import builtins
 import contextlib
 import dis
 import functools
+import importlib.machinery
+import importlib.util
 import inspect
 import itertools
 import os
+import re
 import site
 import sys
 import sysconfig
 import textwrap
 import threading
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .keys import ContentHasher, hash_value
+from .keys import CodeHooks, ContentHasher, hash_value, set_code_hooks
 
 __all__ = [
     "FINGERPRINT_VERSION",
@@ -57,8 +72,12 @@ __all__ = [
     "fingerprint",
     "is_local_module",
     "is_user_object",
+    "local_module_digest",
+    "module_is_stale",
     "module_version",
     "normalized_source_digest",
+    "stale_modules",
+    "track_imports",
     "tree_digest",
 ]
 
@@ -158,14 +177,41 @@ def is_local_module(name: str | None) -> bool:
         result = False
     else:
         mod = sys.modules.get(name)
-        path = getattr(mod, "__file__", None) if mod is not None else None
-        if not path:
-            result = False  # builtin, frozen or namespace package: not something we can read
-        else:
-            real = os.path.realpath(path)
-            result = not real.startswith(_library_dirs()) and "site-packages" not in real
+        if mod is None:
+            return False  # not imported (yet): not remembered, it may be local once it is
+        path = getattr(mod, "__file__", None)
+        # no file: builtin, frozen or namespace package, not something we can read
+        result = bool(path) and _is_local_path(str(path))
     _local_cache[name] = result
     return result
+
+
+def _is_local_path(path: str) -> bool:
+    real = os.path.realpath(path)
+    return not real.startswith(_library_dirs()) and "site-packages" not in real
+
+
+def _find_origin(name: str) -> str | None:
+    """The file a module would be imported from, found without importing anything."""
+    search: Sequence[str] | None = None
+    spec = None
+    parts = name.split(".")
+    for i in range(len(parts)):
+        sub = ".".join(parts[: i + 1])
+        mod = sys.modules.get(sub)
+        try:
+            spec = mod.__spec__ if mod is not None else None
+            if spec is None:
+                spec = importlib.machinery.PathFinder.find_spec(sub, search)
+        except (ImportError, ValueError, AttributeError):
+            return None
+        if spec is None:
+            return None
+        search = spec.submodule_search_locations
+        if i < len(parts) - 1 and search is None:
+            return None  # a plain module has no submodules
+    origin = spec.origin if spec is not None else None
+    return origin if isinstance(origin, str) and os.path.isfile(origin) else None
 
 
 def is_user_object(obj: Any) -> bool:
@@ -261,26 +307,26 @@ def _feed_code(h: ContentHasher, code: types.CodeType) -> None:
                 h.update(repr(type(const)))
 
 
+# an `import` in a function body: (level, module name as written, attribute chains read from
+# the module it binds, whether the module itself is used as a value)
+_Import = tuple[int, str, tuple[tuple[str, ...], ...], bool]
+
+
 class _CodeInfo:
     """What is memoised per code object: its own digest and the globals it reads."""
 
-    __slots__ = ("chains", "digest", "globals", "mutated", "state")
+    __slots__ = ("bare", "chains", "digest", "globals", "imports", "mutated", "state")
 
-    def __init__(
-        self,
-        digest: str,
-        names: tuple[str, ...],
-        chains: dict[str, tuple[tuple[str, ...], ...]],
-        state: frozenset[str],
-        mutated: frozenset[str],
-    ) -> None:
+    def __init__(self, digest: str, reads: _Reads, mutated: frozenset[str]) -> None:
         self.digest = digest
-        self.globals = names
-        self.chains = chains  # global name -> attribute chains read from it (for modules)
-        self.state = state  # globals and closure variables the function assigns
+        self.globals = reads.names
+        self.chains = reads.chains  # global name -> attribute chains read from it (for modules)
+        self.bare = reads.bare  # globals used as a value, not only through attributes
+        self.imports = reads.imports
+        self.state = reads.state  # globals and closure variables the function assigns
         # ... and those it calls a mutator on or writes an item or attribute of: state too,
         # unless they hold a module or a class (`utils.update(x)` and `Vec.add(a, b)` call code)
-        self.mutated = mutated
+        self.mutated = reads.mutated | mutated
 
     def is_state(self, name: str, value: Any) -> bool:
         if name in self.state:
@@ -300,45 +346,120 @@ def _iter_codes(code: types.CodeType) -> Iterator[types.CodeType]:
 
 
 _Chains = dict[str, tuple[tuple[str, ...], ...]]
+_FAST_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"})
+_NAME_STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF"})
 
 
-def _global_reads(
-    code: types.CodeType,
-) -> tuple[tuple[str, ...], _Chains, frozenset[str], frozenset[str]]:
+class _Reads:
+    """What a code object reads, from its bytecode (see `_global_reads`)."""
+
+    __slots__ = ("bare", "chains", "imports", "mutated", "names", "state")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        chains: _Chains,
+        bare: frozenset[str],
+        imports: tuple[_Import, ...],
+        state: frozenset[str],
+        mutated: frozenset[str],
+    ) -> None:
+        self.names, self.chains, self.bare, self.imports = names, chains, bare, imports
+        self.state, self.mutated = state, mutated
+
+
+def _global_reads(code: types.CodeType) -> _Reads:
     names: set[str] = set()
-    chains: dict[str, set[tuple[str, ...]]] = {}
+    # attribute chains and bare uses, of globals and closure variables ("g") and of locals
+    # ("l"): a local may hold a module imported in the function
+    chains: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+    bare: set[tuple[str, str]] = set()
     state: set[str] = set()
     mutated: set[str] = set()
+    # name a module is bound to by an `import` in the body -> (level, module, attribute prefix)
+    bindings: list[tuple[tuple[str, str], int, str, tuple[str, ...]]] = []
 
     def flush(chain: list[str]) -> None:
-        if len(chain) > 1:
-            chains.setdefault(chain[0], set()).add(tuple(chain[1:]))
-            if chain[1] in _MUTATORS:
-                mutated.add(chain[0])
+        if len(chain) > 2:
+            chains.setdefault((chain[0], chain[1]), set()).add(tuple(chain[2:]))
+            if chain[0] == "g" and chain[2] in _MUTATORS:
+                mutated.add(chain[1])
+        elif chain:
+            bare.add((chain[0], chain[1]))
 
     for sub in _iter_codes(code):
         chain: list[str] = []
+        consts: list[Any] = [None, None]  # the last two constants: an import's level, fromlist
+        stack: list[tuple[int, str, tuple[str, ...]]] = []  # modules an import put on the stack
         for ins in dis.get_instructions(sub):
+            op = ins.opname
+            if op in ("CACHE", "EXTENDED_ARG"):
+                continue
             name = ins.argval if isinstance(ins.argval, str) else None
-            if name is not None and ins.opname in _STORE_OPS:
+            if name is not None and op in _STORE_OPS:
                 state.add(name)
-            if name is not None and (ins.opname in _GLOBAL_OPS or ins.opname in _DEREF_OPS):
+            _follow_import(ins, consts, stack, bindings)
+            if name is not None and (op in _GLOBAL_OPS or op in _DEREF_OPS or op in _FAST_LOADS):
                 flush(chain)
-                if ins.opname in _GLOBAL_OPS:
+                if op in _GLOBAL_OPS:
                     names.add(name)
-                chain = [name]
-            elif chain and name is not None and ins.opname in _ATTR_OPS:
+                chain = ["l" if op in _FAST_LOADS else "g", name]
+            elif chain and name is not None and op in _ATTR_OPS:
                 chain.append(name)
-            elif ins.opname not in ("CACHE", "EXTENDED_ARG"):
+            else:
                 flush(chain)
                 chain = []
         flush(chain)
-    return (
+    imports: dict[tuple[int, str], tuple[set[tuple[str, ...]], bool]] = {}
+    for var, level, module, prefix in bindings:
+        read = chains.get(var, set())
+        found, whole = imports.get((level, module), (set(), False))
+        found.update(prefix + c for c in read)
+        if prefix:
+            found.add(prefix)  # `from m import f`: m.f counts, used bare or not
+        imports[(level, module)] = (found, whole or (not prefix and var in bare))
+    return _Reads(
         tuple(sorted(names)),
-        {k: tuple(sorted(v)) for k, v in sorted(chains.items())},
+        {k[1]: tuple(sorted(v)) for k, v in sorted(chains.items()) if k[0] == "g"},
+        frozenset(n for kind, n in bare if kind == "g"),
+        tuple((lv, m, tuple(sorted(c)), w) for (lv, m), (c, w) in sorted(imports.items())),
         frozenset(state),
         frozenset(mutated),
     )
+
+
+def _follow_import(
+    ins: dis.Instruction,
+    consts: list[Any],
+    stack: list[tuple[int, str, tuple[str, ...]]],
+    bindings: list[tuple[tuple[str, str], int, str, tuple[str, ...]]],
+) -> None:
+    """Track which names `import` statements bind to which modules, by a small model of the
+    stack: IMPORT_NAME pushes a module (the top package for `import a.b`), IMPORT_FROM pushes
+    an attribute of it, a store binds the top; `import a.b.c as d` shuffles with SWAP/POP_TOP."""
+    op = ins.opname
+    if op in ("LOAD_CONST", "LOAD_SMALL_INT"):
+        consts[:] = [consts[1], ins.argval]
+        return
+    if op == "IMPORT_NAME" and isinstance(ins.argval, str):
+        level = consts[0] if isinstance(consts[0], int) else 0
+        # without a fromlist, `import a.b` binds the top package `a`
+        module = ins.argval if consts[1] is not None or level else ins.argval.partition(".")[0]
+        stack.append((level, module, ()))
+    elif op == "IMPORT_FROM" and stack and isinstance(ins.argval, str):
+        level, module, prefix = stack[-1]
+        stack.append((level, module, (*prefix, ins.argval)))
+    elif op in _NAME_STORES and stack and isinstance(ins.argval, str):
+        level, module, prefix = stack.pop()
+        kind = "l" if op == "STORE_FAST" else "g"
+        bindings.append(((kind, ins.argval), level, module, prefix))
+    elif op == "SWAP" and len(stack) >= 2 and ins.arg == 2:
+        stack[-1], stack[-2] = stack[-2], stack[-1]
+    elif op == "POP_TOP" and stack:
+        stack.pop()
+    elif stack:
+        stack.clear()  # anything else: the import's result went elsewhere
+    consts[:] = [None, None]
 
 
 def _own_source(fn: types.FunctionType) -> str | None:
@@ -379,8 +500,7 @@ def _make_info(fn: types.FunctionType) -> _CodeInfo:
     if digest is None or stored is None:
         digest = "code:" + code_digest(code)
         stored = _stored_into_code(code)
-    names, chains, state, mutated = _global_reads(code)
-    return _CodeInfo(digest, names, chains, state, mutated | stored)
+    return _CodeInfo(digest, _global_reads(code), stored)
 
 
 def _stored_into(tree: ast.AST) -> frozenset[str]:
@@ -424,6 +544,16 @@ def _stored_into_code(code: types.CodeType) -> frozenset[str]:
             ):
                 names.add(ins.argval)
     return frozenset(names)
+
+
+class _Active(threading.local):
+    """Per thread: the callables being walked, by any walker (see `_Walker.callable`)."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+
+_active = _Active()
 
 
 # -- the walk -------------------------------------------------------------------------------------
@@ -474,7 +604,7 @@ class _Walker:
     def value(self, obj: Any, strict: bool = False) -> None:
         h = self.h
         if isinstance(obj, types.ModuleType):
-            self.module(obj, ())
+            self.module(obj, (), whole=True)  # which of its attributes are used is not known
             return
         if _is_code_like(obj):
             self.callable(obj)
@@ -504,8 +634,8 @@ class _Walker:
         self.depth += 1
         try:
             if isinstance(obj, dict):
-                # by key digest, like hash_value; equal digests keep the dict's insertion order
-                for key, item in sorted(obj.items(), key=lambda kv: _sort_digest(kv[0])):
+                # in insertion order, like hash_value: code iterating the dict sees that order
+                for key, item in obj.items():
                     self.value(key, strict)
                     self.value(item, strict)
             elif isinstance(obj, set | frozenset):
@@ -534,7 +664,7 @@ class _Walker:
             except TypeError:  # hash_value raises nothing else
                 h.update(("unhashable", _qualname(type(obj))))
             return
-        for name, attr in sorted(attrs.items(), key=lambda kv: str(kv[0])):
+        for name, attr in attrs.items():  # in insertion order, like hash_value
             if name != "__wrapped__":
                 h.update(str(name))
                 self.value(attr)
@@ -545,24 +675,67 @@ class _Walker:
             self.h.update("self")
             self.value(owner)
 
-    def module(self, mod: types.ModuleType, chains: tuple[tuple[str, ...], ...]) -> None:
+    def module(
+        self, mod: types.ModuleType, chains: tuple[tuple[str, ...], ...], whole: bool = False
+    ) -> None:
+        """A module by the attributes read from it (`chains`); `whole` when the module itself is
+        used as a value (passed on, `getattr(mod, name)`): a local one then counts by all of
+        its code as loaded."""
         name = mod.__name__
         if not is_local_module(name):
             self.h.update(("module", name, module_version(name)))
             return
         self.h.update(("local-module", name, len(chains)))
+        if whole:
+            self.h.update(("whole", local_module_digest(mod)))
         namespace = vars(mod)
         for chain in chains:
             attr, rest = chain[0], chain[1:]
             self.h.update(attr)
-            if attr not in namespace:
+            if attr in namespace:
+                obj = namespace[attr]
+            elif f"{name}.{attr}" in sys.modules:  # a submodule not bound as an attribute
+                obj = sys.modules[f"{name}.{attr}"]
+            else:
                 self.h.update("missing")
+                if _find_origin(f"{name}.{attr}") is not None:
+                    self.unloaded(f"{name}.{attr}")
                 continue
-            obj = namespace[attr]
             if isinstance(obj, types.ModuleType):
-                self.module(obj, (rest,) if rest else ())
+                # a module reached as a value (`pkg.sub` passed on) counts whole
+                self.module(obj, (rest,) if rest else (), whole=not rest)
             else:
                 self.value(obj)
+
+    def imported(self, fn: types.FunctionType, imp: _Import) -> None:
+        """A module imported in the function's body: what runs is that module's code."""
+        level, written, chains, whole = imp
+        self.h.update(("import", level, written))
+        name = written
+        if level:
+            g = fn.__globals__
+            package = g.get("__package__")
+            if package is None and isinstance(g.get("__name__"), str):
+                package = g["__name__"] if "__path__" in g else g["__name__"].rpartition(".")[0]
+            try:
+                name = importlib.util.resolve_name("." * level + written, package)
+            except (ImportError, ValueError, TypeError):  # outside a package: it cannot run
+                self.h.update("unresolved")
+                return
+        mod = sys.modules.get(name)
+        if mod is not None:
+            self.module(mod, chains, whole)
+        else:
+            self.unloaded(name)
+
+    def unloaded(self, name: str) -> None:
+        """A module not imported yet (the function has not run): found without importing it,
+        a local one counts by its whole source file, a library by name and version."""
+        origin = _find_origin(name)
+        if origin is not None and _is_local_path(origin) and origin.endswith(".py"):
+            self.h.update(("unloaded-module", name, _file_digest(origin)))
+        else:
+            self.h.update(("module", name, module_version(name)))
 
     def callable(self, obj: Any) -> None:
         h = self.h
@@ -586,10 +759,21 @@ class _Walker:
             if isinstance(obj, types.BuiltinMethodType | types.MethodWrapperType):
                 self.bound_to(obj.__self__)
             return
-        if id(obj) in self.seen:
+        active = _active.ids
+        if id(obj) in self.seen or id(obj) in active:
+            # seen in this walk, or being walked further up: a value that holds the function
+            # it is read by, hashed by hash_value, calls back into a walker of its own
             h.update(("cycle", _qualname(obj)))
             return
         self.seen.add(id(obj))
+        active.add(id(obj))
+        try:
+            self._user_callable(obj)
+        finally:
+            active.discard(id(obj))
+
+    def _user_callable(self, obj: Any) -> None:
+        h = self.h
         if isinstance(obj, type):
             self.cls(obj)
             return
@@ -625,6 +809,8 @@ class _Walker:
                 continue
             if info.is_state(var, content):
                 h.update("state")
+            elif isinstance(content, types.ModuleType):  # imported in the enclosing function
+                self.module(content, info.chains.get(var, ()), var in info.bare)
             else:
                 self.value(content)
         g = fn.__globals__
@@ -635,7 +821,7 @@ class _Walker:
                 if info.is_state(name, obj):
                     h.update("state")
                 elif isinstance(obj, types.ModuleType):
-                    self.module(obj, info.chains.get(name, ()))
+                    self.module(obj, info.chains.get(name, ()), name in info.bare)
                 else:
                     self.value(obj)
             elif name in info.state or name in info.mutated:
@@ -644,6 +830,8 @@ class _Walker:
                 h.update("builtin")
             else:
                 h.update("undefined")
+        for imp in info.imports:
+            self.imported(fn, imp)
 
     def cls(self, cls: type) -> None:
         h = self.h
@@ -680,6 +868,22 @@ class _Walker:
                 self.value(attr)
 
 
+def _code_token(obj: Any) -> str:
+    """The digest `hash_value` gives a function, class, method or module met inside a value:
+    its full fingerprint (or, for a module, its name and version, or its code as loaded)."""
+    h = ContentHasher()
+    walker = _Walker(h)
+    if isinstance(obj, types.ModuleType):
+        walker.module(obj, (), whole=True)
+    else:
+        walker.callable(obj)
+    return h.hexdigest()
+
+
+def _is_user_class(cls: type) -> bool:
+    return is_user_object(cls)
+
+
 def _is_code_like(obj: Any) -> bool:
     return (
         isinstance(
@@ -712,13 +916,290 @@ def _holds_code(obj: Any, depth: int) -> bool:
     return False
 
 
-def _sort_digest(key: Any) -> str:
-    try:
-        return hash_value(key)
-    except TypeError:  # hash_value raises nothing else
-        return ""
-
-
 def _qualname(obj: Any) -> str:
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
     return str(name) if name is not None else type(obj).__qualname__
+
+
+# -- local modules: the code as loaded, and whether the file on disk still says the same ---------
+# the code object of each local module file executed since `track_imports` (imports, reloads)
+_exec_codes: dict[str, types.CodeType] = {}
+_MAX_EXEC_CODES = 4096
+_tracking = False
+_track_lock = threading.Lock()
+_CONSTANT = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def track_imports() -> None:
+    """Record, from now on, the code of every local module as it is imported or reloaded (an
+    audit hook on `exec`), so that `module_is_stale` compares what runs with the file on disk.
+    Idempotent; modules imported before the call are checked by their functions instead.
+
+    >>> track_imports(); track_imports()
+    """
+    global _tracking
+    with _track_lock:
+        if _tracking:
+            return
+        _tracking = True
+        sys.addaudithook(_audit)
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    # called for every audit event of the process: one comparison for all but "exec"
+    if event != "exec":
+        return
+    try:
+        code = args[0]
+        if type(code) is not types.CodeType or code.co_name != "<module>":
+            return
+        path = code.co_filename
+        if not path.endswith(".py") or not os.path.isabs(path):
+            return  # a notebook cell, `exec` of a string
+        if path.startswith(_library_dirs()) or "site-packages" in path:
+            return  # the usual case, decided without a system call
+        if not _is_local_path(path) or not os.path.isfile(path):
+            return  # ipykernel names cells after files that do not exist
+        if len(_exec_codes) >= _MAX_EXEC_CODES:  # bounded: files exec'd by hand add up
+            del _exec_codes[next(iter(_exec_codes))]
+        _exec_codes.pop(path, None)
+        _exec_codes[path] = code
+    except Exception:  # an audit hook that raises aborts the exec: never
+        return
+
+
+class _DiskCode:
+    """A source file compiled as the import system does, memoised by (path, mtime, size)."""
+
+    __slots__ = ("code", "constants", "digest", "error", "functions", "shape", "stat", "top_names")
+
+    def __init__(self, path: str, stat: tuple[int, int]) -> None:
+        self.stat = stat
+        self.code: types.CodeType | None = None
+        self.error = ""
+        self.shape = ""
+        self.digest = ""  # code_digest(code), when asked for
+        self.functions: dict[str, set[str]] = {}  # qualname -> shapes of code by that name
+        self.top_names: tuple[str, ...] = ()  # functions and classes defined at the top level
+        self.constants: dict[str, Any] = {}  # UPPER_CASE names bound to a literal
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            tree = ast.parse(data, path)
+            self.code = compile(tree, path, "exec", dont_inherit=True)
+        except (OSError, SyntaxError, ValueError) as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            return
+        self.shape = _shape(self.code)
+        for sub in _iter_codes(self.code):
+            if sub is not self.code:
+                self.functions.setdefault(sub.co_qualname, set()).add(_shape(sub))
+        top: list[str] = []
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                top.append(node.name)
+            elif (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and _CONSTANT.fullmatch(node.targets[0].id)
+            ):
+                with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError):
+                    self.constants[node.targets[0].id] = ast.literal_eval(node.value)
+        self.top_names = tuple(top)
+
+
+_disk: dict[str, _DiskCode] = {}
+
+
+def _disk_code(path: str, stat: tuple[int, int]) -> _DiskCode:
+    found = _disk.get(path)
+    if found is None or found.stat != stat:
+        found = _disk[path] = _DiskCode(path, stat)
+    return found
+
+
+def _shape(code: types.CodeType) -> str:
+    """`code_digest` plus the first line of each function: `inspect.getsource`, which gives
+    a function's fingerprint, reads the file at the line the loaded code starts on, so code
+    that moved in the file is stale too."""
+    h = ContentHasher()
+    _feed_code(h, code)
+    h.update([sub.co_firstlineno for sub in _iter_codes(code)])
+    return h.hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    """The code of a source file (`code_digest` of its compile), memoised by file stat."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    disk = _disk_code(path, (st.st_mtime_ns, st.st_size))
+    if disk.code is None:
+        return "error:" + disk.error
+    if not disk.digest:
+        disk.digest = code_digest(disk.code)
+    return disk.digest
+
+
+# module name -> (spec, file stat, recorded code, module, verdict): a reload replaces the spec
+_stale_memo: dict[str, tuple[Any, tuple[int, int], Any, types.ModuleType, str | None]] = {}
+
+
+def module_is_stale(module: types.ModuleType | str) -> str | None:
+    """Why a local module's loaded code differs from its source file (edited on disk but not
+    reloaded), in one line; None when it does not, or when it is no local module with a file.
+
+    Function fingerprints read the source from disk (`inspect.getsource`), so with a stale
+    module they describe code that is not running: a cache must not use them. Compares the
+    module's code as imported (recorded after `track_imports`) with a compile of the file, or
+    else its functions and methods (by qualified name, with the line each starts on) and its
+    simple constants (`UPPER = literal`). Memoised per module and file stat.
+
+    >>> import json
+    >>> module_is_stale(json) is None  # a library module is never "stale"
+    True
+    """
+    mod = sys.modules.get(module) if isinstance(module, str) else module
+    if mod is None:
+        return None
+    name = mod.__name__
+    path = getattr(mod, "__file__", None)
+    if name == "__main__" or not isinstance(path, str) or not path.endswith(".py"):
+        return None
+    if not is_local_module(name):
+        return None
+    loader = getattr(getattr(mod, "__spec__", None), "loader", None)
+    if loader is not None and type(loader) is not importlib.machinery.SourceFileLoader:
+        return None  # an import hook that rewrites the source (pytest's): no file holds it
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{name}: its source file {path} is gone"
+    stat = (st.st_mtime_ns, st.st_size)
+    spec = getattr(mod, "__spec__", None)
+    recorded = _exec_codes.get(path)
+    memo = _stale_memo.get(name)
+    if (
+        memo is not None
+        and memo[0] is spec
+        and memo[1] == stat
+        and memo[2] is recorded
+        and memo[3] is mod
+    ):
+        return memo[4]
+    verdict = _stale_reason(mod, path, _disk_code(path, stat), recorded)
+    _stale_memo[name] = (spec, stat, recorded, mod, verdict)
+    return verdict
+
+
+def stale_modules(modules: Iterable[types.ModuleType | str] | None = None) -> list[str]:
+    """One line per stale local module among `modules` (default: every module loaded), naming
+    the module and why (see `module_is_stale`).
+
+    >>> import json
+    >>> stale_modules([json, "no.such.module"])
+    []
+    """
+    if modules is None:
+        modules = list(sys.modules.values())
+    found: list[str] = []
+    for mod in modules:
+        if isinstance(mod, types.ModuleType | str):
+            reason = module_is_stale(mod)
+            if reason is not None:
+                found.append(reason)
+    return found
+
+
+def _stale_reason(
+    mod: types.ModuleType, path: str, disk: _DiskCode, recorded: types.CodeType | None
+) -> str | None:
+    name = mod.__name__
+    if disk.code is None:
+        return f"{name}: {path} no longer compiles ({disk.error}), edited since it was imported"
+    if recorded is not None:
+        changed = f"{name}: {path} was edited since it was imported"
+        return None if _shape(recorded) == disk.shape else changed
+    since = "edited since it was imported"
+    namespace = vars(mod)
+    for fn in _own_functions(mod, path):
+        code = fn.__code__
+        if _shape(code) not in disk.functions.get(code.co_qualname, ()):
+            return f"{name}: {code.co_qualname} differs from {path} ({since})"
+    for top in disk.top_names:
+        if top not in namespace:
+            return f"{name}: {top} is in {path} but not loaded ({since})"
+    for const, value in disk.constants.items():
+        try:
+            same = const in namespace and hash_value(namespace[const]) == hash_value(value)
+        except TypeError:
+            same = False
+        if not same:
+            return f"{name}: {const} differs from {path} ({since})"
+    return None
+
+
+def _own_functions(mod: types.ModuleType, path: str) -> Iterator[types.FunctionType]:
+    """The functions and methods a module defines (compiled from its file), unwrapped."""
+    seen: set[int] = set()
+
+    def functions(obj: Any, depth: int) -> Iterator[types.FunctionType]:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, staticmethod | classmethod):
+            obj = obj.__func__
+        elif isinstance(obj, property):
+            for part in (obj.fget, obj.fset, obj.fdel):
+                if part is not None:
+                    yield from functions(part, depth)
+            return
+        elif isinstance(obj, functools.cached_property):
+            obj = obj.func
+        if isinstance(obj, type):
+            if depth < 3 and obj.__module__ == mod.__name__:
+                for attr in list(vars(obj).values()):
+                    yield from functions(attr, depth + 1)
+            return
+        with contextlib.suppress(ValueError):  # a __wrapped__ cycle
+            obj = inspect.unwrap(obj) if callable(obj) else obj
+        if isinstance(obj, types.FunctionType) and obj.__code__.co_filename == path:
+            yield obj
+
+    for value in list(vars(mod).values()):
+        yield from functions(value, 0)
+
+
+_recorded_digests: dict[str, tuple[types.CodeType, str]] = {}
+
+
+def local_module_digest(module: types.ModuleType) -> str:
+    """A digest of a module's code as loaded: the module code recorded at import (after
+    `track_imports`), else its file compiled when that matches the loaded functions, else the
+    loaded functions' code. Equal across processes for equal code.
+
+    >>> import json
+    >>> local_module_digest(json) == local_module_digest(json)
+    True
+    """
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return "name:" + module.__name__
+    recorded = _exec_codes.get(path)
+    if recorded is not None:
+        found = _recorded_digests.get(path)
+        if found is None or found[0] is not recorded:
+            found = _recorded_digests[path] = (recorded, code_digest(recorded))
+        return "code:" + found[1]
+    if module_is_stale(module) is None:
+        return "code:" + _file_digest(path)
+    h = ContentHasher()
+    h.update(
+        sorted((fn.__qualname__, code_digest(fn.__code__)) for fn in _own_functions(module, path))
+    )
+    return "loaded:" + h.hexdigest()
+
+
+set_code_hooks(CodeHooks(digest=_code_token, is_user=_is_user_class))

@@ -2,14 +2,28 @@
 
 Keys are equal across processes, machines and `PYTHONHASHSEED` values because values are hashed
 from their content with xxh3-128: numpy arrays and pandas objects from their buffers, containers
-canonically (dicts and sets independent of insertion order), other objects through their
-`__reduce_ex__` state. Never `hash()`, `str()` or raw pickle bytes.
+item by item, other objects through their `__reduce_ex__` state. Never `hash()`, `str()` or raw
+pickle bytes.
+
+Mappings (dicts and their subclasses, `MappingProxyType`, an object's `__dict__`) are hashed in
+insertion order, since code sees that order (`pd.DataFrame({"a": .., "b": ..})` takes its column
+order from it); sets are hashed independently of their order. Keyword arguments of
+`generate_key` are sorted by name, so their order does not count.
+
+Functions, classes and methods reached anywhere inside a value (a pipeline's steps, a config
+dataclass holding a function, a `functools.partial`) count by their full code fingerprint
+(`tore_nb.fingerprint.fingerprint`: the helpers they call and the globals they read), library
+ones by name and version. A value and its pickle or deep copy have the same digest.
 
 >>> generate_key("document.pdf", dpi=150) == generate_key("document.pdf", dpi=150)
 True
 >>> generate_key("document.pdf", dpi=150).startswith("tore_nb:v1:document.pdf:dpi=150:")
 True
+>>> generate_key("doc", a=1, b=2) == generate_key("doc", b=2, a=1)
+True
 >>> hash_value({"a": 1, "b": 2}) == hash_value({"b": 2, "a": 1})
+False
+>>> hash_value({3, 1, 2}) == hash_value({1, 2, 3})
 True
 """
 
@@ -24,6 +38,7 @@ import enum
 import re
 import struct
 import sys
+import threading
 import types
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -32,13 +47,74 @@ from typing import Any
 
 import xxhash
 
-__all__ = ["KEY_VERSION", "ContentHasher", "generate_key", "hash_bytes", "hash_value", "make_key"]
+__all__ = [
+    "KEY_VERSION",
+    "CodeHooks",
+    "ContentHasher",
+    "generate_key",
+    "hash_bytes",
+    "hash_value",
+    "make_key",
+    "set_code_hooks",
+]
 
 KEY_VERSION = 1
 MAX_READABLE = 120
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-/=@+]")
 _pack_q = struct.Struct("<q").pack
 _pack_d = struct.Struct("<d").pack
+
+
+class CodeHooks:
+    """How `hash_value` hashes code: `digest(obj)` for a function, class, method or module (its
+    full fingerprint), `is_user(cls)` for whether a class is user code, whose instances then
+    add the class's fingerprint. `tore_nb.fingerprint` registers them when imported.
+
+    >>> hooks = CodeHooks(digest=lambda obj: "d", is_user=lambda cls: False)
+    >>> hooks.digest(len)
+    'd'
+    """
+
+    __slots__ = ("digest", "is_user")
+
+    def __init__(self, digest: Callable[[Any], str], is_user: Callable[[type], bool]) -> None:
+        self.digest = digest
+        self.is_user = is_user
+
+
+_hooks: CodeHooks | None = None
+
+
+def set_code_hooks(hooks: CodeHooks | None) -> None:
+    """Register how code is hashed (see `CodeHooks`); `tore_nb.fingerprint` calls it at import.
+
+    >>> import tore_nb.fingerprint
+    >>> _code_hooks() is not None
+    True
+    """
+    global _hooks
+    _hooks = hooks
+
+
+def _code_hooks() -> CodeHooks:
+    if _hooks is None:
+        # keys is imported by fingerprint, so it cannot import fingerprint at module level;
+        # importing it here registers the hooks
+        from . import fingerprint  # noqa: F401
+    assert _hooks is not None
+    return _hooks
+
+
+class _Scope(threading.local):
+    """Per thread: the memos of the hashers that called out to a nested one (the fingerprint
+    of a function met inside a value, a set's items). An object one of them holds is hashed as
+    a reference to it: a bound method's object, or a value a function reads that holds the
+    function, would otherwise recurse without end across the nested hashers."""
+
+    outer: tuple[dict[int, int], ...] = ()
+
+
+_scope = _Scope()
 
 
 def hash_bytes(data: bytes | bytearray | memoryview) -> str:
@@ -57,11 +133,13 @@ class ContentHasher:
     32
     """
 
-    __slots__ = ("_h", "_keep", "_memo")
+    __slots__ = ("_h", "_keep", "_memo", "_outer", "_user")
 
     def __init__(self) -> None:
         self._h = xxhash.xxh3_128()
         self._memo: dict[int, int] = {}
+        self._outer = _scope.outer
+        self._user: dict[type, bool] = {}  # whether a class is user code, per class
         # Holds every memoised object until the digest is done: a temporary made while hashing
         # (a state list, `list(index.names)`) could otherwise be freed and its id() reused by
         # the next one, which would then hash as a back-reference and differing values collide.
@@ -85,14 +163,38 @@ class ContentHasher:
             return
         self._complex(obj)
 
-    # -- slow path: everything but the builtin scalars and containers ---------------------------
-    def _complex(self, obj: Any) -> None:
+    def _seen(self, obj: Any) -> bool:
+        """Record an object; True (and a back-reference) when this or an outer hasher has it."""
         oid = id(obj)
         if oid in self._memo:  # cycles and shared references
             self._tag(b"R", self._memo[oid])
-            return
+            return True
+        for depth, memo in enumerate(self._outer):
+            if oid in memo:
+                self._tag(b"Q", depth << 32 | memo[oid])
+                return True
         self._memo[oid] = len(self._memo)
         self._keep.append(obj)
+        return False
+
+    def _nested(self) -> _Nested:
+        """Context for nested hashers (see `_Scope`)."""
+        return _Nested(self._memo)
+
+    def _user_class(self, obj: Any) -> None:
+        """Add the fingerprint of a user-defined class of an instance: its methods are code
+        the value brings along (a pipeline's `transform`)."""
+        cls = type(obj)
+        user = self._user.get(cls)
+        if user is None:
+            user = self._user[cls] = _code_hooks().is_user(cls)
+        if user:
+            self.update(cls)
+
+    # -- slow path: everything but the builtin scalars and containers ---------------------------
+    def _complex(self, obj: Any) -> None:
+        if self._seen(obj):
+            return
         if callable(getattr(type(obj), "__tore_hash__", None)):  # the owner's word wins
             self._raw(b"H", _qualname(type(obj)).encode())
             self.update(obj.__tore_hash__())
@@ -112,8 +214,11 @@ class ContentHasher:
             raise TypeError(f"cannot content-hash {type(obj).__qualname__}: {exc}") from None
         if isinstance(rv, str):  # a global, e.g. a module-level singleton
             self._raw(b"G", f"{_qualname(type(obj))}:{rv}".encode())
+            if callable(obj):  # a ufunc, numpy's dispatchers: by name and version
+                self._raw(b"F", _code_hooks().digest(obj).encode())
             return
         self._raw(b"O", _qualname(type(obj)).encode())
+        self._user_class(obj)
         func, args, *rest = (*rv, None, None, None)[:5]
         self._raw(b"f", _qualname(func).encode())
         self.update(args)
@@ -126,11 +231,10 @@ class ContentHasher:
             self.update(None if extra is None else list(extra))
 
     def _mapping(self, m: Mapping[Any, Any]) -> None:
-        # order-independent: sort entries by the digest of their key
-        entries = sorted(((hash_value(k), k, v) for k, v in m.items()), key=lambda e: e[0])
-        self._tag(b"d", len(entries))
-        for kd, _, v in entries:
-            self._h.update(kd.encode())
+        # in insertion order: code iterating the mapping (DataFrame(d), json.dumps) sees it
+        self._tag(b"d", len(m))
+        for k, v in m.items():
+            self.update(k)
             self.update(v)
 
     def _seq(self, tag: bytes, items: Iterable[Any], n: int) -> None:
@@ -174,15 +278,26 @@ def _h_complex(h: ContentHasher, c: complex) -> None:
     h._h.update(b"c" + _pack_d(c.real) + _pack_d(c.imag))
 
 
+class _Nested:
+    """Makes a hasher's memo visible to the hashers made inside it (see `_Scope`)."""
+
+    __slots__ = ("_memo", "_prev")
+
+    def __init__(self, memo: dict[int, int]) -> None:
+        self._memo = memo
+        self._prev: tuple[dict[int, int], ...] = ()
+
+    def __enter__(self) -> None:
+        self._prev = _scope.outer
+        _scope.outer = (*self._prev, self._memo)
+
+    def __exit__(self, *exc: object) -> None:
+        _scope.outer = self._prev
+
+
 def _enter(h: ContentHasher, obj: Any) -> bool:
     """Record a mutable container; False (and a back-reference) when it was seen already."""
-    oid = id(obj)
-    if oid in h._memo:
-        h._tag(b"R", h._memo[oid])
-        return False
-    h._memo[oid] = len(h._memo)
-    h._keep.append(obj)
-    return True
+    return not h._seen(obj)
 
 
 def _h_list(h: ContentHasher, seq: list[Any]) -> None:
@@ -200,7 +315,9 @@ def _h_dict(h: ContentHasher, m: dict[Any, Any]) -> None:
 
 
 def _h_set(h: ContentHasher, s: set[Any] | frozenset[Any]) -> None:
-    digests = sorted(hash_value(x) for x in s)
+    # each item on its own, so that the digests can be sorted: a set's order follows hash()
+    with h._nested():
+        digests = sorted(hash_value(x) for x in s)
     # equal as values, but a function keyed by its argument may hand either type back
     h._tag(b"Z" if isinstance(s, frozenset) else b"S", len(digests))
     for d in digests:
@@ -275,9 +392,14 @@ def _h_pandas(h: ContentHasher, obj: Any) -> None:
         h.update(obj.name)
         _h_pandas(h, obj.index)
         _h_series_values(h, obj)
+        h.update(dict(obj.attrs))
         return
     h._raw(b"P", type(obj).__name__.encode())
     h.update(list(obj.names))
+    if isinstance(obj, pd.DatetimeIndex | pd.TimedeltaIndex):
+        # part of the value, not a cache: `shift`, `+ 1` and resampling follow it; the offset
+        # itself, not its freqstr ("C" for any holiday calendar)
+        h.update(obj.freq)
     if isinstance(obj, pd.RangeIndex):
         h.update((obj.start, obj.stop, obj.step))
         return
@@ -327,6 +449,7 @@ def _is_dataclass_instance(obj: Any) -> bool:
 
 def _h_dataclass(h: ContentHasher, obj: Any) -> None:
     h._raw(b"C", _qualname(type(obj)).encode())
+    h._user_class(obj)
     for f in dataclasses.fields(obj):
         h._raw(b"k", f.name.encode())
         h.update(getattr(obj, f.name))
@@ -334,6 +457,7 @@ def _h_dataclass(h: ContentHasher, obj: Any) -> None:
 
 def _h_enum(h: ContentHasher, e: enum.Enum) -> None:
     h._raw(b"E", f"{_qualname(type(e))}.{e.name}".encode())
+    h._user_class(e)  # its values and methods are the class's code
 
 
 def _h_scalar_like(h: ContentHasher, obj: Any) -> None:
@@ -350,26 +474,21 @@ def _h_path(h: ContentHasher, p: PurePath) -> None:
 
 
 def _h_callable(h: ContentHasher, fn: Any) -> None:
-    if isinstance(fn, types.ModuleType):
-        h._raw(b"N", fn.__name__.encode())
-        return
-    h._raw(b"F", _qualname(fn).encode())
-    if isinstance(fn, types.FunctionType):  # two lambdas share a qualname, not their code
-        from .fingerprint import code_digest
-
-        h._raw(b"c", code_digest(fn.__code__).encode())
-        return
-    owner = getattr(fn, "__self__", None)
-    if owner is not None and not isinstance(owner, types.ModuleType):
-        h.update(owner)  # a builtin bound method: {1: "a"}.get is not {1: "b"}.get
+    # the full fingerprint, as a plain function gets it: the helpers it calls and the globals
+    # it reads count, not only its own bytecode; library code by name and version; a bound
+    # method with its object ({1: "a"}.get is not {1: "b"}.get)
+    h._raw(b"N" if isinstance(fn, types.ModuleType) else b"F", _qualname(fn).encode())
+    hooks = _code_hooks()
+    with h._nested():
+        digest = hooks.digest(fn)
+    h._raw(b"c", digest.encode())
 
 
 def _h_container_subclass(h: ContentHasher, obj: Any) -> None:
     # a namedtuple is not the list [1, 2], nor defaultdict(list) defaultdict(int)
     h._raw(b"T", _qualname(type(obj)).encode())
-    if isinstance(obj, collections.OrderedDict):
-        h._seq(b"l", obj.items(), len(obj))  # OrderedDicts compare in order
-    elif isinstance(obj, dict):
+    h._user_class(obj)
+    if isinstance(obj, dict):
         h._mapping(obj)
     elif isinstance(obj, set | frozenset):
         _h_set(h, obj)
@@ -377,9 +496,33 @@ def _h_container_subclass(h: ContentHasher, obj: Any) -> None:
         h._seq(b"t" if isinstance(obj, tuple) else b"l", obj, len(obj))
     if isinstance(obj, collections.defaultdict):
         h.update(obj.default_factory)
-    state = getattr(obj, "__dict__", None)
-    if state:
-        h._mapping(state)
+    state = _subclass_state(obj)
+    if isinstance(state, dict):
+        if state:
+            h._mapping(state)
+    elif state is not None:
+        h.update(state)
+
+
+def _subclass_state(obj: Any) -> Any:
+    """The attributes of a container subclass that a pickle or a copy keeps.
+
+    Pickle and `copy` restore the instance `__dict__` through the class's `__setstate__` when it
+    has one. A class that defines `__setstate__` but keeps the default `__getstate__` says that
+    its `__dict__` is not state: sklearn's Bunch drops it on load (its fresh instances carry an
+    empty `_deprecated_key_to_warnings`, restored ones nothing), so only the items count.
+    """
+    cls = type(obj)
+    if getattr(cls, "__getstate__", None) is not object.__getstate__:
+        return obj.__getstate__()  # the class's own word on its state
+    if getattr(cls, "__setstate__", None) is not None:
+        return None
+    return getattr(obj, "__dict__", None)
+
+
+def _h_mappingproxy(h: ContentHasher, m: types.MappingProxyType[Any, Any]) -> None:
+    h._raw(b"T", b"mappingproxy")  # a class's namespace: cannot be pickled, hashed as a mapping
+    h._mapping(m)
 
 
 def _h_memoryview(h: ContentHasher, mv: memoryview) -> None:
@@ -394,6 +537,7 @@ _SLOW_HANDLERS: tuple[tuple[Callable[[Any], bool], Callable[[ContentHasher, Any]
     (lambda o: isinstance(o, enum.Enum), _h_enum),
     (_is_dataclass_instance, _h_dataclass),
     (lambda o: isinstance(o, PurePath), _h_path),
+    (lambda o: isinstance(o, types.MappingProxyType), _h_mappingproxy),
     (
         lambda o: isinstance(o, _dt.date | _dt.time | _dt.timedelta | decimal.Decimal | uuid.UUID),
         _h_scalar_like,
@@ -404,7 +548,12 @@ _SLOW_HANDLERS: tuple[tuple[Callable[[Any], bool], Callable[[ContentHasher, Any]
     (lambda o: isinstance(o, float), lambda h, o: _h_float(h, float(o))),
     (
         lambda o: isinstance(
-            o, types.FunctionType | types.BuiltinFunctionType | types.ModuleType | type
+            o,
+            types.FunctionType
+            | types.BuiltinFunctionType
+            | types.MethodType
+            | types.ModuleType
+            | type,
         ),
         _h_callable,
     ),
@@ -456,7 +605,7 @@ def make_key(
     h = ContentHasher()
     h._raw(b"K", f"{namespace}:{version}".encode())
     _feed(h, args)
-    _feed(h, dict(kwargs))
+    _feed(h, dict(sorted(kwargs.items())))  # keyword order never changes what a call does
     digest = h.hexdigest()
     readable = [_readable(a) for a in args] + [
         None if (r := _readable(v)) is None else f"{k}={r}" for k, v in sorted(kwargs.items())
