@@ -1,4 +1,4 @@
-"""Regressions in how %%tcache restores and replays a cell, against a real InteractiveShell."""
+"""How %%tcache restores and replays a cell, against a real InteractiveShell."""
 
 from __future__ import annotations
 
