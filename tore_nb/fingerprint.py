@@ -60,7 +60,7 @@ import sysconfig
 import textwrap
 import threading
 import types
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .keys import CodeHooks, ContentHasher, hash_value, set_code_hooks
@@ -76,6 +76,7 @@ __all__ = [
     "module_is_stale",
     "module_version",
     "normalized_source_digest",
+    "state_globals",
     "stale_modules",
     "track_imports",
     "tree_digest",
@@ -591,6 +592,58 @@ def dependency_token(
     else:
         walker.value(value, strict=strict)
     return h.hexdigest()
+
+
+def state_globals(values: Iterable[Any], namespace: Mapping[str, Any]) -> list[str]:
+    """Globals of `namespace` that the user functions reachable from `values` keep as state
+    (assign with `global`, or change in place: `items.append(v)`), which `fingerprint` counts by
+    name only. A cached cell that calls such a function reads and changes them: for a cell they
+    are inputs and outputs like any variable it names.
+
+    >>> ns = {}
+    >>> exec("items = []\\ndef add(v):\\n    items.append(v)", ns)
+    >>> state_globals([ns["add"]], ns)
+    ['items']
+    """
+    found: dict[str, None] = {}
+    seen: set[int] = set()
+    todo = list(values)
+    while todo and len(seen) < 10_000:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, functools.partial):
+            todo.append(obj.func)
+        elif isinstance(obj, types.MethodType):
+            todo.append(obj.__func__)
+        elif isinstance(obj, type):
+            if _is_user_class(obj):
+                todo.extend(v for v in vars(obj).values() if _is_code_like(v))
+                todo.extend(
+                    v.__func__
+                    for v in vars(obj).values()
+                    if isinstance(v, staticmethod | classmethod)
+                )
+        elif isinstance(obj, types.FunctionType):
+            if obj.__globals__ is not namespace and not is_user_object(obj):
+                continue
+            wrapped = getattr(obj, "__wrapped__", None)
+            if wrapped is not None:
+                todo.append(wrapped)
+            info = _info(obj)
+            g = obj.__globals__
+            for name in info.globals:
+                if name not in g:
+                    continue
+                value = g[name]
+                if g is namespace and info.is_state(name, value):
+                    found[name] = None
+                elif _is_code_like(value):
+                    todo.append(value)
+        elif is_user_object(type(obj)) and not isinstance(obj, types.ModuleType):
+            todo.append(type(obj))  # a callable object or a model: its methods run
+    return list(found)
 
 
 class _Walker:

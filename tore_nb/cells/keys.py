@@ -25,7 +25,7 @@ from typing import Any
 import xxhash
 
 from ..fingerprint import _library_dirs as library_dirs
-from ..fingerprint import dependency_token, is_local_module, module_version
+from ..fingerprint import dependency_token, is_local_module, module_version, state_globals
 from ..keys import hash_value
 from .analysis import CellAnalysis
 from .probes import probes
@@ -128,6 +128,17 @@ def cell_key(
         except TypeError as exc:
             raise UnhashableInput(n, exc) from None
         parts.append(KeyPart("input", n, token))
+    # globals the functions it calls change (`def add(v): items.append(v)` in another cell):
+    # the cell reads and changes them, though its code never names them
+    keyed = {p.name for p in parts if p.kind == "input"}
+    called = [namespace[n] for n in names if n in namespace and n not in skip]
+    for n in state_globals(called, namespace):
+        if n in keyed or n in skip:
+            continue
+        try:
+            parts.append(KeyPart("input", n, dependency_token(namespace[n], strict=True)))
+        except TypeError as exc:
+            raise UnhashableInput(n, exc) from None
     parts.extend(p for p in map(_module_part, analysis.imports) if p is not None)
     # hidden state any cell reads silently (rcParams, pandas options), as it is now unless given
     parts.extend(keyed_state() if state is None else state)
