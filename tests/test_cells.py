@@ -715,3 +715,15 @@ def test_a_module_imported_by_the_cell_is_keyed_by_its_code(
     del sys.modules["helpers_keyed"]
     ns: dict[str, Any] = {}
     assert run_cached_cell(cell, ns, restart(cache)).status == "stored" and ns["y"] == 2
+
+
+def test_a_called_function_that_reads_names_indirectly_makes_the_cell_uncached(
+    cache: MultiLevelCache,
+) -> None:
+    """`def get(k): return globals()[k]` in another cell: what `get('x')` reads is no input
+    tore_nb can see, so the cell runs uncached and says which function."""
+    ns: dict[str, Any] = {"x": 1}
+    exec("def get(k):\n    return globals()[k]", ns)
+    with pytest.warns(CacheWarning, match=r"get\(\) calls globals\(\)"):
+        outcome = run_cached_cell("y = get('x')", ns, cache)
+    assert outcome.status == "not-cached" and ns["y"] == 1

@@ -61,6 +61,7 @@ import textwrap
 import threading
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .keys import CodeHooks, ContentHasher, hash_value, set_code_hooks
@@ -76,7 +77,8 @@ __all__ = [
     "module_is_stale",
     "module_version",
     "normalized_source_digest",
-    "state_globals",
+    "GlobalEffects",
+    "global_effects",
     "stale_modules",
     "track_imports",
     "tree_digest",
@@ -594,18 +596,34 @@ def dependency_token(
     return h.hexdigest()
 
 
-def state_globals(values: Iterable[Any], namespace: Mapping[str, Any]) -> list[str]:
-    """Globals of `namespace` that the user functions reachable from `values` keep as state
-    (assign with `global`, or change in place: `items.append(v)`), which `fingerprint` counts by
-    name only. A cached cell that calls such a function reads and changes them: for a cell they
+# builtins through which code reads names it does not spell out
+_INDIRECT = frozenset({"globals", "locals", "vars", "eval", "exec"})
+
+
+@dataclass(frozen=True)
+class GlobalEffects:
+    """What the user functions reachable from some values do with a namespace beyond what
+    their fingerprint holds: the globals they keep as state, and why they may read names
+    no code spells out (None when they do not)."""
+
+    state: tuple[str, ...] = ()
+    indirect: str | None = None
+
+
+def global_effects(values: Iterable[Any], namespace: Mapping[str, Any]) -> GlobalEffects:
+    """The globals of `namespace` that the user functions reachable from `values` keep as
+    state (assign with `global`, or change in place: `items.append(v)`), which `fingerprint`
+    counts by name only, and whether one reads names indirectly (`globals()[k]`, `eval`). A
+    cached cell that calls such a function reads and changes those globals: for a cell they
     are inputs and outputs like any variable it names.
 
     >>> ns = {}
     >>> exec("items = []\\ndef add(v):\\n    items.append(v)", ns)
-    >>> state_globals([ns["add"]], ns)
-    ['items']
+    >>> global_effects([ns["add"]], ns)
+    GlobalEffects(state=('items',), indirect=None)
     """
     found: dict[str, None] = {}
+    indirect: str | None = None
     seen: set[int] = set()
     todo = list(values)
     while todo and len(seen) < 10_000:
@@ -619,12 +637,11 @@ def state_globals(values: Iterable[Any], namespace: Mapping[str, Any]) -> list[s
             todo.append(obj.__func__)
         elif isinstance(obj, type):
             if _is_user_class(obj):
-                todo.extend(v for v in vars(obj).values() if _is_code_like(v))
-                todo.extend(
-                    v.__func__
-                    for v in vars(obj).values()
-                    if isinstance(v, staticmethod | classmethod)
-                )
+                for v in vars(obj).values():
+                    if isinstance(v, staticmethod | classmethod):
+                        todo.append(v.__func__)
+                    elif _is_code_like(v):
+                        todo.append(v)
         elif isinstance(obj, types.FunctionType):
             if obj.__globals__ is not namespace and not is_user_object(obj):
                 continue
@@ -635,6 +652,10 @@ def state_globals(values: Iterable[Any], namespace: Mapping[str, Any]) -> list[s
             g = obj.__globals__
             for name in info.globals:
                 if name not in g:
+                    if indirect is None and name in _INDIRECT:
+                        indirect = (
+                            f"{obj.__qualname__}() calls {name}(), which tore_nb cannot follow"
+                        )
                     continue
                 value = g[name]
                 if g is namespace and info.is_state(name, value):
@@ -643,7 +664,7 @@ def state_globals(values: Iterable[Any], namespace: Mapping[str, Any]) -> list[s
                     todo.append(value)
         elif is_user_object(type(obj)) and not isinstance(obj, types.ModuleType):
             todo.append(type(obj))  # a callable object or a model: its methods run
-    return list(found)
+    return GlobalEffects(tuple(found), indirect)
 
 
 class _Walker:

@@ -25,7 +25,7 @@ from typing import Any
 import xxhash
 
 from ..fingerprint import _library_dirs as library_dirs
-from ..fingerprint import dependency_token, is_local_module, module_version, state_globals
+from ..fingerprint import dependency_token, global_effects, is_local_module, module_version
 from ..keys import hash_value
 from .analysis import CellAnalysis
 from .probes import probes
@@ -35,6 +35,7 @@ __all__ = [
     "LATEST_PREFIX",
     "PREFIX",
     "CellKey",
+    "IndirectRead",
     "KeyPart",
     "UnhashableInput",
     "cell_key",
@@ -71,6 +72,11 @@ class CellKey:
     key: str
     label: str
     parts: tuple[KeyPart, ...]
+
+
+class IndirectRead(ValueError):
+    """A function the cell calls reads names no code spells out (`globals()[name]`, `eval`):
+    the cell cannot be keyed."""
 
 
 class UnhashableInput(TypeError):
@@ -132,7 +138,10 @@ def cell_key(
     # the cell reads and changes them, though its code never names them
     keyed = {p.name for p in parts if p.kind == "input"}
     called = [namespace[n] for n in names if n in namespace and n not in skip]
-    for n in state_globals(called, namespace):
+    effects = global_effects(called, namespace)
+    if effects.indirect is not None:
+        raise IndirectRead(effects.indirect)
+    for n in effects.state:
         if n in keyed or n in skip:
             continue
         try:
