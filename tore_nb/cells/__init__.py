@@ -36,7 +36,7 @@ Modules, each with one job; each imports only those above it in this list:
 
 - `analysis`: what a cell's code may read (`analyze_cell`), from `ast` alone
 - `probes`: hidden global state as a registry (`StateProbe`, `register_probe`)
-- `observe`: what a running cell touches (`observe`, `Observation`)
+- `observe`: what a running cell touches (`observe.observe`, `Observation`)
 - `keys`: the key of a cell and its parts (`cell_key`), pure but for reading files
 - `deps`: dependencies seen only by running, and manifests (`Dependency`, `Manifest`)
 - `capture`: recording what a cell shows, and replaying it (`OutputRecorder`, `replay`)
@@ -64,10 +64,10 @@ from .keys import PREFIX as PREFIX
 from .keys import UnhashableInput as UnhashableInput
 from .keys import cell_label as cell_label
 from .keys import file_digest as file_digest
-from .observe import Observation, observe
+from .observe import Observation
 from .outcome import CacheWarning, CellError, CellOptions, CellOutcome
 from .outcome import Status as Status
-from .probes import StateProbe, probes, register_probe, unregister_probe
+from .probes import StateProbe, register_probe, unregister_probe
 from .run import run_cached_cell
 
 __all__ = [
@@ -91,8 +91,6 @@ __all__ = [
     "cell_key",
     "explain",
     "latest_parts",
-    "observe",
-    "probes",
     "register_probe",
     "replay",
     "run_cached_cell",
