@@ -105,8 +105,10 @@ class CellAnalysis:
 _DEF_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
+@functools.lru_cache(maxsize=1024)
 def analyze_cell(source: str) -> CellAnalysis:
     """Inputs, outputs and definitions of a cell (plain Python; IPython syntax transformed first).
+    Memoised by source: a notebook re-runs the same cells, and the analysis is frozen.
 
     >>> a = analyze_cell("import math\\ny = math.sqrt(x) + y0  # comment\\nz = y")
     >>> a.inputs, a.outputs, a.definitions
