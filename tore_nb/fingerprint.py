@@ -72,6 +72,7 @@ __all__ = [
     "dependency_token",
     "fingerprint",
     "is_local_module",
+    "library_dirs",
     "is_user_object",
     "local_module_digest",
     "module_is_stale",
@@ -142,7 +143,9 @@ _LIBRARY_ROOTS = frozenset({"tore_nb", "IPython", "ipykernel", "traitlets", "ipy
 
 # -- what is "user code" ---------------------------------------------------------------------------
 @functools.cache
-def _library_dirs() -> tuple[str, ...]:
+def library_dirs() -> tuple[str, ...]:
+    """The folders of the standard library and site-packages (real paths, ending in a
+    separator): code under them is a library's, counted by name and version."""
     dirs: set[str] = set()
     for name in ("stdlib", "platstdlib", "purelib", "platlib"):
         path = sysconfig.get_paths().get(name)
@@ -191,7 +194,7 @@ def is_local_module(name: str | None) -> bool:
 
 def _is_local_path(path: str) -> bool:
     real = os.path.realpath(path)
-    return not real.startswith(_library_dirs()) and "site-packages" not in real
+    return not real.startswith(library_dirs()) and "site-packages" not in real
 
 
 def _find_origin(name: str) -> str | None:
@@ -1030,7 +1033,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         path = code.co_filename
         if not path.endswith(".py") or not os.path.isabs(path):
             return  # a notebook cell, `exec` of a string
-        if path.startswith(_library_dirs()) or "site-packages" in path:
+        if path.startswith(library_dirs()) or "site-packages" in path:
             return  # the usual case, decided without a system call
         if not _is_local_path(path) or not os.path.isfile(path):
             return  # ipykernel names cells after files that do not exist

@@ -24,8 +24,13 @@ from typing import Any
 
 import xxhash
 
-from ..fingerprint import _library_dirs as library_dirs
-from ..fingerprint import dependency_token, global_effects, is_local_module, module_version
+from ..fingerprint import (
+    dependency_token,
+    global_effects,
+    is_local_module,
+    library_dirs,
+    module_version,
+)
 from ..keys import hash_value
 from .analysis import CellAnalysis
 from .probes import probes

@@ -31,14 +31,15 @@ def stale_modules() -> list[str]:
     global _count, _local
     if len(sys.modules) != _count:
         _count = len(sys.modules)
-        _local = [
-            name
-            for name, mod in list(sys.modules.items())
-            if name != "__main__"
-            and isinstance(getattr(mod, "__file__", None), str)
-            and _plain_source(mod)
-            and fingerprint.is_local_module(name)
-        ]
+        libraries = fingerprint.library_dirs()
+        _local = []
+        for name, mod in list(sys.modules.items()):
+            path = getattr(mod, "__file__", None)
+            # a file under the library folders as named is decided without resolving links
+            if name == "__main__" or not isinstance(path, str) or path.startswith(libraries):
+                continue
+            if _plain_source(mod) and fingerprint.is_local_module(name):
+                _local.append(name)
     found = fingerprint.stale_modules(_local)
     return [
         f"{reason}; reload it (importlib.reload) or restart the kernel, so that what runs is "

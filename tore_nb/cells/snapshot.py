@@ -24,6 +24,7 @@ sees the change, as after a plain run; where that is impossible, the cell is not
 from __future__ import annotations
 
 import collections
+import copyreg
 import gc
 import importlib
 import io
@@ -161,9 +162,14 @@ class ObjectIndex:
                 self._walk(child, child_path, depth + 1)
 
 
+def _reduce_module(mod: types.ModuleType) -> tuple[Any, tuple[str]]:
+    return importlib.import_module, (mod.__name__,)
+
+
 class _Pickler(pickle.Pickler):
     """Pickles modules as a re-import, objects of the index as references, numpy views of them
-    as views."""
+    as views. `persistent_id` runs for every object pickled (strings of an object column
+    included): it does one dict lookup in the common case."""
 
     def __init__(
         self,
@@ -172,27 +178,50 @@ class _Pickler(pickle.Pickler):
         buffer_callback: Callable[[pickle.PickleBuffer], Any] | None,
     ) -> None:
         super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        # a C-level lookup by type, where a reducer_override would be a Python call per object
+        table: dict[Any, Any] = {**copyreg.dispatch_table, types.ModuleType: _reduce_module}
         self.index = index
         self.used: set[str] = set()  # variables referred to
         self.by_value: set[int] = set()  # objects of the index pickled as they are now
-
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, types.ModuleType):
-            return importlib.import_module, (obj.__name__,)
-        return NotImplemented
+        paths: dict[int, Path] = index.paths if index is not None else {}
+        self._path: Callable[[int], Path | None] = paths.get
+        np = sys.modules.get("numpy")
+        self._ndarray = np.ndarray if np is not None and index and index.arrays else None
+        if np is not None:
+            table[np.ndarray] = _reduce_array
+        self.dispatch_table = table
 
     def persistent_id(self, obj: Any) -> Any:
-        index = self.index
-        if index is None or id(obj) in self.by_value:
+        path = self._path(id(obj))
+        if path is None:
+            if type(obj) is not self._ndarray or self.index is None:
+                return None
+            view = _view_of(obj, self.index)
+            if view is not None:
+                self.used.add(view[1][0])
+            return view
+        if id(obj) in self.by_value:
             return None
-        path = index.paths.get(id(obj))
-        if path is not None:
-            self.used.add(path[0])
-            return ("ref", path)
-        view = _view_of(obj, index)
-        if view is not None:
-            self.used.add(view[1][0])
-        return view
+        self.used.add(path[0])
+        return ("ref", path)
+
+
+_PLAIN_ITEMS = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _reduce_array(array: Any) -> Any:
+    """An array as numpy pickles it; a large object array of plain items (a text column) as a
+    pickle of its own, which runs at C speed: `persistent_id` would be called once per item,
+    and no plain item can be an object that existed before the run."""
+    if array.dtype.hasobject and array.size > 1000:
+        plain = _PLAIN_ITEMS
+        if all(type(item) in plain for item in array.flat):
+            return _load_plain, (pickle.dumps(array, protocol=5),)
+    return array.__reduce_ex__(5)
+
+
+def _load_plain(data: bytes) -> Any:
+    return pickle.loads(data)
 
 
 def _owner(array: Any) -> Any:
@@ -336,11 +365,12 @@ def inplace_state(obj: Any) -> tuple[str, Any] | None:
 
 
 def _plain_attrs(obj: Any) -> dict[str, Any]:
-    # a defaultdict's factory, a Counter subclass's attributes
-    attrs = dict(getattr(obj, "__dict__", {}))
+    # a defaultdict's factory; a dict subclass's own attributes are left as they are (a hit
+    # restores its items: an attribute outside them, such as a Bunch's bookkeeping, need not
+    # survive a round trip)
     if isinstance(obj, collections.defaultdict):
-        attrs["default_factory"] = obj.default_factory
-    return attrs
+        return {"default_factory": obj.default_factory}
+    return {}
 
 
 def restore_into(live: Any, kind: str, content: Any) -> None:
