@@ -351,6 +351,22 @@ def test_local_modules_inside_values_count_by_their_code(local_modules: Path) ->
 
 
 # -- stale modules: edited on disk, not reloaded ------------------------------------------------
+class _NoRecord(dict[str, Any]):
+    """Stands for the record of `track_imports` where a test checks modules imported before
+    it: `%load_ext tore_nb` in another test of the session turned tracking on for good."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def untracked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tore_nb.fingerprint
+
+    monkeypatch.setattr(tore_nb.fingerprint, "_exec_codes", _NoRecord())
+
+
+@pytest.mark.usefixtures("untracked")
 def test_an_edited_module_is_stale_until_reloaded(local_modules: Path) -> None:
     """Fingerprints read function source from disk: once a module is edited but not reloaded,
     keys describe code that is not running. module_is_stale says so, until a reload."""
@@ -378,6 +394,7 @@ STALE_SOURCE = HELPERS.format(n=1, u=1) + "RATE = 1\n"
     ],
     ids=["function-added", "code-moved", "constant-changed", "syntax-error"],
 )
+@pytest.mark.usefixtures("untracked")
 def test_what_makes_a_module_stale(local_modules: Path, edited: str, why: str) -> None:
     """A function added, code moved (getsource reads the file at the line the loaded code
     starts on), a constant changed, a file that no longer compiles."""

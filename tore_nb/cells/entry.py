@@ -37,7 +37,8 @@ class CellEntry:
     nbytes: int = 0
     mutated: tuple[str, ...] = ()  # variables whose object the cell changed in place
     state: tuple[tuple[str, Any], ...] = ()  # (state probe, what the cell changed of it)
-    written: tuple[tuple[str, str], ...] = ()  # (file, digest) the cell wrote
+    written: tuple[tuple[str, str], ...] = ()  # (file, digest) the cell created or replaced
+    appended: tuple[tuple[str, bytes], ...] = ()  # (file, bytes) it appended: a hit appends
 
 
 # Pickled into cell entries: keep the class path it has always had, tore_nb.cells.CellEntry,

@@ -84,6 +84,8 @@ class Observation:
     imported: tuple[str, ...] = ()
     seeded: frozenset[str] = frozenset()
     resolved: tuple[tuple[str, str], ...] = ()  # (path as given, absolute path)
+    # files written without being created or truncated (appends), with their size before
+    appended: tuple[tuple[str, int], ...] = ()
 
     def absolute(self, path: str) -> str:
         """The absolute path a recorded path stood for when the cell used it.
@@ -113,6 +115,7 @@ class _Recorder:
         "last_module",
         "produced",
         "reads",
+        "sizes",
         "start",
         "start_digests",
         "verdicts",
@@ -124,6 +127,7 @@ class _Recorder:
         self.reads: dict[str, str] = {}  # absolute -> as given
         self.writes: dict[str, str] = {}
         self.produced: set[str] = set()  # created or truncated by the run
+        self.sizes: dict[str, int] = {}  # written without truncating -> size before the run
         self.dirs: dict[str, str] = {}
         self.globs: dict[str, None] = {}
         self.env_read: dict[str, None] = {}
@@ -228,6 +232,15 @@ def _on_open(stack: list[_Recorder], args: tuple[Any, ...]) -> None:
             rec.reads.setdefault(absolute, given)
         if writes:
             rec.writes.setdefault(absolute, given)
+            if not replaces and absolute not in rec.produced and absolute not in rec.sizes:
+                rec.sizes[absolute] = _size(absolute)  # what an append adds starts here
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _in_import() -> bool:
@@ -624,4 +637,7 @@ def _finish(rec: _Recorder) -> Observation:
         imported=tuple(imported),
         seeded=frozenset(name for name, seeded in rec.verdicts.items() if seeded),
         resolved=tuple(resolved.items()),
+        appended=tuple(
+            (g, rec.sizes[a]) for a, g in writes.items() if a in rec.sizes and a not in rec.produced
+        ),
     )

@@ -90,6 +90,12 @@ def restore(
                 probe.apply(change)
             except Exception as exc:
                 log.warning("tcache: could not restore %s (%s)", name, exc)
+    for path, data in entry.appended:  # what it appended to a file, as a run appends it
+        try:
+            with open(path, "ab") as f:
+                f.write(data)
+        except OSError as exc:
+            log.warning("tcache: could not append to %s again (%s)", path, exc)
     return (*entry.names, *entry.mutated), payload.get("result", NO_RESULT)
 
 
@@ -117,7 +123,10 @@ def definitions_code(analysis: CellAnalysis) -> list[types.CodeType]:
                 flags |= getattr(feature, "compiler_flag", 0)
     filename = register_source(analysis.source)
     return [
-        compile(ast.Module(body=[s], type_ignores=[]), filename, "exec", flags=flags)
+        # dont_inherit: this module's own `from __future__ import annotations` is not the cell's
+        compile(
+            ast.Module(body=[s], type_ignores=[]), filename, "exec", flags=flags, dont_inherit=True
+        )
         for s in statements
     ]
 

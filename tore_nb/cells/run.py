@@ -61,7 +61,7 @@ log = logging.getLogger("tore_nb.cells")
 
 def _default_run(source: str, namespace: dict[str, Any]) -> Callable[[], None]:
     def run() -> None:
-        exec(compile(source, register_source(source), "exec"), namespace)
+        exec(compile(source, register_source(source), "exec", dont_inherit=True), namespace)
 
     return run
 

@@ -28,6 +28,7 @@ import copyreg
 import gc
 import importlib
 import io
+import os
 import pickle
 import random
 import sys
@@ -189,6 +190,8 @@ class _Pickler(pickle.Pickler):
         self._ndarray = np.ndarray if np is not None and index and index.arrays else None
         if np is not None:
             table[np.ndarray] = _reduce_array
+        for kind in _FILE_TYPES:
+            table[kind] = _reduce_file
         self.dispatch_table = table
 
     def persistent_id(self, obj: Any) -> Any:
@@ -204,6 +207,38 @@ class _Pickler(pickle.Pickler):
             return None
         self.used.add(path[0])
         return ("ref", path)
+
+
+_FILE_TYPES = (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.FileIO)
+
+
+def _reduce_file(f: Any) -> Any:
+    """A closed file (`with open(path) as f` leaves one) as a closed stand-in with its name
+    and mode: all a closed file can still do is say them. An open file cannot be pickled."""
+    if not f.closed:
+        return f.__reduce_ex__(5)  # raises: an open handle is no value
+    text = isinstance(f, io.TextIOWrapper)
+    return _closed_file, (
+        type(f).__name__,
+        getattr(f, "name", None),
+        getattr(f, "mode", None),
+        getattr(f, "encoding", None) if text else None,
+    )
+
+
+def _closed_file(kind: str, name: Any, mode: Any, encoding: str | None) -> Any:
+    raw = io.FileIO(os.devnull, "r")
+    if name is not None:
+        raw.name = name
+    f: Any = raw
+    if kind != "FileIO":
+        f = io.BufferedReader(raw)
+    if kind == "TextIOWrapper":
+        f = io.TextIOWrapper(f, encoding=encoding or "utf-8")
+    if mode is not None and kind == "TextIOWrapper":
+        f.mode = mode
+    f.close()
+    return f
 
 
 _PLAIN_ITEMS = frozenset({str, int, float, bool, type(None), bytes})

@@ -167,11 +167,7 @@ def store(
             raise NotCached(_why_unpicklable(values, inplace)) from None
     deps = _dependencies(r, namespace, used, changes)
     dep_parts = tuple(d.part(_digest_before(d, r, namespace)) for d in deps)
-    written = tuple(
-        (path, current_digest(Dependency("file", path), {}))
-        for path in r.seen.files_written
-        if os.path.isfile(path)
-    )
+    written, appended = _writes(r.seen)
     nbytes = len(stream) + sum(memoryview(b).nbytes for b in buffers)
     entry = CellEntry(
         CELL_FORMAT,
@@ -191,6 +187,7 @@ def store(
         mutated=tuple(inplace),
         state=_state_changes(r.state),
         written=written,
+        appended=appended,
     )
     if deps:
         head = cache.get(r.key.key)
@@ -231,6 +228,37 @@ def store(
         nbytes=nbytes,
         parts=parts,
     )
+
+
+MAX_APPENDED = 1 << 20  # bytes of appends replayed on a hit, per file
+
+
+def _writes(
+    seen: Observation,
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, bytes], ...]]:
+    """The files the run created or replaced, with the digest a hit requires them to still
+    have, and what it appended to others, which a hit appends again (as it prints again)."""
+    sizes = dict(seen.appended)
+    written = []
+    appended = []
+    for path in seen.files_written:
+        absolute = seen.absolute(path)
+        if path not in sizes:
+            written.append((path, current_digest(Dependency("file", absolute), {})))
+            continue
+        try:
+            with open(absolute, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                end = f.tell()
+                if end < sizes[path]:
+                    raise NotCached(f"it rewrote {path} (it is shorter than before the run)")
+                if end - sizes[path] > MAX_APPENDED:
+                    raise NotCached(f"it appended more than 1 MB to {path}")
+                f.seek(sizes[path])
+                appended.append((path, f.read()))
+        except OSError as exc:
+            raise NotCached(f"cannot read what it wrote to {path} ({exc})") from None
+    return tuple(written), tuple(appended)
 
 
 def _dependencies(
