@@ -326,7 +326,7 @@ def test_the_default_line_is_quiet_unless_it_matters(
     run(ip, "%%tcache\nimport time\ntime.sleep(0.3)\nslow = 1")
     run(ip, "%%tcache\nimport time\ntime.sleep(0.3)\nslow = 1")
     [line] = out(capsys)
-    assert line.startswith("tcache: restored slow (saved ")
+    assert line.startswith("tcache: restored slow from memory (saved ")
 
 
 def test_a_trailing_semicolon_hides_the_value(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,8 +4,8 @@
 cell stored for the first time. It says what a real saving was, what changed when a cached
 cell re-ran (`tcache: re-ran: seed changed`), and why a cell could not be cached.
 
->>> CellOutcome("hit", saved_seconds=3.0, variables=("df",)).message()
-'tcache: restored df (saved 3.00 s)'
+>>> CellOutcome("hit", tier="disk", saved_seconds=3.0, variables=("df",)).message()
+'tcache: restored df from disk (saved 3.00 s)'
 >>> CellOutcome("hit", saved_seconds=0.001).message() is None
 True
 """
@@ -109,7 +109,10 @@ class CellOutcome:
                     f"tcache: {names} restored from {self.tier} in {format_seconds(self.seconds)}"
                     f" (saved {format_seconds(self.saved_seconds)})"
                 )
-            return f"tcache: restored {_clip(names)} (saved {format_seconds(self.saved_seconds)})"
+            return (
+                f"tcache: restored {_clip(names)} from {self.tier}"
+                f" (saved {format_seconds(self.saved_seconds)})"
+            )
         if self.status == "stored":
             changed = self.changed()
             return f"tcache: re-ran: {_clip(', '.join(changed))} changed" if changed else None
