@@ -97,8 +97,8 @@ USES_DEFAULT_CACHE = {"quickstart.ipynb", "incremental.ipynb", "dashboard.ipynb"
 # What each notebook must show: the point it makes.
 EXPECTED = {
     "quickstart.ipynb": (
-        "restored from memory",
-        "restored from disk",  # the fresh kernel got the hit from the disk tier
+        "tcache: restored n, total from memory",
+        "tcache: restored n, total from disk",  # the fresh kernel got the hit from the disk tier
         "same result: True",
     ),
     "tiers.ipynb": (
