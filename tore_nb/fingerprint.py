@@ -605,12 +605,13 @@ _INDIRECT = frozenset({"globals", "locals", "vars", "eval", "exec"})
 
 @dataclass(frozen=True)
 class GlobalEffects:
-    """What the user functions reachable from some values do with a namespace beyond what
-    their fingerprint holds: the globals they keep as state, and why they may read names
-    no code spells out (None when they do not)."""
+    """What the user functions reachable from some values do beyond what their fingerprint
+    holds: the globals of the namespace they keep as state, and why a cell calling them cannot
+    be cached (None when it can): they read names no code spells out (`globals()[k]`), or
+    change the state of a local module (`REGISTRY.append(x)` in helpers.py)."""
 
     state: tuple[str, ...] = ()
-    indirect: str | None = None
+    uncacheable: str | None = None
 
 
 def global_effects(values: Iterable[Any], namespace: Mapping[str, Any]) -> GlobalEffects:
@@ -623,7 +624,7 @@ def global_effects(values: Iterable[Any], namespace: Mapping[str, Any]) -> Globa
     >>> ns = {}
     >>> exec("items = []\\ndef add(v):\\n    items.append(v)", ns)
     >>> global_effects([ns["add"]], ns)
-    GlobalEffects(state=('items',), indirect=None)
+    GlobalEffects(state=('items',), uncacheable=None)
     """
     found: dict[str, None] = {}
     indirect: str | None = None
@@ -663,11 +664,17 @@ def global_effects(values: Iterable[Any], namespace: Mapping[str, Any]) -> Globa
                 value = g[name]
                 if g is namespace and info.is_state(name, value):
                     found[name] = None
+                elif info.is_state(name, value) and indirect is None:
+                    module = g.get("__name__", "?")
+                    indirect = (
+                        f"{obj.__qualname__}() changes {module}.{name}, state of a module a "
+                        f"hit cannot restore"
+                    )
                 elif _is_code_like(value):
                     todo.append(value)
         elif is_user_object(type(obj)) and not isinstance(obj, types.ModuleType):
             todo.append(type(obj))  # a callable object or a model: its methods run
-    return GlobalEffects(tuple(found), indirect)
+    return GlobalEffects(tuple(found), uncacheable=indirect)
 
 
 class _Walker:

@@ -208,6 +208,8 @@ _AT_NAME = re.compile(r"@([A-Za-z_]\w*)")
 def _uncacheable(tree: ast.AST) -> str | None:
     """Why the cell's magics or indirect reads keep it from being cached, or None."""
     for node in _walk(tree):
+        if _reads_main(node):
+            return "it reads the notebook's variables through the __main__ module"
         if not isinstance(node, ast.Call):
             continue
         magic = _shell_call(node)
@@ -227,6 +229,20 @@ def _uncacheable(tree: ast.AST) -> str | None:
         ):
             return f"its .{func.attr}() expression is built at run time, so its @names are unknown"
     return None
+
+
+def _reads_main(node: ast.AST) -> bool:
+    """`import __main__`, or `sys.modules` (where `sys.modules['__main__']` is)."""
+    if isinstance(node, ast.Import):
+        return any(alias.name == "__main__" for alias in node.names)
+    if isinstance(node, ast.ImportFrom):
+        return node.module == "__main__"
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "modules"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sys"
+    )
 
 
 def _literal_code(call: ast.Call) -> tuple[ast.stmt, ...] | None:

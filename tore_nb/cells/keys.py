@@ -80,8 +80,8 @@ class CellKey:
 
 
 class IndirectRead(ValueError):
-    """A function the cell calls reads names no code spells out (`globals()[name]`, `eval`):
-    the cell cannot be keyed."""
+    """A function the cell calls reads names no code spells out (`globals()[name]`, `eval`),
+    or changes a local module's state: the cell cannot be keyed, or restored."""
 
 
 class UnhashableInput(TypeError):
@@ -144,8 +144,8 @@ def cell_key(
     keyed = {p.name for p in parts if p.kind == "input"}
     called = [namespace[n] for n in names if n in namespace and n not in skip]
     effects = global_effects(called, namespace)
-    if effects.indirect is not None:
-        raise IndirectRead(effects.indirect)
+    if effects.uncacheable is not None:
+        raise IndirectRead(effects.uncacheable)
     for n in effects.state:
         if n in keyed or n in skip:
             continue

@@ -42,7 +42,7 @@ from .outcome import (
 from .restore import outputs_still_there, register_source, restore
 from .snapshot import ObjectIndex, RestoreError
 from .state import State, capture_state
-from .store import NotCached, Run, skip_name, store, watched_inputs
+from .store import NotCached, Run, skip_name, store, watch_aliases, watched_inputs
 
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
@@ -159,6 +159,7 @@ def run_cached_cell(
     before = dict(namespace)
     inputs = watched_inputs(key, namespace)
     index = ObjectIndex(before, deep=inputs, skip=skip_name)
+    watch_aliases(inputs, index, namespace)
     ignore = [p for p in (cache.config.disk_cache_path,) if p]  # the cache's own files
     state.take_all()
     with observe(state.snapshots, ignore=ignore) as watcher, OutputRecorder(shell) as recorder:

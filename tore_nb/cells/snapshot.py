@@ -104,7 +104,9 @@ Path = tuple[str, tuple[tuple[str, Any], ...]]  # a variable, then ("item", key)
 class ObjectIndex:
     """Where each object that existed before a run lives: its variable and a short path of items
     and attributes (`("cfg", (("item", "model"),))`). It holds every object it indexes, so that
-    no id is reused by an object made during the run."""
+    no id is reused by an object made during the run. `aliases[name]` are the other variables
+    whose objects `name` holds inside it (`table = [row, row]`: row), which a change made through
+    `name` changes too."""
 
     def __init__(
         self,
@@ -116,6 +118,7 @@ class ObjectIndex:
         # arrays by the object that owns their memory: a view made by the cell is a view of
         # one of them when they share that owner
         self.arrays: dict[int, list[tuple[Path, Any]]] = {}
+        self.aliases: dict[str, set[str]] = {}
         self._keep: list[Any] = []
         for name, value in namespace.items():
             if not skip(name):  # `_` and `Out` hold what other names hold: never refer by them
@@ -127,6 +130,15 @@ class ObjectIndex:
     def holders(self) -> list[Any]:
         """What the index holds alive (a referrer to ignore)."""
         return self._keep
+
+    def forget_inside(self, name: str) -> None:
+        """Refer no more to objects found inside `name`'s object: it changed in place, so what
+        it holds is stored as it is now (the variables it holds stay references)."""
+        for key, path in list(self.paths.items()):
+            if path[0] == name and path[1]:
+                del self.paths[key]
+        for arrays in self.arrays.values():
+            arrays[:] = [(path, a) for path, a in arrays if not (path[0] == name and path[1])]
 
     def _add(self, value: Any, path: Path) -> bool:
         if isinstance(value, _ATOMS + _NAMED):
@@ -145,11 +157,11 @@ class ObjectIndex:
             return
         name, steps = path
         children: Iterable[tuple[tuple[str, Any], Any]]
-        if type(value) in (dict, collections.OrderedDict, collections.defaultdict):
+        if isinstance(value, dict):
             children = (
                 (("item", k), v) for k, v in list(value.items())[:1000] if isinstance(k, str | int)
             )
-        elif type(value) in (list, tuple):
+        elif isinstance(value, list | tuple):
             children = ((("item", i), v) for i, v in enumerate(value[:1000]))
         elif isinstance(getattr(value, "__dict__", None), dict) and not isinstance(
             value, types.ModuleType | type
@@ -159,8 +171,12 @@ class ObjectIndex:
             return
         for step, child in children:
             child_path = (name, (*steps, step))
-            if self._add(child, child_path) or id(child) in self.paths:
+            if self._add(child, child_path):
                 self._walk(child, child_path, depth + 1)
+                continue
+            found = self.paths.get(id(child))
+            if found is not None and not found[1] and found[0] != name:
+                self.aliases.setdefault(name, set()).add(found[0])  # another variable's object
 
 
 def _reduce_module(mod: types.ModuleType) -> tuple[Any, tuple[str]]:
@@ -371,6 +387,16 @@ def inplace_state(obj: Any) -> tuple[str, Any] | None:
     the object). The content holds `obj`'s parts, not `obj` itself."""
     np = sys.modules.get("numpy")
     pd = sys.modules.get("pandas")
+    if isinstance(obj, types.FunctionType):
+        # what a call can change of a function: a mutable default (`def f(acc=[])`), a
+        # `nonlocal` counter in its closure, an attribute
+        cells = []
+        for cell in obj.__closure__ or ():
+            try:
+                cells.append((True, cell.cell_contents))
+            except ValueError:  # an empty cell
+                cells.append((False, None))
+        return "function", (obj.__defaults__, obj.__kwdefaults__, dict(vars(obj)), cells)
     if isinstance(obj, list):
         return "list", list(obj)
     if isinstance(obj, dict):
@@ -416,7 +442,8 @@ def restore_into(live: Any, kind: str, content: Any) -> None:
         elif kind == "dict":
             items, attrs = content
             live.clear()
-            live.update(items)
+            for key, value in items:  # not update(): a Counter's update adds counts
+                live[key] = value
             for name, value in attrs.items():
                 setattr(live, name, value)
         elif kind in ("set", "deque"):
@@ -444,6 +471,16 @@ def restore_into(live: Any, kind: str, content: Any) -> None:
             # the flags point back at their frame: make them this one's
             flags = Flags(live, allows_duplicate_labels=content.flags.allows_duplicate_labels)
             object.__setattr__(live, "_flags", flags)
+        elif kind == "function":
+            defaults, kwdefaults, attrs, cells = content
+            if len(cells) != len(live.__closure__ or ()):
+                raise RestoreError("the function's closure differs")
+            live.__defaults__, live.__kwdefaults__ = defaults, kwdefaults
+            vars(live).clear()
+            vars(live).update(attrs)
+            for cell, (full, value) in zip(live.__closure__ or (), cells, strict=True):
+                if full:
+                    cell.cell_contents = value
         elif kind == "object":
             attrs = vars(live)
             attrs.clear()

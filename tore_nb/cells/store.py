@@ -35,17 +35,12 @@ from .state import State
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
 
-__all__ = ["NotCached", "Run", "skip_name", "store", "watched_inputs"]
+__all__ = ["NotCached", "Run", "skip_name", "store", "watch_aliases", "watched_inputs"]
 
 
-_CODE = (
-    types.ModuleType,
-    type,
-    types.FunctionType,
-    types.BuiltinFunctionType,
-    types.MethodType,
-    functools.partial,
-)
+# not compared before and after a run: modules and classes count by their code; a function
+# is (a call can change its mutable defaults, closure and attributes)
+_CODE = (types.ModuleType, type, types.BuiltinFunctionType, types.MethodType, functools.partial)
 
 
 class NotCached(Exception):
@@ -77,9 +72,22 @@ def watched_inputs(key: CellKey, namespace: Mapping[str, Any]) -> dict[str, str]
             continue
         value = namespace[part.name]
         if isinstance(value, _CODE):
-            continue  # code counts by its fingerprint, which reads other values
+            continue
         out[part.name] = part.digest
     return out
+
+
+def watch_aliases(inputs: dict[str, str], index: ObjectIndex, namespace: Mapping[str, Any]) -> None:
+    """Add to `inputs` the variables whose objects an input holds (`table = [row, row]`: row):
+    a change made through the input changes them too, and they must be restored with it."""
+    for name in list(inputs):
+        for other in sorted(index.aliases.get(name, ())):
+            if other in inputs or other not in namespace:
+                continue
+            try:
+                inputs[other] = dependency_token(namespace[other], strict=True)
+            except TypeError:
+                continue  # cannot be compared: no change can be seen in it
 
 
 def skip_name(name: str) -> bool:
@@ -153,6 +161,8 @@ def store(
                 f"{name!r} was changed in place and other objects hold it; a hit could not "
                 f"change it for them"
             )
+    for name in mutated:  # what it holds now is stored as it is now, not referred to
+        r.index.forget_inside(name)
     payload: dict[str, Any] = {"values": values, "inplace": inplace}
     result = r.recorder.result
     if result is not NO_RESULT:
@@ -298,6 +308,8 @@ def _digest_before(dep: Dependency, r: Run, namespace: Mapping[str, Any]) -> str
         return hash_value(r.state.snapshots["cwd"])
     if dep.kind == "sys.path" and "sys.path" in r.state.snapshots:
         return hash_value(list(r.state.snapshots["sys.path"]))
+    if dep.kind == "name" and dep.name in r.inputs:
+        return r.inputs[dep.name]  # digested before the run (it may have changed since)
     if dep.kind == "name" and dep.name in r.before:
         return current_digest(dep, r.before)
     return current_digest(dep, namespace)
