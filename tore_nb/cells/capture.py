@@ -113,6 +113,7 @@ class OutputRecorder:
             self.muted = 0
 
         self._undo.append(restore_streams)
+        self._tee_logging(out, err)
         shell = self.shell
         if shell is not None:
             pub = getattr(shell, "display_pub", None)
@@ -134,7 +135,26 @@ class OutputRecorder:
         while self._undo:
             self._undo.pop()()
 
-    def _patch(self, obj: Any, name: str, replacement: Callable[..., Any]) -> None:
+    def _tee_logging(self, out: Any, err: Any) -> None:
+        """Handlers made before the cell (`logging.basicConfig(stream=sys.stdout)`) hold the
+        streams themselves, not `sys.stdout`: point them at the tees too while recording."""
+        logging_module = sys.modules.get("logging")
+        if logging_module is None:
+            return
+        tees = {id(out): sys.stdout, id(err): sys.stderr}
+        loggers = [logging_module.getLogger()]
+        loggers += [
+            lg
+            for lg in logging_module.Logger.manager.loggerDict.values()
+            if isinstance(lg, logging_module.Logger)
+        ]
+        for logger in loggers:
+            for handler in logger.handlers:
+                stream = getattr(handler, "stream", None)
+                if type(handler) is logging_module.StreamHandler and id(stream) in tees:
+                    self._patch(handler, "stream", tees[id(stream)])
+
+    def _patch(self, obj: Any, name: str, replacement: Any) -> None:
         had = name in vars(obj)
         old = vars(obj).get(name)
         setattr(obj, name, replacement)

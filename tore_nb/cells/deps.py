@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,15 +41,15 @@ __all__ = [
 MANIFEST_FORMAT = 1
 MAX_VARIANTS = 8  # sets of dependencies kept per key: one per path the cell has taken
 
-Kind = Literal["file", "dir", "env", "cwd", "sys.path", "state", "name"]
+Kind = Literal["file", "dir", "stat", "env", "cwd", "sys.path", "state", "name"]
 
 
 @dataclass(frozen=True, order=True)
 class Dependency:
-    """One thing a run read: a 'file' or a 'dir' (its path as the cell gave it: a relative
-    one resolves against the working folder of the lookup, as the cell's would), an 'env'
-    variable, the 'cwd', 'sys.path' (a new import searched it), a 'state' probe by name, or a
-    'name' of the namespace that an output refers to."""
+    """One thing a run read: a 'file', a 'dir' it listed or a path it 'stat'ed (as the cell
+    gave it: a relative path resolves against the working folder of the lookup, as the
+    cell's would), an 'env' variable, the 'cwd', 'sys.path' (a new import searched it), a
+    'state' probe by name, or a 'name' of the namespace that an output refers to."""
 
     kind: Kind
     name: str = ""
@@ -82,6 +83,12 @@ def current_digest(
     kind, name = dep.kind, dep.name
     if kind == "file":
         return file_digest(name) if not os.path.isdir(name) else "directory"
+    if kind == "stat":  # os.path.exists / isfile / getsize: the kind and size of the path
+        try:
+            st = os.stat(name)
+        except OSError:
+            return "missing"
+        return "dir" if stat.S_ISDIR(st.st_mode) else f"file:{st.st_size}"
     if kind == "dir":
         try:
             return hash_value(sorted(os.listdir(name)))

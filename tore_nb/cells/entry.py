@@ -39,6 +39,7 @@ class CellEntry:
     state: tuple[tuple[str, Any], ...] = ()  # (state probe, what the cell changed of it)
     written: tuple[tuple[str, str], ...] = ()  # (file, digest) the cell created or replaced
     appended: tuple[tuple[str, bytes], ...] = ()  # (file, bytes) it appended: a hit appends
+    imported: tuple[str, ...] = ()  # local modules it imported first: a hit imports them
 
 
 # Pickled into cell entries: keep the class path it has always had, tore_nb.cells.CellEntry,

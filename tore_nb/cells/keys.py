@@ -18,6 +18,7 @@ import importlib.util
 import os
 import re
 import sys
+import types
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,6 +144,7 @@ def cell_key(
     # the cell reads and changes them, though its code never names them
     keyed = {p.name for p in parts if p.kind == "input"}
     called = [namespace[n] for n in names if n in namespace and n not in skip]
+    called += _module_attributes(namespace, attributes)  # helpers.register(x) calls register
     effects = global_effects(called, namespace)
     if effects.uncacheable is not None:
         raise IndirectRead(effects.uncacheable)
@@ -163,6 +165,26 @@ def cell_key(
     label = cell_label(analysis, name)
     digest = hash_value([(p.kind, p.name, p.digest) for p in parts])
     return CellKey(f"{PREFIX}{label}:{digest}", label, tuple(parts))
+
+
+def _module_attributes(
+    namespace: Mapping[str, Any], attributes: Mapping[str, Sequence[tuple[str, ...]]]
+) -> list[Any]:
+    """What the cell reads from the local modules among its inputs (`helpers.register`)."""
+    found = []
+    for name, chains in attributes.items():
+        mod = namespace.get(name)
+        if not isinstance(mod, types.ModuleType) or not is_local_module(mod.__name__):
+            continue
+        for chain in chains:
+            value: Any = mod
+            for attr in chain:
+                value = getattr(value, attr, None)
+                if value is None or not isinstance(value, types.ModuleType):
+                    break
+            if value is not None:
+                found.append(value)
+    return found
 
 
 def keyed_state() -> tuple[KeyPart, ...]:

@@ -86,6 +86,8 @@ class Observation:
     resolved: tuple[tuple[str, str], ...] = ()  # (path as given, absolute path)
     # files written without being created or truncated (appends), with their size before
     appended: tuple[tuple[str, int], ...] = ()
+    # paths whose existence, kind or size the run asked for (os.stat), as given
+    stats: tuple[str, ...] = ()
 
     def absolute(self, path: str) -> str:
         """The absolute path a recorded path stood for when the cell used it.
@@ -118,6 +120,7 @@ class _Recorder:
         "sizes",
         "start",
         "start_digests",
+        "stats",
         "verdicts",
         "writes",
     )
@@ -128,6 +131,7 @@ class _Recorder:
         self.writes: dict[str, str] = {}
         self.produced: set[str] = set()  # created or truncated by the run
         self.sizes: dict[str, int] = {}  # written without truncating -> size before the run
+        self.stats: dict[str, str] = {}  # paths os.stat looked at (exists, isfile, getsize)
         self.dirs: dict[str, str] = {}
         self.globs: dict[str, None] = {}
         self.env_read: dict[str, None] = {}
@@ -268,6 +272,38 @@ def _on_listing(stack: list[_Recorder], args: tuple[Any, ...]) -> None:
         if relative:
             rec.uses_cwd()
         rec.dirs.setdefault(absolute, given)
+
+
+def _stat_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
+    """`os.stat` as the cell calls it (`os.path.exists`, `isfile`, `getsize`, `Path.exists`):
+    what it learns of a path is an input even when it never opens it."""
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = _stack()
+        if stack:
+            with contextlib.suppress(Exception):  # never fail the cell's own stat
+                _note_stat(stack, path)
+        return original(path, *args, **kwargs)
+
+    stat.__name__ = getattr(original, "__name__", "stat")
+    stat.__qualname__ = stat.__name__
+    stat.__doc__ = original.__doc__
+    return stat
+
+
+def _note_stat(stack: list[_Recorder], path: Any) -> None:
+    given = _path_of(path)
+    if given is None or _by_import_system(4):
+        return
+    relative = not os.path.isabs(given)
+    absolute = _absolute(given)
+    for rec in stack:
+        if not _counts(absolute, rec.ignore):
+            continue
+        if relative:
+            rec.uses_cwd()
+        if absolute not in rec.produced:
+            rec.stats.setdefault(absolute, given)
 
 
 def _on_glob(stack: list[_Recorder], args: tuple[Any, ...]) -> None:
@@ -455,6 +491,7 @@ def _install() -> None:
     originals = {name: getattr(_Environ, name) for name in _ENV_METHODS}
     for name, function in _make_env_patches(originals).items():
         _patch(_Environ, name, function)
+    _patch(os, "stat", _stat_wrapper(os.stat))
     _patch(os, "getcwd", _Wrapper(os.getcwd, _note_cwd))
     _patch(os, "getcwdb", _Wrapper(os.getcwdb, _note_cwd))
 
@@ -625,7 +662,7 @@ def _finish(rec: _Recorder) -> Observation:
     reads = {a: g for a, g in rec.reads.items() if os.path.isfile(a)}
     writes = {a: g for a, g in rec.writes.items() if os.path.isfile(a)}
     dirs = {a: g for a, g in rec.dirs.items() if os.path.isdir(a)}
-    resolved = {g: a for table in (reads, writes, dirs) for a, g in table.items()}
+    resolved = {g: a for table in (reads, writes, dirs, rec.stats) for a, g in table.items()}
     return Observation(
         files_read=tuple(dict.fromkeys(reads.values())),
         files_written=tuple(dict.fromkeys(writes.values())),
@@ -637,6 +674,7 @@ def _finish(rec: _Recorder) -> Observation:
         imported=tuple(imported),
         seeded=frozenset(name for name, seeded in rec.verdicts.items() if seeded),
         resolved=tuple(resolved.items()),
+        stats=tuple(dict.fromkeys(g for a, g in rec.stats.items() if a not in reads)),
         appended=tuple(
             (g, rec.sizes[a]) for a, g in writes.items() if a in rec.sizes and a not in rec.produced
         ),

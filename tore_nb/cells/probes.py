@@ -21,7 +21,7 @@ A probe never imports its library: it is `available()` only while the library is
 
 >>> [p.name for p in probes()]  # doctest: +NORMALIZE_WHITESPACE
 ['numpy.random', 'random', 'matplotlib.rcParams', 'pandas.options', 'os.environ', 'sys.path',
- 'cwd']
+ 'cwd', 'warnings.filters', 'decimal.context', 'logging.root', 'sys.recursionlimit']
 >>> p = get_probe("random"); before = p.capture()
 >>> import random; _ = random.random()
 >>> p.digest(before) == p.digest(p.capture())
@@ -71,15 +71,19 @@ from ..keys import hash_value
 __all__ = [
     "BaseProbe",
     "CwdProbe",
+    "DecimalProbe",
     "EnvironProbe",
+    "LoggingProbe",
     "NumpyRandomProbe",
     "PandasOptionsProbe",
     "ProbeKind",
     "PythonRandomProbe",
     "RcParamsProbe",
+    "RecursionLimitProbe",
     "StateProbe",
     "StateRestoreError",
     "SysPathProbe",
+    "WarningsProbe",
     "capture_all",
     "get_probe",
     "probes",
@@ -602,6 +606,114 @@ class CwdProbe:
         self.restore(changes)
 
 
+class WarningsProbe(BaseProbe):
+    """`warnings.filters`: which warnings show (`warnings.simplefilter("ignore")`). Read silently
+    whenever code warns."""
+
+    name = "warnings.filters"
+    kind: ProbeKind = "keyed"
+
+    def available(self) -> bool:
+        return True
+
+    def capture(self) -> tuple[Any, ...]:
+        return tuple(warnings.filters)
+
+    def digest(self, snapshot: tuple[Any, ...]) -> str:
+        return hash_value(
+            [
+                (
+                    action,
+                    getattr(msg, "pattern", msg),
+                    _qualname(cat),
+                    getattr(mod, "pattern", mod),
+                    n,
+                )
+                for action, msg, cat, mod, n in snapshot
+            ]
+        )
+
+    def restore(self, snapshot: tuple[Any, ...]) -> None:
+        filters: Any = warnings.filters
+        filters[:] = list(snapshot)
+        mutated = getattr(warnings, "_filters_mutated", None)
+        if callable(mutated):  # drop the per-module "already warned" caches, as filterwarnings does
+            mutated()
+
+
+def _qualname(cls: Any) -> str:
+    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
+
+
+class DecimalProbe(BaseProbe):
+    """The `decimal` module's context of this thread: precision, rounding, traps."""
+
+    name = "decimal.context"
+    kind: ProbeKind = "keyed"
+
+    def available(self) -> bool:
+        return "decimal" in sys.modules
+
+    def capture(self) -> tuple[Any, ...]:
+        c = sys.modules["decimal"].getcontext()
+        traps = tuple(sorted(t.__name__ for t, on in c.traps.items() if on))
+        return (c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp, traps)
+
+    def restore(self, snapshot: tuple[Any, ...]) -> None:
+        decimal = sys.modules["decimal"]
+        c = decimal.getcontext()
+        c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp, traps = snapshot
+        for signal in list(c.traps):
+            c.traps[signal] = signal.__name__ in traps
+
+
+class LoggingProbe(BaseProbe):
+    """The root logger's level and handlers (`logging.basicConfig`). Handlers hold streams and
+    files: a hit cannot make them again, so a cell that changes them runs uncached
+    (`restorable` is False)."""
+
+    name = "logging.root"
+    kind: ProbeKind = "keyed"
+    restorable = False
+
+    def available(self) -> bool:
+        return "logging" in sys.modules
+
+    def capture(self) -> tuple[Any, ...]:
+        root = sys.modules["logging"].getLogger()
+        return (root.level, tuple(_handler_text(h) for h in root.handlers))
+
+    def restore(self, snapshot: tuple[Any, ...]) -> None:
+        raise StateRestoreError("the root logger's handlers cannot be made again")
+
+
+def _handler_text(handler: Any) -> str:
+    formatter = getattr(handler, "formatter", None)
+    fmt = getattr(formatter, "_fmt", None)
+    stream = getattr(handler, "stream", None)
+    target = getattr(handler, "baseFilename", None) or type(stream).__name__
+    return f"{type(handler).__qualname__}:{handler.level}:{fmt}:{target}"
+
+
+class RecursionLimitProbe(BaseProbe):
+    """`sys.setrecursionlimit`."""
+
+    name = "sys.recursionlimit"
+    kind: ProbeKind = "keyed"
+
+    def available(self) -> bool:
+        return True
+
+    def capture(self) -> int:
+        return sys.getrecursionlimit()
+
+    def digest(self, snapshot: int) -> str:
+        return str(snapshot)
+
+    def restore(self, snapshot: int) -> None:
+        sys.setrecursionlimit(snapshot)
+
+
 # -- the registry -------------------------------------------------------------------------------
 _REGISTRY: dict[str, StateProbe] = {}
 
@@ -677,6 +789,10 @@ for _probe in (
     EnvironProbe(),
     SysPathProbe(),
     CwdProbe(),
+    WarningsProbe(),
+    DecimalProbe(),
+    LoggingProbe(),
+    RecursionLimitProbe(),
 ):
     register_probe(_probe)
 del _probe

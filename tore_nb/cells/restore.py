@@ -5,8 +5,10 @@ import __future__
 
 import ast
 import contextlib
+import importlib
 import linecache
 import logging
+import sys
 import types
 from typing import Any
 
@@ -90,6 +92,12 @@ def restore(
                 probe.apply(change)
             except Exception as exc:
                 log.warning("tcache: could not restore %s (%s)", name, exc)
+    for name in entry.imported:  # local modules its run imported (inside a function, say)
+        if name not in sys.modules:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # the plain run imported it; say so, go on
+                log.warning("tcache: could not import %s again (%s)", name, exc)
     for path, data in entry.appended:  # what it appended to a file, as a run appends it
         try:
             with open(path, "ab") as f:

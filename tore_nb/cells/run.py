@@ -18,7 +18,10 @@ plain run would leave it. A cell that raises is not cached.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
@@ -160,7 +163,7 @@ def run_cached_cell(
     inputs = watched_inputs(key, namespace)
     index = ObjectIndex(before, deep=inputs, skip=skip_name)
     watch_aliases(inputs, index, namespace)
-    ignore = [p for p in (cache.config.disk_cache_path,) if p]  # the cache's own files
+    ignore = [cache.config.disk_cache_path, *_library_caches()]
     state.take_all()
     with observe(state.snapshots, ignore=ignore) as watcher, OutputRecorder(shell) as recorder:
         t1 = time.perf_counter()
@@ -195,6 +198,18 @@ def run_cached_cell(
             previous=previous,
             parts=parts,
         )
+
+
+def _library_caches() -> list[str]:
+    """Folders where libraries keep caches of their own (matplotlib's font list, numba's
+    compiled code): rebuilt at will, they are no input of a cell."""
+    found = [os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")]
+    found.append(os.environ.get("MPLCONFIGDIR", ""))
+    mpl = sys.modules.get("matplotlib")
+    if mpl is not None:
+        with contextlib.suppress(Exception):
+            found.append(mpl.get_cachedir())
+    return [f for f in found if f]
 
 
 # -- lookup ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..fingerprint import dependency_token
+from ..fingerprint import dependency_token, is_local_module
 from ..keys import hash_value
 from .analysis import IPYTHON_NAMES, CellAnalysis
 from .capture import NO_RESULT, OutputRecorder
@@ -142,6 +142,20 @@ def store(
         rebound = list(changes.rebound)
         mutated = list(changes.mutated)
     values = {n: namespace[n] for n in rebound if n not in definitions}
+    module = namespace.get("__name__")
+    made = {id(namespace[n]) for n in definitions if n in namespace}  # by class statements
+    existed = {id(v) for v in r.before.values()}
+    for name, value in values.items():
+        if (
+            isinstance(value, type)
+            and value.__module__ == module
+            and id(value) not in made
+            and id(value) not in existed
+        ):
+            raise NotCached(
+                f"{name!r} is a class made by a call (namedtuple, type(), make_dataclass), "
+                f"which another session could not rebuild; define it with a class statement"
+            )
     inplace: dict[str, tuple[str, Any]] = {}
     replaced: list[Any] = []  # objects that existed, stored as they are now
     for name in mutated:
@@ -198,6 +212,8 @@ def store(
         state=_state_changes(r.state),
         written=written,
         appended=appended,
+        # a later edit of their files must find them imported, as after a plain run
+        imported=tuple(m for m in r.seen.imported if is_local_module(m)),
     )
     if deps:
         head = cache.get(r.key.key)
@@ -280,6 +296,7 @@ def _dependencies(
     written = set(seen.files_written)
     deps.update(Dependency("file", p) for p in seen.files_read if p not in written)
     deps.update(Dependency("dir", p) for p in seen.dirs_listed)
+    deps.update(Dependency("stat", p) for p in seen.stats if p not in written)
     if seen.env_all:
         deps.add(Dependency("env", "*"))
     deps.update(Dependency("env", k) for k in seen.env_read)
@@ -320,8 +337,11 @@ def _state_changes(state: State) -> tuple[tuple[str, Any], ...]:
     out = []
     for probe in state.probes:
         change = probe.changes(state.snapshots[probe.name], probe.capture())
-        if change is not None:
-            out.append((probe.name, change))
+        if change is None:
+            continue
+        if not getattr(probe, "restorable", True):
+            raise NotCached(f"it changes {probe.name}, which a hit cannot restore")
+        out.append((probe.name, change))
     return tuple(out)
 
 
