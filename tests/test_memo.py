@@ -607,3 +607,22 @@ def test_concurrent_callers_each_get_their_own_result(cache: MultiLevelCache) ->
         t.join()
     assert results == [[7]] * 4 and len({id(r) for r in results}) == 4
     assert slow.cache_info().misses == 1
+
+
+def test_a_file_the_function_reads_is_an_input(tmp_path: Path) -> None:
+    """`def load(path): return open(path).read()`: editing the file makes the next call run
+    again, without naming the file anywhere (the call's reads are observed)."""
+    cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=b"s" * 32)
+    data = tmp_path / "data.txt"
+    data.write_text("old")
+
+    @cached(cache=cache)
+    def load(path: str) -> str:
+        with open(path) as f:
+            return f.read()
+
+    assert load(str(data)) == "old" and load(str(data)) == "old"
+    assert load.cache_info().hits == 1
+    data.write_text("new")
+    assert load(str(data)) == "new" and load(str(data)) == "new"
+    assert load.cache_info().hits == 2

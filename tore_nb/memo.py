@@ -55,7 +55,7 @@ __all__ = ["MEMO_FORMAT", "CacheInfo", "CachedFunction", "cached"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-MEMO_FORMAT = 1
+MEMO_FORMAT = 2  # 2: entries carry the files the call read
 PREFIX = "tcache:fn:"
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-<>]")
 
@@ -304,11 +304,12 @@ class CachedFunction(Generic[P, R]):
         result: Any = None  # what this call computed, returned as is: the store gets a copy
         failure: Exception | None = None
 
-        def compute() -> tuple[int, Any, float]:
+        def compute() -> tuple[int, Any, float, tuple[tuple[str, str, str], ...]]:
             nonlocal computed, result, failure
             computed = True
             t0 = time.perf_counter()
-            value = fn(*args, **kwargs)
+            with _observe(cache) as seen:  # the files it reads are inputs too
+                value = fn(*args, **kwargs)
             if isinstance(value, _LAZY):
                 raise _Lazy(value)  # out of get_or_compute before anything is stored
             elapsed = time.perf_counter() - t0
@@ -320,7 +321,7 @@ class CachedFunction(Generic[P, R]):
                     pass  # no tier can store it (set logs "not cached"): nothing to alias
                 except Exception as exc:
                     failure = exc  # warned about once out of the cache's locks
-            return MEMO_FORMAT, kept, elapsed
+            return MEMO_FORMAT, kept, elapsed, _files_read(seen.result)
 
         t0 = time.perf_counter()
         try:
@@ -329,8 +330,11 @@ class CachedFunction(Generic[P, R]):
             with self._lock:
                 self._misses += 1
             return lazy.value  # type: ignore[no-any-return]
-        if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == MEMO_FORMAT):
+        if not (isinstance(stored, tuple) and len(stored) == 4 and stored[0] == MEMO_FORMAT):
             stored = compute()  # not an entry of ours: recompute (and do not trust it)
+        elif not computed and not _files_unchanged(stored[3]):
+            stored = compute()  # a file it read changed since: a miss, stored anew
+            cache.set(key, stored, self.ttl, self.tiers)
         if computed:
             with self._lock:
                 self._misses += 1
@@ -431,3 +435,36 @@ def cached(
         return CachedFunction(f, ttl=ttl, tiers=tiers, ignore=ignore, cache=cache, copy=copy)
 
     return wrap if fn is None else wrap(fn)
+
+
+def _observe(cache: MultiLevelCache) -> Any:
+    from .cells.observe import observe
+
+    return observe(ignore=[cache.config.disk_cache_path])
+
+
+def _files_read(seen: Any) -> tuple[tuple[str, str, str], ...]:
+    """What a call read from the file system, by absolute path, with digests as they are now
+    (after the call): files it opened, paths it stat'ed (`os.path.exists`)."""
+    from .cells.deps import Dependency, Kind, current_digest
+
+    written = set(seen.files_written)
+    found: list[tuple[str, str, str]] = []
+    kinds: tuple[tuple[Kind, tuple[str, ...]], ...] = (
+        ("file", seen.files_read),
+        ("stat", seen.stats),
+    )
+    for kind, paths in kinds:
+        for p in paths:
+            if p not in written:
+                path = seen.absolute(p)
+                found.append((kind, path, current_digest(Dependency(kind, path), {})))
+    return tuple(found)
+
+
+def _files_unchanged(files: tuple[tuple[Any, str, str], ...]) -> bool:
+    if not files:
+        return True
+    from .cells.deps import Dependency, current_digest
+
+    return all(current_digest(Dependency(k, p), {}) == d for k, p, d in files)

@@ -40,7 +40,7 @@ import tempfile
 import textwrap
 import time
 import types
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -448,6 +448,12 @@ class Describer:
             rv = v.__reduce_ex__(4)
         except Exception:
             rv = None
+        if type(v).__name__.endswith("_iterator") and isinstance(rv, tuple) and len(rv) >= 2:
+            # an exhausted iterator reduces to an empty one, or to its items at their end
+            items = rv[1][0] if rv[1] and isinstance(rv[1][0], Sized) else ()
+            left = len(items) - rv[2] if len(rv) > 2 and isinstance(rv[2], int) else len(items)
+            if left <= 0:
+                return f"{name}(exhausted)"
         if isinstance(rv, tuple) and len(rv) >= 2:
             args = self._d(rv[1], path + ".args", depth + 1)
             state = self._d(rv[2], path + ".state", depth + 1) if len(rv) > 2 else "None"
@@ -554,6 +560,7 @@ TIMING = re.compile(
     r"^(CPU times:|Wall time:|.* per loop \(mean ± std\. dev\. of|The slowest run took"
     r"|\d[\d,.]* (ns|µs|us|ms|s) ± )"
 )
+SLOWEST = re.compile(r"^The slowest run took .* times longer than the fastest")
 _NUMBER = re.compile(r"\d[\d,]*(\.\d+)?(e[-+]?\d+)?( ?(ns|µs|us|ms|min|s)\b)?")
 _CR = re.compile(r"[^\n]*\r(?!\n)")
 
@@ -580,6 +587,8 @@ def _clean_text(kind: str, text: str, dropped: list[str]) -> str:
         if _tore_line(kind, line):
             dropped.append(line.rstrip("\n"))
             skip_source = kind == "stderr"
+            continue
+        if SLOWEST.match(line):  # %timeit's note on an outlier run: a timing accident
             continue
         if TIMING.match(line):  # %time and %timeit: same shape, numbers and units vary
             line = _NUMBER.sub("N", line)

@@ -6,7 +6,7 @@ by later ones (or by the next draw)."""
 
 from __future__ import annotations
 
-from .harness import Scenario, restarts
+from .harness import Scenario, restarts, uncached
 
 GROUP = "state"
 
@@ -251,3 +251,8 @@ SCENARIOS: list[Scenario] = [
         modules={"helpers": "import numpy as np\n\ndef reseed(s):\n    np.random.seed(s)\n"},
     ),
 ]
+
+# a helper that changes its own module's state: a hit could not change it, so it runs uncached
+SCENARIOS = uncached(
+    SCENARIOS, ["state-module-level-state-in-helper"], "changes a local module's state"
+)

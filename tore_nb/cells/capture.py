@@ -68,7 +68,7 @@ class _Tee:
 
     def write(self, text: str) -> int:
         rec = self._recorder
-        if text and not rec.muted:
+        if text and rec.active and not rec.muted:  # a tee kept past its cell records nothing
             rec._events.append(OutputEvent(self._kind, text))
         return self._stream.write(text)  # type: ignore[no-any-return]
 
@@ -102,15 +102,19 @@ class OutputRecorder:
         self.muted = 0
         self.result: Any = NO_RESULT  # the value the display hook put in Out[] last
         self.widgets = False  # it showed a live widget, which a replay cannot bring back
+        self.active = False  # between __enter__ and __exit__
 
     def __enter__(self) -> OutputRecorder:
         out, err = sys.stdout, sys.stderr
         sys.stdout = _Tee(out, "stdout", self)  # type: ignore[assignment]
         sys.stderr = _Tee(err, "stderr", self)  # type: ignore[assignment]
 
+        self.active = True
+
         def restore_streams() -> None:
             sys.stdout, sys.stderr = out, err
             self.muted = 0
+            self.active = False
 
         self._undo.append(restore_streams)
         self._tee_logging(out, err)
@@ -151,7 +155,11 @@ class OutputRecorder:
         for logger in loggers:
             for handler in logger.handlers:
                 stream = getattr(handler, "stream", None)
-                if type(handler) is logging_module.StreamHandler and id(stream) in tees:
+                if type(handler) is not logging_module.StreamHandler:
+                    continue
+                if isinstance(stream, _Tee):  # made while an earlier cell was recorded
+                    stream = handler.stream = stream._stream
+                if id(stream) in tees:
                     self._patch(handler, "stream", tees[id(stream)])
 
     def _patch(self, obj: Any, name: str, replacement: Any) -> None:
