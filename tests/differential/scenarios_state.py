@@ -256,3 +256,5 @@ SCENARIOS: list[Scenario] = [
 SCENARIOS = uncached(
     SCENARIOS, ["state-module-level-state-in-helper"], "changes a local module's state"
 )
+# logging handlers hold streams and files a hit cannot make again: configuring runs uncached
+SCENARIOS = uncached(SCENARIOS, ["state-logging-config"], "configures logging")
