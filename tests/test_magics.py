@@ -350,13 +350,27 @@ def test_auto_caches_every_cell_and_leaves_cheap_ones_plain(
     ip.user_ns.pop("slow")
     run(ip, slow)
     assert len(status_lines(out(capsys))) == 1 and ip.user_ns["slow"] == [1]
-    transformed = ip.transform_cell("cheap = 1\n")
-    assert "tcache" not in transformed  # known cheap: runs plainly
-    assert "run_cell_magic('tcache', '--auto'" in ip.transform_cell("other = 2\n")
+
+    def run_cell(code: str) -> str:  # named as IPython's caller of transform_cell is
+        return str(ip.transform_cell(code))
+
+    assert "tcache" not in run_cell("cheap = 1\n")  # known cheap: runs plainly
+    assert "run_cell_magic('tcache', '--auto'" in run_cell("other = 2\n")
     for untouched in ("%%time\nx = 1\n", "%matplotlib inline\n", "!ls\n", "# note\n"):
-        assert "'tcache'" not in ip.transform_cell(untouched)
+        assert "'tcache'" not in run_cell(untouched)
+    assert "tcache" not in ip.transform_cell("other = 2\n")  # %timeit's own transforms
     run(ip, "%tcache auto off")
-    assert "tcache" not in ip.transform_cell("other = 2\n")
+    assert "tcache" not in run_cell("other = 2\n")
+
+
+def test_auto_leaves_the_code_timing_magics_time_alone(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`%timeit f(x)` transforms `f(x)` through the shell: that is no cell to cache."""
+    run(ip, "%tcache auto")
+    run(ip, "%timeit -n 2 -r 1 sum(range(50))")
+    assert "Out[" not in capsys.readouterr().out
+    run(ip, "%tcache auto off")
 
 
 def test_auto_notes_an_uncacheable_cell_once(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -626,3 +626,38 @@ def test_a_file_the_function_reads_is_an_input(tmp_path: Path) -> None:
     data.write_text("new")
     assert load(str(data)) == "new" and load(str(data)) == "new"
     assert load.cache_info().hits == 2
+
+
+def test_a_call_that_changes_its_argument_is_not_cached(tmp_path: Path) -> None:
+    """`def add(xs): xs.append(3)`: a hit would leave the caller's list alone, a plain call
+    changes it. Such calls run every time, with one warning."""
+    cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=b"s" * 32)
+
+    @cached(cache=cache)
+    def add(xs: list[int]) -> int:
+        xs.append(3)
+        return len(xs)
+
+    first, second = [1], [1]
+    with pytest.warns(CacheWarning, match="changes its argument 'xs' in place"):
+        assert add(first) == 2
+    assert add(second) == 2 and second == [1, 3]
+    assert add.cache_info().hits == 0
+
+
+def test_a_call_that_draws_from_the_global_random_state_is_not_cached(tmp_path: Path) -> None:
+    cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=b"s" * 32)
+
+    @cached(cache=cache)
+    def noise(n: int) -> float:
+        return float(np.random.rand(n).sum())
+
+    @cached(cache=cache)
+    def seeded(n: int) -> float:
+        np.random.seed(n)
+        return float(np.random.rand())
+
+    with pytest.warns(CacheWarning, match="numpy.random global random state"):
+        a = noise(3)
+    assert noise(3) != a and noise.cache_info().hits == 0
+    assert seeded(1) == seeded(1) and seeded.cache_info().hits == 1

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import re
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -262,7 +263,7 @@ class TcacheMagics(Magics):
     def _auto_transform(self, lines: list[str]) -> list[str]:
         """Wrap a cell in `%%tcache --auto` unless it is a magic's, only magics or shell
         commands, or known to be cheaper than its own hit."""
-        if self._depth or not lines or not self.enabled:
+        if self._depth or not lines or not self.enabled or not _transforming_a_cell():
             return lines
         code = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
         if not code or code[0].startswith("%%") or all(c[0] in "%!" for c in code):
@@ -424,6 +425,26 @@ def _refuse_top_level_await(shell: Any, cell: str, source: str) -> None:
         "Jupyter): the cell was not run. Await in a cell of its own, without %%tcache, and "
         "cache the cells that use the result; or make the cell synchronous."
     )
+
+
+# who asks IPython to transform the code of a cell about to run (the shell itself, ipykernel);
+# `%timeit`, `%time` and `%prun` transform the code they time too: that is no cell
+_CELL_RUNNERS = frozenset({"_run_cell", "run_cell", "run_cell_async", "do_execute"})
+
+
+def _transforming_a_cell() -> bool:
+    """Whether `InteractiveShell.transform_cell` was called to run a cell."""
+    frame = sys._getframe(2)
+    for _ in range(12):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "transform_cell":  # TransformerManager's, then the shell's
+            caller = frame.f_back
+            while caller is not None and caller.f_code.co_name == "transform_cell":
+                caller = caller.f_back
+            return caller is not None and caller.f_code.co_name in _CELL_RUNNERS
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def _quiet_hook(hook: Any, cell: str) -> Callable[[], None]:

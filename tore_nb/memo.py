@@ -74,8 +74,9 @@ _LAZY = (collections.abc.Iterator, collections.abc.Coroutine, collections.abc.As
 
 
 class _Lazy(Exception):  # carries a lazy result out of get_or_compute, unstored
-    def __init__(self, value: Any) -> None:
+    def __init__(self, value: Any, why: str | None = None) -> None:
         self.value = value
+        self.why = why  # said once, when the call is not stored for a reason worth saying
 
 
 class _Unpicklable(Exception):  # the value cannot be pickled, so no tier can store it either
@@ -244,6 +245,7 @@ class CachedFunction(Generic[P, R]):
         self._saved = 0.0
         self._warned = False
         self._warned_copy = False
+        self._warned_impure = False
 
     def __repr__(self) -> str:
         return f"<cached {self.__wrapped__!r}>"
@@ -275,12 +277,18 @@ class CachedFunction(Generic[P, R]):
         return self._key(self._sig.bind(*args, **kwargs))
 
     def _key(self, bound: inspect.BoundArguments) -> str:
+        return self._key_and_digests(bound)[0]
+
+    def _key_and_digests(self, bound: inspect.BoundArguments) -> tuple[str, dict[str, str]]:
+        """The key, and the digest of each argument it holds (to tell one the call changed)."""
         bound.apply_defaults()
         parts: list[Any] = [MEMO_FORMAT, fingerprint(self.__wrapped__)]
+        digests = {}
         for name, value in bound.arguments.items():
             if name not in self._ignore:
-                parts.append((name, dependency_token(value, strict=True)))
-        return self._prefix + hash_value(parts)
+                digests[name] = dependency_token(value, strict=True)
+                parts.append((name, digests[name]))
+        return self._prefix + hash_value(parts), digests
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         fn = self.__wrapped__
@@ -289,7 +297,7 @@ class CachedFunction(Generic[P, R]):
         except TypeError:
             return fn(*args, **kwargs)  # let the function raise its own argument error
         try:
-            key = self._key(bound)
+            key, digests = self._key_and_digests(bound)
         except TypeError as exc:
             if not self._warned:
                 self._warned = True
@@ -308,10 +316,14 @@ class CachedFunction(Generic[P, R]):
             nonlocal computed, result, failure
             computed = True
             t0 = time.perf_counter()
-            with _observe(cache) as seen:  # the files it reads are inputs too
+            randoms = _random_states()
+            with _observe(cache, randoms) as seen:  # the files it reads are inputs too
                 value = fn(*args, **kwargs)
             if isinstance(value, _LAZY):
                 raise _Lazy(value)  # out of get_or_compute before anything is stored
+            why = _impure(bound, digests, randoms, seen.result)
+            if why is not None:  # a hit would not do what the call did: never stored
+                raise _Lazy(value, f"{self._qualname} {why}: its calls are not cached")
             elapsed = time.perf_counter() - t0
             result = kept = value
             if self.copy and self._keeps_objects(cache):
@@ -329,6 +341,12 @@ class CachedFunction(Generic[P, R]):
         except _Lazy as lazy:
             with self._lock:
                 self._misses += 1
+                warn = lazy.why is not None and not self._warned_impure
+                self._warned_impure = self._warned_impure or warn
+            if warn:
+                from .cells import CacheWarning
+
+                warnings.warn(f"tcache: {lazy.why}", CacheWarning, stacklevel=2)
             return lazy.value  # type: ignore[no-any-return]
         if not (isinstance(stored, tuple) and len(stored) == 4 and stored[0] == MEMO_FORMAT):
             stored = compute()  # not an entry of ours: recompute (and do not trust it)
@@ -437,10 +455,41 @@ def cached(
     return wrap if fn is None else wrap(fn)
 
 
-def _observe(cache: MultiLevelCache) -> Any:
+def _observe(cache: MultiLevelCache, randoms: dict[str, Any]) -> Any:
     from .cells.observe import observe
 
-    return observe(ignore=[cache.config.disk_cache_path])
+    return observe(randoms, ignore=[cache.config.disk_cache_path])
+
+
+def _random_states() -> dict[str, Any]:
+    """Snapshots of the global random generators loaded now (numpy's, Python's...)."""
+    from .cells.probes import probes
+
+    return {p.name: p.capture() for p in probes() if p.kind == "consumed" and p.available()}
+
+
+def _impure(
+    bound: inspect.BoundArguments,
+    digests: dict[str, str],
+    randoms: dict[str, Any],
+    seen: Any,
+) -> str | None:
+    """Why a hit of this call would not do what the call did: it changed an argument in place
+    (`xs.append(3)`), or drew from a global random generator it did not seed. None if not."""
+    for name, digest in digests.items():
+        try:
+            changed = dependency_token(bound.arguments[name], strict=True) != digest
+        except TypeError:
+            changed = True
+        if changed:
+            return f"changes its argument {name!r} in place"
+    from .cells.probes import get_probe
+
+    for name, before in randoms.items():
+        probe = get_probe(name)
+        if name not in seen.seeded and probe.digest(probe.capture()) != probe.digest(before):
+            return f"draws from the {name} global random state"
+    return None
 
 
 def _files_read(seen: Any) -> tuple[tuple[str, str, str], ...]:
