@@ -202,7 +202,9 @@ def cell_status(statuses: list[Any], events: list[list[Any]]) -> str | None:
     if shown:
         return str(shown[-1])
     for kind, payload in events:  # the status line, as a user sees it
-        text = payload if isinstance(payload, str) else (payload or {}).get("text/plain", "")
+        text = payload if isinstance(payload, str) else ""
+        if isinstance(payload, dict):
+            text = payload.get("text/plain", "")
         if kind in ("stdout", "display") and isinstance(text, str):
             for line in text.splitlines():
                 if line.startswith("tcache:") and "restored from" in line:
@@ -378,6 +380,7 @@ def run_request(shell: Any, request: Mapping[str, Any]) -> dict[str, Any]:
             data = json.loads(out.read_text())
         except (OSError, ValueError):
             data = {"crashed": f"the session's process ended ({status}) without a result"}
+        data["mode"] = mode
         data.setdefault("cells", [])
         data.setdefault("namespace", {})
         data.setdefault("crashed", None)
