@@ -3,7 +3,11 @@
 The key is the function's code fingerprint (its ast-normalised source and that of the user
 helpers it calls, in the notebook or in local modules; see `tore_nb.fingerprint`) and the
 content digests of its bound arguments (defaults applied, `ignore`d names left out). Editing
-the function or a helper it calls gives new keys; a comment-only edit does not.
+the function or a helper it calls gives new keys; a comment-only edit does not. The files a call
+reads (opens, or checks with `os.path.exists`) are observed and stored with its result: a hit
+is served only while they are unchanged. A call a hit could not stand for is returned but not
+stored, with one warning per function: one that changes an argument in place (`xs.append(3)`)
+or draws from a global random generator it did not seed (`np.random.rand()`).
 
 Concurrent misses on one key compute once: threads of a process wait on a per-key lock, and
 processes that share a tier with locks (Redis) wait on that tier's lock. A value that cannot be
