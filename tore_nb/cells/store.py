@@ -131,7 +131,6 @@ def store(
         lambda v: dependency_token(v, strict=True),
         skip_name,
     )
-    definitions = set(r.analysis.definitions)
     if opts.variables is not None:
         missing = [n for n in opts.variables if n not in namespace]
         if missing:
@@ -141,40 +140,7 @@ def store(
     else:
         rebound = list(changes.rebound)
         mutated = list(changes.mutated)
-    values = {n: namespace[n] for n in rebound if n not in definitions}
-    module = namespace.get("__name__")
-    made = {id(namespace[n]) for n in definitions if n in namespace}  # by class statements
-    existed = {id(v) for v in r.before.values()}
-    for name, value in values.items():
-        if (
-            isinstance(value, type)
-            and value.__module__ == module
-            and id(value) not in made
-            and id(value) not in existed
-        ):
-            raise NotCached(
-                f"{name!r} is a class made by a call (namedtuple, type(), make_dataclass), "
-                f"which another session could not rebuild; define it with a class statement"
-            )
-    inplace: dict[str, tuple[str, Any]] = {}
-    replaced: list[Any] = []  # objects that existed, stored as they are now
-    for name in mutated:
-        old = r.before[name]  # the object the name held before: changed in place
-        how = inplace_state(old)
-        if how is not None:
-            inplace[name] = how
-        elif namespace.get(name) is old and not held_elsewhere(
-            old, namespace, (r.before, r.index.holders())
-        ):
-            values[name] = old  # nothing else holds it: a new object is indistinguishable
-            replaced.append(old)
-        elif namespace.get(name) is old or held_elsewhere(
-            old, namespace, (r.before, r.index.holders())
-        ):
-            raise NotCached(
-                f"{name!r} was changed in place and other objects hold it; a hit could not "
-                f"change it for them"
-            )
+    values, inplace, replaced = _outputs(r, namespace, rebound, mutated)
     for name in mutated:  # what it holds now is stored as it is now, not referred to
         r.index.forget_inside(name)
     payload: dict[str, Any] = {"values": values, "inplace": inplace}
@@ -257,6 +223,45 @@ def store(
 
 
 MAX_APPENDED = 1 << 20  # bytes of appends replayed on a hit, per file
+
+
+def _outputs(
+    r: Run, namespace: Mapping[str, Any], rebound: list[str], mutated: list[str]
+) -> tuple[dict[str, Any], dict[str, tuple[str, Any]], list[Any]]:
+    """What a hit puts back: the variables bound to new objects, the objects changed in place
+    (with what they hold now), and the objects that existed but are stored as they are now."""
+    definitions = set(r.analysis.definitions)  # run again on a hit, not stored
+    values = {n: namespace[n] for n in rebound if n not in definitions}
+    module = namespace.get("__name__")
+    made = {id(namespace[n]) for n in definitions if n in namespace}  # by class statements
+    existed = {id(v) for v in r.before.values()}
+    for name, value in values.items():
+        if (
+            isinstance(value, type)
+            and value.__module__ == module
+            and id(value) not in made
+            and id(value) not in existed
+        ):
+            raise NotCached(
+                f"{name!r} is a class made by a call (namedtuple, type(), make_dataclass), "
+                f"which another session could not rebuild; define it with a class statement"
+            )
+    inplace: dict[str, tuple[str, Any]] = {}
+    replaced: list[Any] = []
+    for name in mutated:
+        old = r.before[name]  # the object the name held before: changed in place
+        how = inplace_state(old)
+        if how is not None:
+            inplace[name] = how
+        elif held_elsewhere(old, namespace, (r.before, r.index.holders())):
+            raise NotCached(
+                f"{name!r} was changed in place and other objects hold it; a hit could not "
+                f"change it for them"
+            )
+        elif namespace.get(name) is old:
+            values[name] = old  # nothing else holds it: a new object is indistinguishable
+            replaced.append(old)
+    return values, inplace, replaced
 
 
 def _writes(
