@@ -211,6 +211,17 @@ def _by_import_system(depth: int) -> bool:
     return sys._getframe(depth).f_code.co_filename.startswith(_IMPORT_FRAMES)
 
 
+def _recorders(stack: list[_Recorder], given: str, absolute: str) -> Iterator[_Recorder]:
+    """The recorders a path counts for (not library data, not ignored), each told when the
+    path was relative: the working directory was read too."""
+    relative = not os.path.isabs(given)
+    for rec in stack:
+        if _counts(absolute, rec.ignore):
+            if relative:
+                rec.uses_cwd()
+            yield rec
+
+
 # -- the audit hook ------------------------------------------------------------------------------
 def _on_open(stack: list[_Recorder], args: tuple[Any, ...]) -> None:
     given = _path_of(args[0])
@@ -223,13 +234,8 @@ def _on_open(stack: list[_Recorder], args: tuple[Any, ...]) -> None:
     replaces = writes and bool(flags & os.O_TRUNC or (flags & os.O_CREAT and flags & os.O_EXCL))
     if given.endswith(_CODE_SUFFIXES) and not writes and _in_import():
         return
-    relative = not os.path.isabs(given)
     absolute = _absolute(given)
-    for rec in stack:
-        if not _counts(absolute, rec.ignore):
-            continue
-        if relative:
-            rec.uses_cwd()
+    for rec in _recorders(stack, given, absolute):
         if replaces and absolute not in rec.reads:  # "w+" reads only what it wrote
             rec.produced.add(absolute)
         if reads and absolute not in rec.produced:
@@ -264,13 +270,8 @@ def _on_listing(stack: list[_Recorder], args: tuple[Any, ...]) -> None:
     given = "." if target is None else _path_of(target)
     if given is None or _by_import_system(4):  # FileFinder lists every sys.path entry
         return
-    relative = not os.path.isabs(given)
     absolute = _absolute(given)
-    for rec in stack:
-        if not _counts(absolute, rec.ignore):
-            continue
-        if relative:
-            rec.uses_cwd()
+    for rec in _recorders(stack, given, absolute):
         rec.dirs.setdefault(absolute, given)
 
 
@@ -295,13 +296,8 @@ def _note_stat(stack: list[_Recorder], path: Any) -> None:
     given = _path_of(path)
     if given is None or _by_import_system(4):
         return
-    relative = not os.path.isabs(given)
     absolute = _absolute(given)
-    for rec in stack:
-        if not _counts(absolute, rec.ignore):
-            continue
-        if relative:
-            rec.uses_cwd()
+    for rec in _recorders(stack, given, absolute):
         if absolute not in rec.produced:
             rec.stats.setdefault(absolute, given)
 

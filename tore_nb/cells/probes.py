@@ -319,7 +319,31 @@ def _rc_session(key: str) -> bool:
     return key in _RC_SESSION or key.startswith("webagg.")
 
 
-class RcParamsProbe:
+class _SettingsProbe:
+    """A probe of named settings (rcParams, pandas options): digested as a mapping, changed
+    and restored key by key, through `apply` (which each subclass writes)."""
+
+    name = ""
+    kind: ProbeKind = "keyed"
+    seeders: tuple[str, ...] = ()
+
+    def capture(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def apply(self, changes: dict[str, Any] | None) -> None:
+        raise NotImplementedError
+
+    def digest(self, snapshot: dict[str, Any]) -> str:
+        return _mapping_digest(self.name, snapshot)
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.apply(self.changes(self.capture(), snapshot))
+
+    def changes(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+        return _mapping_changes(before, after) or None
+
+
+class RcParamsProbe(_SettingsProbe):
     """matplotlib's `rcParams`, less the backend and other per-session keys; restoring sets
     only the keys that differ, through `rcParams[key] = value` (validated, no backend switch).
 
@@ -348,15 +372,6 @@ class RcParamsProbe:
             if k not in session and not k.startswith("webagg.")
         }
 
-    def digest(self, snapshot: dict[str, Any]) -> str:
-        return _mapping_digest("rcParams", snapshot)
-
-    def restore(self, snapshot: dict[str, Any]) -> None:
-        self.apply(self.changes(self.capture(), snapshot))
-
-    def changes(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
-        return _mapping_changes(before, after) or None
-
     def apply(self, changes: dict[str, Any] | None) -> None:
         if not changes:
             return
@@ -384,7 +399,7 @@ def _flatten(tree: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
             out[prefix + key] = value
 
 
-class PandasOptionsProbe:
+class PandasOptionsProbe(_SettingsProbe):
     """Every pandas option (`pd.options`) as a flat dict, less deprecated ones; restoring calls
     `pd.set_option` for the keys that differ, skipping any that now fail.
 
@@ -433,15 +448,6 @@ class PandasOptionsProbe:
             warnings.simplefilter("ignore")
             walk(pd.options, "")
         return out
-
-    def digest(self, snapshot: dict[str, Any]) -> str:
-        return _mapping_digest("pandas.options", snapshot)
-
-    def restore(self, snapshot: dict[str, Any]) -> None:
-        self.apply(self.changes(self.capture(), snapshot))
-
-    def changes(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
-        return _mapping_changes(before, after) or None
 
     def apply(self, changes: dict[str, Any] | None) -> None:
         if not changes:
