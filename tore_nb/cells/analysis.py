@@ -100,6 +100,9 @@ class CellAnalysis:
     # the modules the cell imports, anywhere in its code (`import a.b`, `from c import d`): the
     # code they hold is an input
     imports: tuple[str, ...] = ()
+    # inputs the code only reads in ways that cannot change them (`x + 1`, `df["a"] * 2`):
+    # not hashed again after a run to find a change
+    read_only: tuple[str, ...] = ()
 
 
 _DEF_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -155,7 +158,48 @@ def analyze_cell(source: str) -> CellAnalysis:
         attributes=_attribute_chains(tree, set(inputs)),
         uncacheable=uncacheable,
         imports=_imports(tree),
+        read_only=_read_only(tree, inputs),
     )
+
+
+# where a value's use cannot change it: an operand of an operator or a comparison, a test
+_SAFE_PARENTS = (ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.If, ast.While, ast.IfExp)
+
+
+def _read_only(tree: ast.AST, inputs: Sequence[str]) -> tuple[str, ...]:
+    """The inputs whose every use is `x`, `x[key]` or `x.attr` (not called) as an operand of
+    an operator, a comparison or a test: no method, no call, no binding can reach them, so the
+    run cannot have changed them. Anything else (an argument, a method call, a view bound to a
+    name) may change them. Conservative: a cell with magics or nested scopes keeps all."""
+    candidates = set(inputs)
+    parents: dict[int, ast.AST] = {}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parents[id(child)] = node
+        if isinstance(node, _SCOPES) or (isinstance(node, ast.Call) and _shell_call(node)):
+            return ()
+    safe: set[str] = set()
+    unsafe: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Name) or node.id not in candidates:
+            continue
+        use: ast.AST = node
+        parent = parents.get(id(use))
+        # through one subscript or attribute read (`df["a"]`, `df.a`), not a method's target
+        if (
+            isinstance(parent, ast.Subscript | ast.Attribute)
+            and parent.value is use
+            and isinstance(parent.ctx, ast.Load)
+        ):
+            use, parent = parent, parents.get(id(parent))
+        containment = isinstance(parent, ast.Compare) and any(
+            isinstance(op, ast.In | ast.NotIn) for op in parent.ops
+        )  # `v in it` consumes an iterator
+        if isinstance(node.ctx, ast.Load) and isinstance(parent, _SAFE_PARENTS) and not containment:
+            safe.add(node.id)
+        else:
+            unsafe.add(node.id)
+    return tuple(n for n in inputs if n in safe and n not in unsafe)
 
 
 def _imports(tree: ast.AST) -> tuple[str, ...]:

@@ -78,6 +78,9 @@ class CellKey:
     key: str
     label: str
     parts: tuple[KeyPart, ...]
+    # inputs the cell's code does not name, changed by the functions it calls (`items` of
+    # `def add(v): items.append(v)`)
+    changed_by_calls: tuple[str, ...] = ()
 
 
 class IndirectRead(ValueError):
@@ -148,6 +151,7 @@ def cell_key(
     effects = global_effects(called, namespace)
     if effects.uncacheable is not None:
         raise IndirectRead(effects.uncacheable)
+    changed_by_calls = [n for n in effects.state if n not in skip]
     for n in effects.state:
         if n in keyed or n in skip:
             continue
@@ -164,7 +168,7 @@ def cell_key(
         parts.append(KeyPart("option", "vars", ",".join(variables)))
     label = cell_label(analysis, name)
     digest = hash_value([(p.kind, p.name, p.digest) for p in parts])
-    return CellKey(f"{PREFIX}{label}:{digest}", label, tuple(parts))
+    return CellKey(f"{PREFIX}{label}:{digest}", label, tuple(parts), tuple(changed_by_calls))
 
 
 def _module_attributes(

@@ -160,7 +160,8 @@ def run_cached_cell(
             )
     previous = latest_parts(cache, key.label)
     before = dict(namespace)
-    inputs = watched_inputs(key, namespace)
+    unchanged = set(analysis.read_only) - set(key.changed_by_calls)  # no need to hash again
+    inputs = {n: d for n, d in watched_inputs(key, namespace).items() if n not in unchanged}
     index = ObjectIndex(before, deep=inputs, skip=skip_name)
     watch_aliases(inputs, index, namespace)
     ignore = [cache.config.disk_cache_path, *_library_caches()]
