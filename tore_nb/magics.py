@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -28,8 +29,6 @@ from traitlets import Bool, Dict, Float, List, Unicode, observe
 from . import cells
 from .cells import CellError, CellKey, CellOptions, CellOutcome, KeyPart
 from .keys import hash_bytes
-
-CHEAP_PREFIX = "tcache:cheap:"
 
 __all__ = ["TcacheMagics", "load_ipython_extension", "parse_ttl", "unload_ipython_extension"]
 
@@ -133,6 +132,7 @@ class TcacheMagics(Magics):
         self.last_label: str | None = None
         self._depth = 0  # inside a cached run: auto leaves the nested cell alone
         self._cheap: set[str] = set()  # digests of auto cells cheaper than their own hit
+        self._cheap_file: str | None = None  # where they are listed, once read
         self._noted: set[str] = set()  # auto cells whose note was shown
         if self.cache_config:
             self._apply_cache_config()
@@ -263,32 +263,48 @@ class TcacheMagics(Magics):
     def _auto_transform(self, lines: list[str]) -> list[str]:
         """Wrap a cell in `%%tcache --auto` unless it is a magic's, only magics or shell
         commands, or known to be cheaper than its own hit."""
-        if self._depth or not lines or not self.enabled or not _transforming_a_cell():
+        # cheapest test first: a cheap cell runs plainly whoever asks
+        if self._depth or not lines or not self.enabled or self._is_cheap("".join(lines)):
+            return lines
+        if not _transforming_a_cell():
             return lines
         code = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
         if not code or code[0].startswith("%%") or all(c[0] in "%!" for c in code):
-            return lines
-        if self._is_cheap("".join(lines)):
             return lines
         return ["%%tcache --auto\n", *lines]
 
     def _is_cheap(self, cell: str) -> bool:
         digest = hash_bytes(cell.encode("utf-8", "surrogatepass"))
-        if digest in self._cheap:
-            return True
-        try:
-            known = self.cache.get(CHEAP_PREFIX + digest) is not None
-        except Exception:  # a cache that fails never stops a cell
-            known = False
-        if known:
-            self._cheap.add(digest)
-        return known
+        if self._cheap_file is None:
+            self._cheap.update(_read_cheap(self._cheap_path()))
+            self._cheap_file = self._cheap_path()
+        return digest in self._cheap
 
     def _mark_cheap(self, cell: str) -> None:
         digest = hash_bytes(cell.encode("utf-8", "surrogatepass"))
+        if digest in self._cheap:
+            return
         self._cheap.add(digest)
-        with contextlib.suppress(Exception):
-            self.cache.set(CHEAP_PREFIX + digest, True, tiers=self.tiers)
+        path = self._cheap_path()
+        if path:
+            with contextlib.suppress(OSError), open(path, "a", encoding="ascii") as f:
+                f.write(digest + "\n")  # lost, it is only a cell timed again
+
+    def _cheap_path(self) -> str:
+        """The list of cells known cheap, beside the disk tier: read once per session, it
+        spares a cheap cell even a cache lookup. Not signed: all a forged line can do is run a
+        cell plainly."""
+        import tore_nb
+        from tore_nb.config import CacheConfig
+
+        try:
+            # the config alone: opening the cache costs more than a cheap cell runs
+            made = tore_nb._default
+            config = made.config if made is not None else CacheConfig.from_env(**self.cache_config)
+        except Exception:  # a bad setting is the cache's to report
+            return ""
+        folder = config.disk_cache_path if config.disk_enabled else ""
+        return os.path.join(folder, "tcache-cheap.txt") if folder else ""
 
     def _first_note(self, cell: str) -> bool:
         """Whether an auto cell's note has not been shown for this code yet."""
@@ -430,6 +446,14 @@ def _refuse_top_level_await(shell: Any, cell: str, source: str) -> None:
 # who asks IPython to transform the code of a cell about to run (the shell itself, ipykernel);
 # `%timeit`, `%time` and `%prun` transform the code they time too: that is no cell
 _CELL_RUNNERS = frozenset({"_run_cell", "run_cell", "run_cell_async", "do_execute"})
+
+
+def _read_cheap(path: str) -> set[str]:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return {line.strip() for line in f if len(line.strip()) == 32}
+    except OSError:
+        return set()
 
 
 def _transforming_a_cell() -> bool:
