@@ -727,3 +727,28 @@ def test_a_called_function_that_reads_names_indirectly_makes_the_cell_uncached(
     with pytest.warns(CacheWarning, match=r"get\(\) calls globals\(\)"):
         outcome = run_cached_cell("y = get('x')", ns, cache)
     assert outcome.status == "not-cached" and ns["y"] == 1
+
+
+def test_a_failing_state_probe_never_breaks_the_cell(cache: MultiLevelCache) -> None:
+    """A third-party probe that raises: the cell runs as it is, with one note, and nothing
+    is lost."""
+    from tore_nb.cells import register_probe, unregister_probe
+    from tore_nb.cells.probes import BaseProbe
+
+    class Broken(BaseProbe):
+        name, kind = "test.broken", "keyed"
+
+        def available(self) -> bool:
+            return True
+
+        def capture(self) -> Any:
+            raise RuntimeError("boom")
+
+    register_probe(Broken())
+    try:
+        ns: dict[str, Any] = {}
+        with pytest.warns(CacheWarning, match="failed keying it"):
+            outcome = run_cached_cell("y = 1", ns, cache)
+        assert outcome.status == "not-cached" and ns["y"] == 1
+    finally:
+        unregister_probe("test.broken")

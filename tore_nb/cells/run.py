@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .analysis import IPYTHON_NAMES, analyze_cell
+from .analysis import IPYTHON_NAMES, CellAnalysis, analyze_cell
 from .capture import OutputRecorder, replay
 from .deps import Manifest, current_digest, dependent_key
 from .entry import CellEntry
@@ -43,7 +43,7 @@ from .outcome import (
     warn_uncached,
 )
 from .restore import outputs_still_there, register_source, restore
-from .snapshot import ObjectIndex, RestoreError
+from .snapshot import ObjectIndex
 from .state import State, capture_state
 from .store import NotCached, Run, skip_name, store, watch_aliases, watched_inputs
 
@@ -111,35 +111,21 @@ def run_cached_cell(
 
     if analysis.uncacheable:
         return uncached(analysis.uncacheable)
-    stale = stale_modules()
-    if stale:
-        return uncached(stale[0])
-    state = capture_state()
     try:
-        key = cell_key(
-            analysis,
-            namespace,
-            name=opts.name,
-            deps=opts.deps,
-            files=opts.files,
-            variables=opts.variables,
-            skip=skip,
-            state=state.keyed,
-        )
-    except UnhashableInput as exc:
-        return uncached(
-            f"{exc}; define __tore_hash__ on its type, or pass the data it depends on another way"
-        )
-    except ValueError as exc:  # --files over a folder too large
-        return uncached(str(exc))
-    found, parts = (None, key.parts) if opts.force else _lookup(cache, key, namespace, opts, state)
+        prepared = _prepare(analysis, namespace, cache, opts, skip)
+    except Exception as exc:  # a cache failure never breaks the cell: it runs plainly
+        log.warning("tcache: could not key the cell (%s: %s)", type(exc).__name__, exc)
+        return uncached(f"tore_nb failed keying it ({type(exc).__name__}: {exc})")
+    if isinstance(prepared, str):
+        return uncached(prepared)
+    key, state, found, parts = prepared
     if on_key is not None:
         on_key(key, parts)
     if found is not None:
         entry, tier = found
         try:
             restored, result = restore(entry, analysis, namespace, state)
-        except RestoreError as exc:
+        except Exception as exc:  # RestoreError, or a failure of ours: the cell runs instead
             log.warning("tcache: could not restore cell %s (%s); running it", key.label, exc)
         else:
             replay(entry.events, shell, result=result)
@@ -158,14 +144,18 @@ def run_cached_cell(
                 nbytes=entry.nbytes,
                 parts=parts,
             )
-    previous = latest_parts(cache, key.label)
-    before = dict(namespace)
-    unchanged = set(analysis.read_only) - set(key.changed_by_calls)  # no need to hash again
-    inputs = {n: d for n, d in watched_inputs(key, namespace).items() if n not in unchanged}
-    index = ObjectIndex(before, deep=inputs, skip=skip_name)
-    watch_aliases(inputs, index, namespace)
-    ignore = [cache.config.disk_cache_path, *_library_caches()]
-    state.take_all()
+    try:
+        previous = latest_parts(cache, key.label)
+        before = dict(namespace)
+        unchanged = set(analysis.read_only) - set(key.changed_by_calls)  # not hashed again
+        inputs = {n: d for n, d in watched_inputs(key, namespace).items() if n not in unchanged}
+        index = ObjectIndex(before, deep=inputs, skip=skip_name)
+        watch_aliases(inputs, index, namespace)
+        ignore = [cache.config.disk_cache_path, *_library_caches()]
+        state.take_all()
+    except Exception as exc:
+        log.warning("tcache: could not prepare the run (%s: %s)", type(exc).__name__, exc)
+        return uncached(f"tore_nb failed preparing its run ({type(exc).__name__}: {exc})", key)
     with observe(state.snapshots, ignore=ignore) as watcher, OutputRecorder(shell) as recorder:
         t1 = time.perf_counter()
         run()
@@ -185,8 +175,11 @@ def run_cached_cell(
     )
     try:
         return store(cache, namespace, opts, run_, t0)
-    except NotCached as exc:
+    except Exception as exc:  # NotCached says why; anything else is a failure of ours
         reason = str(exc)
+        if not isinstance(exc, NotCached):
+            log.warning("tcache: could not store the cell", exc_info=True)
+            reason = f"tore_nb failed storing it ({type(exc).__name__}: {exc})"
         if opts.warn:
             warn_uncached(f"cell not cached: {reason}")
         return CellOutcome(
@@ -199,6 +192,39 @@ def run_cached_cell(
             previous=previous,
             parts=parts,
         )
+
+
+def _prepare(
+    analysis: CellAnalysis,
+    namespace: Mapping[str, Any],
+    cache: MultiLevelCache,
+    opts: CellOptions,
+    skip: Collection[str],
+) -> str | tuple[CellKey, State, tuple[CellEntry, str] | None, tuple[KeyPart, ...]]:
+    """The key, the state and the entry found, or why the cell cannot be cached."""
+    stale = stale_modules()
+    if stale:
+        return stale[0]
+    state = capture_state()
+    try:
+        key = cell_key(
+            analysis,
+            namespace,
+            name=opts.name,
+            deps=opts.deps,
+            files=opts.files,
+            variables=opts.variables,
+            skip=skip,
+            state=state.keyed,
+        )
+    except UnhashableInput as exc:
+        return (
+            f"{exc}; define __tore_hash__ on its type, or pass the data it depends on another way"
+        )
+    except ValueError as exc:  # --files over a folder too large, an indirect read
+        return str(exc)
+    found, parts = (None, key.parts) if opts.force else _lookup(cache, key, namespace, opts, state)
+    return key, state, found, parts
 
 
 def _library_caches() -> list[str]:
