@@ -333,8 +333,17 @@ class _SettingsProbe:
     def apply(self, changes: dict[str, Any] | None) -> None:
         raise NotImplementedError
 
+    _last: tuple[dict[str, Any], str] | None = None
+
     def digest(self, snapshot: dict[str, Any]) -> str:
-        return _mapping_digest(self.name, snapshot)
+        # settings rarely change between cells: an equal snapshot (a C-speed comparison) has
+        # the digest of the last one
+        last = self._last
+        if last is not None and last[0] == snapshot:
+            return last[1]
+        digest = _mapping_digest(self.name, snapshot)
+        self._last = (snapshot, digest)
+        return digest
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.apply(self.changes(self.capture(), snapshot))
