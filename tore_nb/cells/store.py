@@ -181,14 +181,21 @@ def store(
         # a later edit of their files must find them imported, as after a plain run
         imported=tuple(m for m in r.seen.imported if is_local_module(m)),
     )
+    parts = (*r.key.parts, *dep_parts)
+    items: dict[str, Any] = {}
     if deps:
         head = cache.get(r.key.key)
-        manifest = merge(head if isinstance(head, Manifest) else None, deps)
-        stored = cache.set(dependent_key(r.key.key, dep_parts), entry, opts.ttl, opts.tiers)
-        stored = stored and cache.set(r.key.key, manifest, opts.ttl, opts.tiers)
+        entry_key = dependent_key(r.key.key, dep_parts)
+        items[entry_key] = entry
+        items[r.key.key] = merge(head if isinstance(head, Manifest) else None, deps)
     else:
-        stored = cache.set(r.key.key, entry, opts.ttl, opts.tiers)
-    if not stored:
+        entry_key = r.key.key
+        items[entry_key] = entry
+    pointer = {"key": r.key.key, "parts": parts, "previous": r.previous}
+    items[LATEST_PREFIX + r.key.label] = pointer
+    # one batch: each tier writes (and a disk tier commits) once
+    count = cache.set_many(items, opts.ttl, opts.tiers)
+    if count < len(items) and cache.get(entry_key) is None:
         limits = [
             cache.tier(t).max_item_bytes
             for t in cache.tier_names
@@ -201,13 +208,6 @@ def store(
                 f"allows (largest variable: {biggest!r})"
             )
         raise NotCached("no cache tier accepted the entry (see the log)")
-    parts = (*r.key.parts, *dep_parts)
-    cache.set(
-        LATEST_PREFIX + r.key.label,
-        {"key": r.key.key, "parts": parts, "previous": r.previous},
-        opts.ttl,
-        opts.tiers,
-    )
     return CellOutcome(
         "stored",
         r.key,
