@@ -70,6 +70,7 @@ __all__ = [
     "FINGERPRINT_VERSION",
     "code_digest",
     "dependency_token",
+    "find_origin",
     "fingerprint",
     "is_local_module",
     "library_dirs",
@@ -197,8 +198,12 @@ def _is_local_path(path: str) -> bool:
     return not real.startswith(library_dirs()) and "site-packages" not in real
 
 
-def _find_origin(name: str) -> str | None:
-    """The file a module would be imported from, found without importing anything."""
+def find_origin(name: str) -> str | None:
+    """The file a module would be imported from, found without importing anything.
+
+    >>> find_origin("no.such.module") is None
+    True
+    """
     search: Sequence[str] | None = None
     spec = None
     parts = name.split(".")
@@ -782,7 +787,7 @@ class _Walker:
                 obj = sys.modules[f"{name}.{attr}"]
             else:
                 self.h.update("missing")
-                if _find_origin(f"{name}.{attr}") is not None:
+                if find_origin(f"{name}.{attr}") is not None:
                     self.unloaded(f"{name}.{attr}")
                 continue
             if isinstance(obj, types.ModuleType):
@@ -815,7 +820,7 @@ class _Walker:
     def unloaded(self, name: str) -> None:
         """A module not imported yet (the function has not run): found without importing it,
         a local one counts by its whole source file, a library by name and version."""
-        origin = _find_origin(name)
+        origin = find_origin(name)
         if origin is not None and _is_local_path(origin) and origin.endswith(".py"):
             self.h.update(("unloaded-module", name, _file_digest(origin)))
         else:

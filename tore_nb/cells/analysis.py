@@ -32,7 +32,14 @@ from dataclasses import dataclass
 
 from ..fingerprint import _MUTATORS, tree_digest
 
-__all__ = ["IPYTHON_NAMES", "SETUP_MAGICS", "CellAnalysis", "analyze_cell", "is_setup_magic"]
+__all__ = [
+    "IPYTHON_NAMES",
+    "SETUP_MAGICS",
+    "CellAnalysis",
+    "analyze_cell",
+    "is_ipython_name",
+    "is_setup_magic",
+]
 
 # names IPython keeps in the user namespace that are not data: never inputs nor keyed. Its
 # output and input history (`_`, `__`, `_i`, `_5`, `_i5`...) is data: read explicitly, an input
@@ -103,6 +110,16 @@ class CellAnalysis:
     # inputs the code only reads in ways that cannot change them (`x + 1`, `df["a"] * 2`):
     # not hashed again after a run to find a change
     read_only: tuple[str, ...] = ()
+
+
+def is_ipython_name(name: str) -> bool:
+    """Whether a name is IPython's or Python's own (`In`, `_5`, `_i3`, `__builtins__`), never
+    a cell's output.
+
+    >>> is_ipython_name("_i3"), is_ipython_name("__warningregistry__"), is_ipython_name("df")
+    (True, True, False)
+    """
+    return name in IPYTHON_NAMES or bool(_SKIP_OUTPUT.match(name)) or name[:2] == name[-2:] == "__"
 
 
 _DEF_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import builtins
 import glob
-import importlib.util
 import os
 import re
 import sys
@@ -27,6 +26,7 @@ import xxhash
 
 from ..fingerprint import (
     dependency_token,
+    find_origin,
     global_effects,
     is_local_module,
     library_dirs,
@@ -211,40 +211,13 @@ def _module_part(name: str) -> KeyPart | None:
             return KeyPart("module", name, module_version(name))
         path = getattr(mod, "__file__", None)
         return KeyPart("module", name, file_digest(path) if path else "no-file")
-    origin = _locate(name)
+    origin = find_origin(name)
     if origin is None:
         return None
+    origin = os.path.realpath(origin)
     if origin.startswith(library_dirs()) or "site-packages" in origin:
         return KeyPart("module", name, module_version(name))
     return KeyPart("module", name, file_digest(origin))
-
-
-def _locate(name: str) -> str | None:
-    """The file an import of `name` would load, found without importing its parents (which
-    `importlib.util.find_spec` would do), or None."""
-    root, *rest = name.split(".")
-    try:
-        spec = importlib.util.find_spec(root)
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    origin = spec.origin if spec.origin and os.path.isfile(spec.origin) else None
-    locations = list(spec.submodule_search_locations or ())
-    for part in rest:
-        origin = None
-        for folder in locations:
-            package = os.path.join(folder, part, "__init__.py")
-            module = os.path.join(folder, part + ".py")
-            if os.path.isfile(package):
-                origin, locations = package, [os.path.join(folder, part)]
-                break
-            if os.path.isfile(module):
-                origin, locations = module, []
-                break
-        if origin is None:
-            return None
-    return os.path.realpath(origin) if origin else None
 
 
 def _file_parts(pattern: str) -> list[KeyPart]:

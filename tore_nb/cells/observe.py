@@ -39,15 +39,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import site
 import sys
-import sysconfig
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from ..fingerprint import library_dirs
 from .probes import StateProbe, probes
 
 __all__ = ["Observation", "Observer", "observe"]
@@ -162,16 +161,7 @@ def _library_prefixes() -> tuple[str, ...]:
     """Directories whose files are library data, each ending in a separator."""
     global _library_dirs
     if _library_dirs is None:
-        dirs: set[str] = set(_SYSTEM_DIRS)
-        for name in ("stdlib", "platstdlib", "purelib", "platlib"):
-            for vars_ in (None, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
-                with contextlib.suppress(KeyError, ValueError):
-                    dirs.add(sysconfig.get_path(name, vars=vars_))
-        try:
-            dirs.update(site.getsitepackages())
-            dirs.add(site.getusersitepackages())
-        except AttributeError:  # an old virtualenv's site module
-            pass
+        dirs: set[str] = {*_SYSTEM_DIRS, *library_dirs()}
         # a prefix of Python's own (pyenv, conda, a venv) is all installation; a shared one
         # such as /usr holds user data too, and counts only by the library folders above
         for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:

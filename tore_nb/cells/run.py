@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .analysis import IPYTHON_NAMES, CellAnalysis, analyze_cell
+from .analysis import IPYTHON_NAMES, CellAnalysis, analyze_cell, is_ipython_name
 from .capture import OutputRecorder, replay
 from .deps import Manifest, current_digest, dependent_key
 from .entry import CellEntry
@@ -45,7 +45,7 @@ from .outcome import (
 from .restore import outputs_still_there, register_source, restore
 from .snapshot import ObjectIndex
 from .state import State, capture_state
-from .store import NotCached, Run, skip_name, store, watch_aliases, watched_inputs
+from .store import NotCached, Run, store, watch_aliases, watched_inputs
 
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
@@ -149,7 +149,7 @@ def run_cached_cell(
         before = dict(namespace)
         unchanged = set(analysis.read_only) - set(key.changed_by_calls)  # not hashed again
         inputs = {n: d for n, d in watched_inputs(key, namespace).items() if n not in unchanged}
-        index = ObjectIndex(before, deep=inputs, skip=skip_name)
+        index = ObjectIndex(before, deep=inputs, skip=is_ipython_name)
         watch_aliases(inputs, index, namespace)
         ignore = [cache.config.disk_cache_path, *_library_caches()]
         state.take_all()

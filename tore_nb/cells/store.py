@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..fingerprint import dependency_token, is_local_module
 from ..keys import hash_value
-from .analysis import IPYTHON_NAMES, CellAnalysis
+from .analysis import CellAnalysis, is_ipython_name
 from .capture import NO_RESULT, OutputRecorder
 from .deps import Dependency, Manifest, current_digest, dependent_key, merge
 from .entry import CellEntry
@@ -35,7 +35,7 @@ from .state import State
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
 
-__all__ = ["NotCached", "Run", "skip_name", "store", "watch_aliases", "watched_inputs"]
+__all__ = ["NotCached", "Run", "store", "watch_aliases", "watched_inputs"]
 
 
 # not compared before and after a run: modules and classes count by their code; a function
@@ -90,19 +90,6 @@ def watch_aliases(inputs: dict[str, str], index: ObjectIndex, namespace: Mapping
                 continue  # cannot be compared: no change can be seen in it
 
 
-def skip_name(name: str) -> bool:
-    # IPython's names and Python's own (`__warningregistry__`, `__builtins__`): no cell output
-    return name in IPYTHON_NAMES or _is_history(name) or (name[:2] == name[-2:] == "__")
-
-
-def _is_history(name: str) -> bool:
-    # IPython's own: _, __, ___, _i, _ii, _iii, _5, _i5, _dh, _oh, _ih
-    if not name.startswith("_"):
-        return False
-    rest = name.lstrip("_")
-    return rest in ("", "i", "ii", "iii", "dh", "oh", "ih") or rest.lstrip("i").isdigit()
-
-
 def store(
     cache: MultiLevelCache,
     namespace: dict[str, Any],
@@ -129,7 +116,7 @@ def store(
         namespace,
         r.inputs,
         lambda v: dependency_token(v, strict=True),
-        skip_name,
+        is_ipython_name,
     )
     if opts.variables is not None:
         missing = [n for n in opts.variables if n not in namespace]
