@@ -411,7 +411,7 @@ class TcacheMagics(Magics):
         return cells.explain(latest, cells.previous_parts(self.cache, label), label)
 
     def _config_text(self) -> str:
-        from tore_nb.config import redact_setting
+        from tore_nb.redaction import redact_setting
 
         lines = []
         for name in sorted(self.class_trait_names(config=True)):
