@@ -20,11 +20,14 @@ import pytest
 from tore_nb import CacheConfig, MultiLevelCache
 from tore_nb.testing import FlakyTier
 from tore_nb.tiers import DiskTier, MemoryTier
+from tore_nb.tiers.base import TierCapabilities
 from tore_nb.tiers.memory import MISSING
+from tore_nb.tiers.stamps import RECENT_WRITES
 
 from .conftest import SECRET
 
 WAIT = 10.0  # a safety net against hangs, never a timing assumption
+S3_LIKE = TierCapabilities(shared=True, sizes=frozenset({"large", "huge"}))
 
 
 class GatedTier(FlakyTier):
@@ -32,10 +35,14 @@ class GatedTier(FlakyTier):
     test calls `release()`; `paused` is set once the call is parked.
     """
 
-    def __init__(self, inner: Any, name: str | None = None) -> None:
+    def __init__(
+        self, inner: Any, name: str | None = None, capabilities: TierCapabilities | None = None
+    ) -> None:
         super().__init__(inner)
         if name is not None:
             self.name = name
+        if capabilities is not None:
+            self.capabilities = capabilities
         self.gate: str | None = None
         self.paused = threading.Event()
         self._go = threading.Event()
@@ -144,10 +151,10 @@ def test_read_racing_a_write_does_not_promote_the_old_value(
 
 
 def test_promotion_into_a_slower_tier_never_overwrites_a_newer_write(tmp_path: Path) -> None:
-    # memory, disk, and a third tier (a disk named s3) that only a read reaches
+    # memory, disk, and a third tier (a disk posing as s3) that only a read reaches
     mem = MemoryTier(10**7, 3600)
     disk = GatedTier(DiskTier(tmp_path / "d", size_limit=10**8))
-    far = GatedTier(DiskTier(tmp_path / "far", size_limit=10**8), name="s3")
+    far = GatedTier(DiskTier(tmp_path / "far", size_limit=10**8), name="s3", capabilities=S3_LIKE)
     c = MultiLevelCache(CacheConfig.embedded(tmp_path), tiers=[mem, disk, far], secret=SECRET)
     c.set("k", "v1", tiers=["s3"])
     disk.arm("set")  # the promotion of v1 into disk pauses before it writes
@@ -207,7 +214,7 @@ def test_write_stamps_stay_bounded_and_promotion_goes_on(
 ) -> None:
     c, mem, _ = cache2
     c.set_many({f"k{i}": i for i in range(10_000)})
-    assert len(c._written) <= 4096  # older stamps fold into one floor
+    assert len(c._stamps) <= RECENT_WRITES  # older stamps fold into one floor
     mem.clear()
     assert c.get("k0") == 0
     assert mem.lookup("k0") == 0  # reads after those writes promote again

@@ -35,13 +35,16 @@ class _Circuit:
 class Breaker:
     """The circuit breaker of one tier; thread-safe, and free when closed."""
 
-    __slots__ = ("_all", "_lock", "_writes", "name", "reset_after", "threshold")
+    __slots__ = ("_all", "_lock", "_writes", "clean", "name", "reset_after", "threshold")
 
     def __init__(self, name: str, threshold: int, reset: float) -> None:
         self.name, self.threshold, self.reset_after = name, threshold, reset
         self._all = _Circuit()
         self._writes = _Circuit()
         self._lock = threading.Lock()
+        # no failure on record: allow() passes every call and success() has nothing to reset,
+        # so a caller may skip both (the hot path of a healthy tier)
+        self.clean = True
 
     @property
     def state(self) -> str:
@@ -81,11 +84,13 @@ class Breaker:
                 if c.open_until:
                     log.warning("cache tier %s %s; using it again", self.name, what)
                 c.fails, c.open_until, c.probing = 0, 0.0, False
+            self.clean = not (self._all.fails or self._writes.fails)
 
     def failure(self, exc: BaseException) -> None:
         writes_only = isinstance(exc, TierWriteError)
         c = self._writes if writes_only else self._all
         with self._lock:
+            self.clean = False
             c.fails += 1
             was_open = bool(c.open_until)
             if getattr(exc, "permanent", False):
@@ -115,3 +120,4 @@ class Breaker:
         with self._lock:
             for c in (self._all, self._writes):
                 c.fails, c.open_until, c.probing = 0, 0.0, False
+            self.clean = True

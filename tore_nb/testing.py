@@ -13,6 +13,7 @@ ThreadedMotoServer on 127.0.0.1. `TierContract` is a pytest mixin: subclass it a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -21,11 +22,20 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import TierUnavailable
-from .tiers.base import Tier, TierUsage
+from .tiers.base import (
+    MISSING,
+    LockingTier,
+    NamingTier,
+    ObjectTier,
+    Tier,
+    TierUsage,
+    capabilities_of,
+)
 
 __all__ = ["FlakyTier", "MotoS3", "RedisServer", "TierContract", "free_port"]
 
@@ -225,12 +235,17 @@ class MotoS3:
 
 
 class FlakyTier:
-    """Wraps a tier and fails on demand: `down = True` makes every call raise TierUnavailable."""
+    """Wraps a tier and fails on demand: `down = True` makes every call raise TierUnavailable.
+
+    It declares what the wrapped tier declares (shared, routed sizes, lock, key limits), except
+    keeping objects: the wrapper is a store of bytes.
+    """
 
     def __init__(self, inner: Tier, *, slow: float = 0.0) -> None:
         self.inner = inner
         self.name = inner.name
         self.max_item_bytes = inner.max_item_bytes
+        self.capabilities = dataclasses.replace(capabilities_of(inner), holds_objects=False)
         self.down = False
         self.slow = slow
         self.calls = 0
@@ -279,6 +294,13 @@ class FlakyTier:
     def usage(self) -> TierUsage:
         self._check()
         return self.inner.usage()
+
+    def key_fits(self, key: str) -> bool:
+        return not self.capabilities.limited_keys or cast(NamingTier, self.inner).key_fits(key)
+
+    def lock(self, key: str) -> AbstractContextManager[bool]:
+        self._check()
+        return cast(LockingTier, self.inner).lock(key)
 
     def close(self) -> None:
         self.inner.close()
@@ -375,3 +397,17 @@ class TierContract:
     def test_is_a_tier(self, tier: Tier) -> None:
         assert isinstance(tier, Tier)
         assert isinstance(tier.name, str) and tier.max_item_bytes > 0
+
+    def test_declared_capabilities_are_offered(self, tier: Tier) -> None:
+        caps = capabilities_of(tier)
+        assert caps.sizes <= {"small", "large", "huge"}
+        if caps.holds_objects:
+            objects = cast(ObjectTier, tier)
+            value = {"live": [1, 2]}
+            assert objects.put("obj", value, 100, None) is True
+            assert objects.lookup("obj") is value and objects.lookup("absent") is MISSING
+        if caps.lock:
+            with cast(LockingTier, tier).lock("k") as got:
+                assert got is True
+        if caps.limited_keys:
+            assert cast(NamingTier, tier).key_fits("k") is True

@@ -168,7 +168,10 @@ class EmbeddingCache(_StageCache):
 
     prefix = "embed"
     default_ttl = 30 * DAY
-    tiers = ("memory", "disk")
+
+    @property
+    def tiers(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.cache.local_tiers
 
     def key(self, text: str, model_name: str) -> str:
         return f"embed:{model_name}:{hash_bytes(text.encode('utf-8', 'surrogatepass'))}"

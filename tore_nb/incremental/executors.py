@@ -42,8 +42,6 @@ __all__ = [
     "store_outcomes",
 ]
 
-SHARED_TIERS = ("redis", "s3")
-
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
@@ -96,7 +94,7 @@ class Executor(Protocol):
 def _shared(cache: MultiLevelCache | None) -> tuple[str, ...]:
     if cache is None:
         return ()
-    return tuple(t for t in SHARED_TIERS if t in cache.tier_names)
+    return cache.shared_tiers
 
 
 def run_items(

@@ -1,11 +1,15 @@
-"""The Tier protocol: a key/value store of bytes with TTLs. A miss is None.
+"""The Tier protocol (a key/value store of bytes with TTLs; a miss is None) and what a tier may
+declare beyond it: its `TierCapabilities`.
 
 Tiers translate their client's errors into `TierUnavailable` (the store cannot be reached) and
-otherwise stay dumb: they neither encode, sign nor count. The tiered cache does that once.
+otherwise stay dumb: they neither encode, sign nor count. The tiered cache does that once, and
+learns what else a tier offers only from `capabilities_of(tier)`, never from its name or class.
 
 >>> t = NullTier()
 >>> t.set("k", b"v", None); t.get("k") is None
 True
+>>> capabilities_of(t).shared
+False
 """
 
 from __future__ import annotations
@@ -13,10 +17,33 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["NullTier", "Tier", "TierUsage", "glob_match"]
+__all__ = [
+    "MISSING",
+    "PLAIN",
+    "SIZE_CLASSES",
+    "LockingTier",
+    "NamingTier",
+    "NullTier",
+    "ObjectTier",
+    "SizeClass",
+    "Tier",
+    "TierCapabilities",
+    "TierUsage",
+    "capabilities_of",
+    "glob_match",
+]
+
+#: What `ObjectTier.lookup` returns on a miss (None is a value that can be cached).
+MISSING: Any = object()
+
+#: Entry sizes as write routing sees them: under `CacheConfig.small_item_mb` (small), under
+#: `large_item_mb` (large), or larger (huge).
+SizeClass = Literal["small", "large", "huge"]
+SIZE_CLASSES: tuple[SizeClass, ...] = ("small", "large", "huge")
 
 
 @dataclass(frozen=True)
@@ -54,6 +81,75 @@ class Tier(Protocol):
     def clear(self) -> int: ...
     def usage(self) -> TierUsage: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class TierCapabilities:
+    """What a tier offers beyond the `Tier` protocol; a tier declares it as `capabilities`.
+
+    - `holds_objects`: it keeps decoded objects in this process and is an `ObjectTier`
+      (`lookup`, `put`): a hit skips decoding and returns the stored object itself. Only a
+      cache's first tier is used this way; anywhere else it is a store of bytes like any other.
+    - `shared`: other machines see the same store (what one worker writes, all can read).
+    - `lock`: it is a `LockingTier`, whose `lock(key)` is held across processes (single flight).
+    - `limited_keys`: some str keys cannot name an entry there; it is a `NamingTier`, whose
+      `key_fits(key)` says which (a read of such a key misses, a write skips the tier).
+    - `sizes`: the size classes that write routing sends to it (see `SizeClass`).
+
+    >>> TierCapabilities(shared=True, sizes=frozenset({"small"})).lock
+    False
+    """
+
+    holds_objects: bool = False
+    shared: bool = False
+    lock: bool = False
+    limited_keys: bool = False
+    sizes: frozenset[SizeClass] = frozenset()
+
+
+#: A tier that declares nothing: local, unlocked, any key, and never chosen by size routing
+#: (explicit `tiers=` still reach it).
+PLAIN = TierCapabilities()
+
+
+def capabilities_of(tier: object) -> TierCapabilities:
+    """What `tier` declares in its `capabilities` attribute, or `PLAIN` when it declares none.
+
+    The one place that looks: third-party tiers need implement only the `Tier` protocol.
+    """
+    caps = getattr(tier, "capabilities", None)
+    return caps if isinstance(caps, TierCapabilities) else PLAIN
+
+
+class ObjectTier(Tier, Protocol):
+    """A tier of decoded objects (`TierCapabilities.holds_objects`)."""
+
+    def lookup(self, key: str) -> Any:
+        """The stored object, or `MISSING`."""
+        ...
+
+    def put(
+        self, key: str, value: Any, size: int, ttl: float | None, created: float | None = None
+    ) -> bool:
+        """Store an object whose encoded size is `size`; False when it does not fit (and then
+        an older value of `key` is dropped)."""
+        ...
+
+
+class LockingTier(Tier, Protocol):
+    """A tier with a lock across processes (`TierCapabilities.lock`)."""
+
+    def lock(self, key: str) -> AbstractContextManager[bool]:
+        """Held while the block runs; yields whether it was acquired (it may time out)."""
+        ...
+
+
+class NamingTier(Tier, Protocol):
+    """A tier that cannot name every key (`TierCapabilities.limited_keys`)."""
+
+    def key_fits(self, key: str) -> bool:
+        """Whether `key` can name an entry in this tier."""
+        ...
 
 
 def glob_match(pattern: str) -> Callable[[str], object]:

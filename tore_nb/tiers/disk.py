@@ -36,7 +36,7 @@ import diskcache
 
 from .. import clock
 from ..errors import TierUnavailable, TierWriteError
-from .base import TierUsage, glob_match
+from .base import TierCapabilities, TierUsage, glob_match
 
 __all__ = ["DiskTier"]
 
@@ -62,6 +62,8 @@ class DiskTier:
     """A diskcache.Cache in one directory, created lazily and per process."""
 
     name = "disk"
+    # local to this machine; its file locks are shared by the processes using the directory
+    capabilities = TierCapabilities(lock=True, sizes=frozenset({"small", "large"}))
 
     def __init__(
         self,

@@ -19,11 +19,9 @@ from typing import Any
 from cachetools import TLRUCache
 
 from .. import clock
-from .base import TierUsage, glob_match
+from .base import MISSING, TierCapabilities, TierUsage, glob_match
 
 __all__ = ["MISSING", "MemoryTier"]
-
-MISSING: Any = object()
 
 
 class _Item:
@@ -45,6 +43,8 @@ class MemoryTier:
     """Thread-safe LRU of decoded values with a per-entry TTL and a byte budget."""
 
     name = "memory"
+    # in-process objects: only entries under the small-item threshold are routed here
+    capabilities = TierCapabilities(holds_objects=True, sizes=frozenset({"small"}))
 
     def __init__(self, max_bytes: int, ttl: float, max_item_bytes: int | None = None) -> None:
         self.max_bytes = max_bytes
@@ -53,13 +53,13 @@ class MemoryTier:
         self._cache: TLRUCache[str, _Item] = TLRUCache(
             maxsize=max_bytes, ttu=_ttu, timer=clock.monotonic, getsizeof=_sizeof
         )
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
 
     # -- object interface (what the tiered cache uses) -------------------------------------------
     def lookup(self, key: str) -> Any:
         """The stored value, or MISSING."""
         # one indexed lookup (Cache.get would do `in` and then `[]`, twice the expiry work)
-        with self.lock:
+        with self._lock:
             try:
                 return self._cache[key].value
             except KeyError:
@@ -72,7 +72,7 @@ class MemoryTier:
         then any older value of `key` is dropped: it must not be served in place of this one).
         """
         if size > self.max_item_bytes or size > self.max_bytes:
-            with self.lock:
+            with self._lock:
                 self._cache.pop(key, None)
             return False
         if ttl is not None and ttl != ttl:  # NaN: min() would keep it, and nothing would expire
@@ -81,7 +81,7 @@ class MemoryTier:
         item = _Item(
             value, size, clock.monotonic() + span, clock.now() if created is None else created
         )
-        with self.lock:
+        with self._lock:
             self._cache[key] = item
         return True
 
@@ -94,7 +94,7 @@ class MemoryTier:
         self.put(key, value, len(value), ttl, created)
 
     def delete(self, key: str) -> bool:
-        with self.lock:
+        with self._lock:
             return self._cache.pop(key, None) is not None
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -108,27 +108,27 @@ class MemoryTier:
 
     def iter_keys(self, pattern: str = "*") -> Iterator[str]:
         match = glob_match(pattern)
-        with self.lock:
+        with self._lock:
             self._cache.expire()
             keys = list(self._cache.keys())
         return iter([k for k in keys if match(k)])
 
     def expire_older_than(self, cutoff: float) -> int:
-        with self.lock:
+        with self._lock:
             old = [k for k, item in self._cache.items() if item.created < cutoff]
             for k in old:
                 del self._cache[k]
         return len(old)
 
     def clear(self) -> int:
-        with self.lock:
+        with self._lock:
             self._cache.expire()
             n = len(self._cache)
             self._cache.clear()
         return n
 
     def usage(self) -> TierUsage:
-        with self.lock:
+        with self._lock:
             self._cache.expire()
             return TierUsage(len(self._cache), int(self._cache.currsize))
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .. import clock
 from ..config import redact_url
 from ..errors import TierUnavailable, TierWriteError, require
-from .base import TierUsage, glob_match
+from .base import TierCapabilities, TierUsage, glob_match
 
 if TYPE_CHECKING:
     import redis as redis_mod
@@ -53,6 +53,7 @@ class RedisTier:
     """A Redis database used as a cache tier."""
 
     name = "redis"
+    capabilities = TierCapabilities(shared=True, lock=True, sizes=frozenset({"small", "large"}))
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import TierUnavailable, require
-from .base import TierUsage, glob_match
+from .base import TierCapabilities, TierUsage, glob_match
 
 __all__ = ["S3Tier"]
 
@@ -43,6 +43,10 @@ class S3Tier:
     """An S3 bucket prefix used as a cache tier."""
 
     name = "s3"
+    # object names are limited (see key_fits); the only home of entries over large_item_mb
+    capabilities = TierCapabilities(
+        shared=True, limited_keys=True, sizes=frozenset({"large", "huge"})
+    )
 
     def __init__(
         self,
