@@ -3,6 +3,8 @@ must not, and whether a local module's loaded code still matches its file."""
 
 from __future__ import annotations
 
+import doctest
+import functools
 import importlib
 import os
 import sys
@@ -13,16 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import tore_nb.fingerprint as fp
+import tore_nb.code_modules as modules
+import tore_nb.code_origin as origin
 from tore_nb.cells import analyze_cell, cell_key, explain
-from tore_nb.fingerprint import (
-    dependency_token,
-    fingerprint,
-    local_module_digest,
-    module_is_stale,
-    stale_modules,
-    track_imports,
-)
+from tore_nb.code_modules import local_module_digest, module_is_stale, stale_modules, track_imports
+from tore_nb.fingerprint import dependency_token, fingerprint
 from tore_nb.keys import hash_value
 
 from .conftest import outputs_under_hash_seeds, write_module
@@ -302,7 +299,7 @@ def test_library_imports_in_a_function_body_count_name_and_version(
     ns = run("def g(x):\n    import numpy as np\n    return np.mean(x)\n")
     before = fingerprint(ns["g"])
     assert before == fingerprint(ns["g"])
-    monkeypatch.setitem(fp._versions, "numpy", "0.0-other")
+    monkeypatch.setitem(origin._versions, "numpy", "0.0-other")
     assert fingerprint(ns["g"]) != before
 
 
@@ -331,7 +328,7 @@ def test_a_module_used_as_a_value_counts_whole(local_modules: Path) -> None:
 def test_dependency_token_of_modules(local_modules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A library module counts by name and version, a local one by the attributes read."""
     before = dependency_token(np)
-    monkeypatch.setitem(fp._versions, "numpy", "0.0-other")
+    monkeypatch.setitem(origin._versions, "numpy", "0.0-other")
     assert dependency_token(np) != before
     mod = write_module(local_modules, "fp_dep", HELPERS.format(n=1, u=1))
     token = dependency_token(mod, attributes=[("f",)])
@@ -361,9 +358,7 @@ class _NoRecord(dict[str, Any]):
 
 @pytest.fixture
 def untracked(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tore_nb.fingerprint
-
-    monkeypatch.setattr(tore_nb.fingerprint, "_exec_codes", _NoRecord())
+    monkeypatch.setattr(modules, "_exec_codes", _NoRecord())
 
 
 @pytest.mark.usefixtures("untracked")
@@ -418,7 +413,7 @@ def test_tracked_imports_compare_the_code_as_imported(local_modules: Path) -> No
     track_imports()
     mod = write_module(local_modules, "fp_tracked", HELPERS.format(n=1, u=1) + "x = [1]\n")
     path = str(local_modules / "fp_tracked.py")
-    assert path in fp._exec_codes
+    assert path in modules._exec_codes
     assert module_is_stale(mod) is None
     edit(local_modules, "fp_tracked", HELPERS.format(n=1, u=1) + "x = [2]\n")
     reason = module_is_stale(mod)
@@ -433,7 +428,7 @@ def test_the_module_digest_is_the_same_tracked_or_not(
     track_imports()
     mod = write_module(local_modules, "fp_digest", HELPERS.format(n=1, u=1))
     tracked = local_module_digest(mod)
-    monkeypatch.delitem(fp._exec_codes, mod.__file__)
+    monkeypatch.delitem(modules._exec_codes, mod.__file__)
     assert local_module_digest(mod) == tracked
     other = write_module(local_modules, "fp_digest", HELPERS.format(n=2, u=1))
     assert local_module_digest(other) != tracked
@@ -442,10 +437,10 @@ def test_the_module_digest_is_the_same_tracked_or_not(
 def test_staleness_checks_are_memoised(local_modules: Path) -> None:
     mod = write_module(local_modules, "fp_memo", HELPERS.format(n=1, u=1))
     assert module_is_stale(mod) is None
-    disk = fp._disk[mod.__file__]
-    memo = fp._stale_memo["fp_memo"]
+    disk = modules._disk[mod.__file__]
+    memo = modules._stale_memo["fp_memo"]
     assert module_is_stale(mod) is None
-    assert fp._disk[mod.__file__] is disk and fp._stale_memo["fp_memo"] is memo
+    assert modules._disk[mod.__file__] is disk and modules._stale_memo["fp_memo"] is memo
 
 
 def test_library_and_notebook_modules_are_never_stale() -> None:
@@ -456,11 +451,11 @@ def test_library_and_notebook_modules_are_never_stale() -> None:
 
 def test_the_audit_hook_does_nothing_for_other_events() -> None:
     track_imports()
-    before = dict(fp._exec_codes)
+    before = dict(modules._exec_codes)
     exec(compile("y = 1", "<cell>", "exec"), {})
-    fp._audit("open", ("/x", "r", 0))
-    fp._audit("exec", ("not a code object",))
-    assert fp._exec_codes == before
+    modules._audit("open", ("/x", "r", 0))
+    modules._audit("exec", ("not a code object",))
+    assert modules._exec_codes == before
 
 
 # -- determinism ----------------------------------------------------------------------------------
@@ -500,3 +495,51 @@ def test_a_module_imported_in_an_enclosing_function_counts(local_modules: Path) 
     assert fingerprint(inner) == before
     write_module(local_modules, "fp_outer", HELPERS.format(n=2, u=2))
     assert fingerprint(inner) != before
+
+
+# -- callable objects ---------------------------------------------------------------------------
+def test_library_callable_objects_count_by_their_state() -> None:
+    """A library's code counts by its version, but a callable object of its is configured by
+    its attributes: np.poly1d([1, 2]) is not np.poly1d([1, 3]), as a stage or in a partial."""
+    assert fingerprint(np.poly1d([1, 2])) == fingerprint(np.poly1d([1, 2]))
+    assert fingerprint(np.poly1d([1, 2])) != fingerprint(np.poly1d([1, 3]))
+    part = functools.partial
+    assert fingerprint(part(np.poly1d([1, 2]))) != fingerprint(part(np.poly1d([1, 3])))
+    ns = run("def a(x):\n    return x + 1\ndef b(x):\n    return x + 2\n")
+    assert fingerprint(np.vectorize(ns["a"])) != fingerprint(np.vectorize(ns["b"]))
+
+
+class _Singleton:
+    """A library's callable singleton (pickled by name) without attributes of its own."""
+
+    __slots__ = ()
+    __module__ = "json"  # a library's
+
+    def __call__(self, x: Any) -> Any:
+        return x
+
+    def __reduce__(self) -> str:
+        return "singleton"
+
+
+def test_a_library_callable_hashed_by_name_does_not_recurse() -> None:
+    assert fingerprint(_Singleton()) == fingerprint(_Singleton())
+    assert hash_value([_Singleton()]) == hash_value([_Singleton()])
+
+
+def test_a_custom_fingerprint_string_is_the_owners_word() -> None:
+    ns = run(
+        "class Model:\n    def __init__(self, tag):\n        self.__tore_fingerprint__ = tag\n"
+        "    def __call__(self, x):\n        return x\n"
+    )
+    assert fingerprint(ns["Model"]("v1")) == fingerprint(ns["Model"]("v1"))
+    assert fingerprint(ns["Model"]("v1")) != fingerprint(ns["Model"]("v2"))
+
+
+@pytest.mark.parametrize(
+    "module", ["fingerprint", "code_origin", "code_reads", "code_modules", "code_effects"]
+)
+def test_doctests(module: str) -> None:
+    found = importlib.import_module(f"tore_nb.{module}")
+    result = doctest.testmod(found, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

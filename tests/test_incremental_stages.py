@@ -3,14 +3,18 @@ the stage caches."""
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tore_nb.config import CacheConfig
+from tore_nb.fingerprint import fingerprint
 from tore_nb.incremental.builtin import (
     OCRResult,
     PageText,
@@ -29,10 +33,11 @@ from tore_nb.incremental.caches import (
 )
 from tore_nb.incremental.documents import read_document
 from tore_nb.incremental.processor import IncrementalProcessor
-from tore_nb.incremental.stages import DocumentHandle, PageContext
+from tore_nb.incremental.stages import DocumentHandle, PageContext, Stage, code_fingerprint
+from tore_nb.memo import cached
 from tore_nb.tiered import MultiLevelCache
 
-from .conftest import CI, SECRET
+from .conftest import CI, SECRET, write_module
 from .conftest import SHARED_DATA as DATA
 
 
@@ -150,10 +155,111 @@ def test_parsing_and_table_caches(cache: MultiLevelCache, tmp_path: Path) -> Non
 
 
 def test_editing_a_helper_changes_the_stage_fingerprint() -> None:
-    from tore_nb.incremental.stages import code_fingerprint
-
     ns: dict[str, object] = {}
     exec("def helper(x):\n    return x + 1\n\ndef st(ctx):\n    return helper(ctx)\n", ns)
     before = code_fingerprint(ns["st"])
     exec("def helper(x):\n    return x + 2\n", ns)
     assert code_fingerprint(ns["st"]) != before
+
+
+# -- a stage's fingerprint is the one code fingerprint of @cached and %%tcache -------------------
+def notebook(source: str, **names: object) -> dict[str, Any]:
+    """Runs source as notebook code (module `__main__`: user code) in a fresh namespace."""
+    ns: dict[str, Any] = {"__name__": "__main__", **names}
+    exec(textwrap.dedent(source), ns)
+    return ns
+
+
+CACHED_STAGE = """
+def clean(text):
+    return text.strip() + "{helper}"
+
+@cached(cache=cache)
+def words(ctx):
+    return len(clean(ctx.text()).split()) * {n}
+"""
+
+
+def test_an_edited_cached_stage_function_changes_the_stage_fingerprint(
+    cache: MultiLevelCache,
+) -> None:
+    """A `@cached` function used as a stage counts by its code and its helpers' code, as the
+    key `@cached` itself uses, not by the wrapper's class."""
+
+    def build(n: int, helper: str) -> Stage:
+        src = CACHED_STAGE.format(n=n, helper=helper)
+        return Stage("words", notebook(src, cached=cached, cache=cache)["words"])
+
+    assert build(1, "a").fingerprint == build(1, "a").fingerprint
+    assert build(2, "a").fingerprint != build(1, "a").fingerprint
+    assert build(1, "b").fingerprint != build(1, "a").fingerprint
+
+
+CALLABLE_STAGE = """
+import threading
+
+class Ocr:
+    def __init__(self, lang):
+        self.lang = lang
+        self.lock = {state}  # a lock cannot be content-hashed: the class's code must count
+
+    def __call__(self, ctx):
+        return self.clean(ctx.text())
+
+    def clean(self, text):
+        return text.replace("-", "{sep}")
+"""
+
+
+@pytest.mark.parametrize("state", ["threading.Lock()", "None"], ids=["unhashable", "plain"])
+def test_an_edited_helper_method_of_a_callable_object_stage_changes_its_fingerprint(
+    state: str,
+) -> None:
+    def build(sep: str, lang: str = "eng") -> Stage:
+        ocr = notebook(CALLABLE_STAGE.format(state=state, sep=sep))["Ocr"](lang)
+        return Stage("ocr", ocr)
+
+    assert build("").fingerprint == build("").fingerprint
+    assert build(" ").fingerprint != build("").fingerprint  # only `clean` was edited
+    assert build("", lang="deu").fingerprint != build("").fingerprint  # its state counts
+
+
+FUNCTION_STAGE = """
+from st_helpers import normalise
+LIMIT = {limit}
+
+def st(ctx):
+    return normalise(ctx.text())[:LIMIT]
+"""
+
+
+def test_edited_globals_and_helpers_of_a_function_stage_change_its_fingerprint(
+    local_modules: Path,
+) -> None:
+    helpers = "def normalise(text):\n    return text.{how}()\n"
+    write_module(local_modules, "st_helpers", helpers.format(how="lower"))
+    before = Stage("st", notebook(FUNCTION_STAGE.format(limit=10))["st"]).fingerprint
+    assert Stage("st", notebook(FUNCTION_STAGE.format(limit=10))["st"]).fingerprint == before
+    assert Stage("st", notebook(FUNCTION_STAGE.format(limit=20))["st"]).fingerprint != before
+    write_module(local_modules, "st_helpers", helpers.format(how="upper"))  # edited, reloaded
+    assert Stage("st", notebook(FUNCTION_STAGE.format(limit=10))["st"]).fingerprint != before
+
+
+def test_library_callable_objects_count_by_their_state() -> None:
+    """A library's callable object (here numpy's poly1d) is configured by its attributes."""
+    assert Stage("p", np.poly1d([1, 2])).fingerprint == Stage("p", np.poly1d([1, 2])).fingerprint
+    assert Stage("p", np.poly1d([1, 2])).fingerprint != Stage("p", np.poly1d([1, 3])).fingerprint
+
+
+def test_stages_cached_functions_and_cells_share_one_code_fingerprint(
+    cache: MultiLevelCache,
+) -> None:
+    ns = notebook(
+        CALLABLE_STAGE.format(state="threading.Lock()", sep="")
+        + CACHED_STAGE.format(n=1, helper="a"),
+        cached=cached,
+        cache=cache,
+    )
+    for fn in (ns["words"], ns["Ocr"]("eng"), ns["clean"], functools.partial(ns["clean"])):
+        assert code_fingerprint(fn) == fingerprint(fn)
+    assert ns["words"].__tore_fingerprint__() == fingerprint(ns["words"])

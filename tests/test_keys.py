@@ -376,13 +376,13 @@ def test_sklearn_objects_holding_user_functions_count_their_code() -> None:
 
 
 def test_library_callables_count_by_name_and_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tore_nb.fingerprint as fp
+    import tore_nb.code_origin as origin
 
     assert hash_value([np.mean, np.add, len]) == hash_value([np.mean, np.add, len])
     assert hash_value(np.mean) != hash_value(np.median)
     assert hash_value(np.add) != hash_value(np.subtract)
     before = hash_value([np.mean, np.add, np.linalg.norm])
-    monkeypatch.setitem(fp._versions, "numpy", "0.0-other")
+    monkeypatch.setitem(origin._versions, "numpy", "0.0-other")
     assert hash_value([np.mean]) != before
     assert hash_value([np.mean, np.add, np.linalg.norm]) != before
 
@@ -413,21 +413,51 @@ def test_values_that_hold_the_function_reading_them_do_not_recurse() -> None:
     assert hash_value(a["node"]) != hash_value(run(src.format(k=2))["node"])
 
 
-def test_hash_value_fingerprints_functions_without_importing_fingerprint_first() -> None:
-    """keys does not import fingerprint (fingerprint imports keys); the full fingerprint must
-    be used whether or not tore_nb.fingerprint was imported before the first hash."""
-    code = (
-        "import sys\n"
-        "if sys.argv[1] == 'first': import tore_nb.fingerprint\n"
-        "from tore_nb.keys import hash_value\n"
-        "ns = {'__name__': '__main__'}\n"
-        "exec('def helper(x):\\n    return x + 1\\ndef f(x):\\n    return helper(x)\\n', ns)\n"
-        "print(hash_value([ns['f']]), 'tore_nb.fingerprint' in sys.modules)\n"
-    )
-    first = outputs_under_hash_seeds(code, ("1", "2"), "first")
-    later = outputs_under_hash_seeds(code, ("3",), "later")
-    assert len(first) == 1 and first == later
+IMPORT_ORDER = """
+import sys
+if sys.argv[1] == "fingerprint-first":
+    import tore_nb.fingerprint
+from tore_nb.keys import hash_value
+ready = "tore_nb.fingerprint" in sys.modules  # before anything is hashed
+ns = {"__name__": "__main__"}
+exec("LIMIT = 3\\ndef helper(x):\\n    return x + LIMIT\\ndef f(x):\\n    return helper(x)\\n", ns)
+print(hash_value([ns["f"], {"step": ns["helper"]}]), ready)
+"""
+
+
+def test_a_function_value_has_one_digest_whatever_was_imported_first() -> None:
+    """keys cannot import the fingerprint (the fingerprint hashes values with keys): a process
+    that only imports hash_value gets the same digests as one that imported the fingerprint
+    first, since importing the package registers it before anything is hashed."""
+    first = outputs_under_hash_seeds(IMPORT_ORDER, ("1", "2"), "fingerprint-first")
+    only_keys = outputs_under_hash_seeds(IMPORT_ORDER, ("3",), "keys-only")
+    assert len(first) == 1 and first == only_keys
     assert first.pop().split()[1] == "True"
+
+
+def test_keys_never_imports_the_fingerprint() -> None:
+    import ast
+
+    import tore_nb.keys
+
+    tree = ast.parse(Path(str(tore_nb.keys.__file__)).read_text(encoding="utf-8"))
+    imported = [
+        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    ] + [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]
+    assert not [m for m in imported if "fingerprint" in m or m.startswith("tore_nb")]
+    assert "from . import" not in Path(str(tore_nb.keys.__file__)).read_text(encoding="utf-8")
+
+
+def test_without_code_hooks_code_is_not_hashed_some_other_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A missing hook is an error, never a weaker digest that would differ by import order."""
+    import tore_nb.keys
+
+    monkeypatch.setattr(tore_nb.keys, "_hooks", None)
+    assert hash_value([1, "a"]) == hash_value([1, "a"])  # values without code need none
+    with pytest.raises(RuntimeError, match="code hooks"):
+        hash_value([len])
 
 
 def test_values_with_code_are_identical_across_hash_seeds() -> None:

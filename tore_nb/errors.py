@@ -13,6 +13,8 @@ Each error also subclasses the builtin a caller would naturally catch::
     │                                     replayed from another namespace, truncated)
     └── ExtraMissing (ImportError)        an optional dependency is not installed (names the extra)
 
+    CacheWarning (UserWarning)            a cell or function result tore_nb could not cache
+
 Cache operations never raise these into user code: the tiered cache turns them into counted,
 logged misses. They surface only from explicit calls such as `CacheConfig.from_env()` or
 `codec.decode()`.
@@ -24,6 +26,7 @@ True
 from __future__ import annotations
 
 __all__ = [
+    "CacheWarning",
     "ConfigError",
     "ExtraMissing",
     "IntegrityError",
@@ -76,6 +79,10 @@ class ExtraMissing(ToreError, ImportError):
         super().__init__(f"{module} is required for this feature: pip install 'tore_nb[{extra}]'")
         self.module = module
         self.extra = extra
+
+
+class CacheWarning(UserWarning):
+    """A cell or function result that tore_nb could not cache (it still ran)."""
 
 
 def require(module: str, extra: str) -> object:

@@ -13,7 +13,10 @@ order from it); sets are hashed independently of their order. Keyword arguments 
 Functions, classes and methods reached anywhere inside a value (a pipeline's steps, a config
 dataclass holding a function, a `functools.partial`) count by their full code fingerprint
 (`tore_nb.fingerprint.fingerprint`: the helpers they call and the globals they read), library
-ones by name and version. A value and its pickle or deep copy have the same digest.
+ones by name and version. This module cannot import the fingerprint (the fingerprint hashes
+values with it): `tore_nb.fingerprint` registers it here (`set_code_hooks`), and the package
+imports `tore_nb.fingerprint` first thing, so that a digest never depends on import order. A
+value and its pickle or deep copy have the same digest.
 
 >>> generate_key("document.pdf", dpi=150) == generate_key("document.pdf", dpi=150)
 True
@@ -35,6 +38,8 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import io
+import pickle
 import re
 import struct
 import sys
@@ -51,10 +56,12 @@ __all__ = [
     "KEY_VERSION",
     "CodeHooks",
     "ContentHasher",
+    "code_digest",
     "generate_key",
     "hash_bytes",
     "hash_value",
     "make_key",
+    "qualname",
     "set_code_hooks",
 ]
 
@@ -65,6 +72,7 @@ _pack_q = struct.Struct("<q").pack
 _pack_d = struct.Struct("<d").pack
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class CodeHooks:
     """How `hash_value` hashes code: `digest(obj)` for a function, class, method or module (its
     full fingerprint), `is_user(cls)` for whether a class is user code, whose instances then
@@ -75,20 +83,17 @@ class CodeHooks:
     'd'
     """
 
-    __slots__ = ("digest", "is_user")
-
-    def __init__(self, digest: Callable[[Any], str], is_user: Callable[[type], bool]) -> None:
-        self.digest = digest
-        self.is_user = is_user
+    digest: Callable[[Any], str]
+    is_user: Callable[[type], bool]
 
 
 _hooks: CodeHooks | None = None
 
 
 def set_code_hooks(hooks: CodeHooks | None) -> None:
-    """Register how code is hashed (see `CodeHooks`); `tore_nb.fingerprint` calls it at import.
+    """Register how code is hashed (see `CodeHooks`); `tore_nb.fingerprint` calls it at import,
+    and `import tore_nb` imports it, so the hooks are in place before any value is hashed.
 
-    >>> import tore_nb.fingerprint
     >>> _code_hooks() is not None
     True
     """
@@ -96,13 +101,61 @@ def set_code_hooks(hooks: CodeHooks | None) -> None:
     _hooks = hooks
 
 
+class _NoCodeHooks(RuntimeError):
+    """Raised as it is, never turned into the TypeError that callers answer with a weaker digest."""
+
+
 def _code_hooks() -> CodeHooks:
-    if _hooks is None:
-        # keys is imported by fingerprint, so it cannot import fingerprint at module level;
-        # importing it here registers the hooks
-        from . import fingerprint  # noqa: F401
-    assert _hooks is not None
-    return _hooks
+    hooks = _hooks
+    if hooks is None:
+        # no fallback digest: a key must never depend on what happened to be imported first
+        raise _NoCodeHooks(
+            "tore_nb.keys has no code hooks: import tore_nb (it imports tore_nb.fingerprint, "
+            "which registers them) before hashing a value"
+        )
+    return hooks
+
+
+def qualname(obj: Any) -> str:
+    """The dotted name of a function, class or module (`module.Qualified.name`); an object
+    without a name of its own is named by its type.
+
+    >>> qualname(PurePath), qualname(len)
+    ('pathlib.PurePath', 'builtins.len')
+    """
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if name is None:
+        name = type(obj).__qualname__
+    return f"{getattr(obj, '__module__', '?')}.{name}"
+
+
+def code_digest(code: types.CodeType) -> str:
+    """Digest of a code object's bytecode, constants and names (line numbers excluded), nested
+    code objects (inner functions, comprehensions) included.
+
+    >>> code_digest(compile("x = 1", "a", "exec")) == code_digest(compile("x=1", "b", "exec"))
+    True
+    """
+    h = ContentHasher()
+    _feed_code(h, code)
+    return h.hexdigest()
+
+
+_CODE_FIELDS: tuple[str, ...] = ("co_name", "co_argcount", "co_posonlyargcount")
+_CODE_FIELDS += ("co_kwonlyargcount", "co_flags", "co_code", "co_names", "co_varnames")
+_CODE_FIELDS += ("co_freevars", "co_cellvars")
+
+
+def _feed_code(h: ContentHasher, code: types.CodeType) -> None:
+    h.update(tuple(getattr(code, field) for field in _CODE_FIELDS))
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _feed_code(h, const)
+        else:
+            try:
+                h.update(const)
+            except TypeError:
+                h.update(repr(type(const)))
 
 
 class _Scope(threading.local):
@@ -196,7 +249,7 @@ class ContentHasher:
         if self._seen(obj):
             return
         if callable(getattr(type(obj), "__tore_hash__", None)):  # the owner's word wins
-            self._raw(b"H", _qualname(type(obj)).encode())
+            self._raw(b"H", qualname(type(obj)).encode())
             self.update(obj.__tore_hash__())
             return
         for check, handler in _SLOW_HANDLERS:
@@ -213,14 +266,14 @@ class ContentHasher:
         except Exception as exc:
             raise TypeError(f"cannot content-hash {type(obj).__qualname__}: {exc}") from None
         if isinstance(rv, str):  # a global, e.g. a module-level singleton
-            self._raw(b"G", f"{_qualname(type(obj))}:{rv}".encode())
+            self._raw(b"G", f"{qualname(type(obj))}:{rv}".encode())
             if callable(obj):  # a ufunc, numpy's dispatchers: by name and version
                 self._raw(b"F", _code_hooks().digest(obj).encode())
             return
-        self._raw(b"O", _qualname(type(obj)).encode())
+        self._raw(b"O", qualname(type(obj)).encode())
         self._user_class(obj)
         func, args, *rest = (*rv, None, None, None)[:5]
-        self._raw(b"f", _qualname(func).encode())
+        self._raw(b"f", qualname(func).encode())
         self.update(args)
         state = rest[0]
         if isinstance(state, dict) and not isinstance(obj, dict):
@@ -241,10 +294,6 @@ class ContentHasher:
         self._tag(tag, n)
         for item in items:
             self.update(item)
-
-
-def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
 def _h_str(h: ContentHasher, s: str) -> None:
@@ -424,6 +473,9 @@ def _h_series_values(h: ContentHasher, s: Any) -> None:
     if isinstance(dtype, np.dtype) and not dtype.hasobject:
         _h_ndarray(h, s.to_numpy(copy=False))
         return
+    if isinstance(dtype, pd.StringDtype):  # pandas 3's default for text: str items or its null
+        h._raw(b"T", _plain_items_pickle(s.to_numpy(dtype=object).tolist()))
+        return
     if isinstance(dtype, np.dtype):
         # pandas' element hash goes through str() for anything but str, bytes and nulls (so
         # 1 == Decimal(1), and a default repr holds an address): only all-str or all-bytes
@@ -433,6 +485,8 @@ def _h_series_values(h: ContentHasher, s: Any) -> None:
             _h_ndarray(h, s.to_numpy(dtype=object))
             return
         h._raw(b"I", kind.encode())
+        h._raw(b"T", _plain_items_pickle(s.to_numpy(dtype=object).tolist()))
+        return
     try:  # pandas' own vectorised, seed-fixed element hash
         hashed = pd.util.hash_pandas_object(s, index=False, categorize=False)
     except Exception:  # an extension type it cannot hash: element by element instead
@@ -443,12 +497,23 @@ def _h_series_values(h: ContentHasher, s: Any) -> None:
     h.update(s.isna().to_numpy())
 
 
+def _plain_items_pickle(items: list[Any]) -> bytes:
+    """A list of str or bytes (and nulls) as pickle writes it without its memo: the same
+    items give the same bytes whatever objects they share, at C speed (4x pandas' own element
+    hash plus its null mask on a text column)."""
+    f = io.BytesIO()
+    p = pickle.Pickler(f, protocol=5)
+    p.fast = True  # no memo: a repeated object is written again, not referred back to
+    p.dump(items)
+    return f.getvalue()
+
+
 def _is_dataclass_instance(obj: Any) -> bool:
     return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
 
 
 def _h_dataclass(h: ContentHasher, obj: Any) -> None:
-    h._raw(b"C", _qualname(type(obj)).encode())
+    h._raw(b"C", qualname(type(obj)).encode())
     h._user_class(obj)
     for f in dataclasses.fields(obj):
         h._raw(b"k", f.name.encode())
@@ -456,7 +521,7 @@ def _h_dataclass(h: ContentHasher, obj: Any) -> None:
 
 
 def _h_enum(h: ContentHasher, e: enum.Enum) -> None:
-    h._raw(b"E", f"{_qualname(type(e))}.{e.name}".encode())
+    h._raw(b"E", f"{qualname(type(e))}.{e.name}".encode())
     h._user_class(e)  # its values and methods are the class's code
 
 
@@ -466,7 +531,7 @@ def _h_scalar_like(h: ContentHasher, obj: Any) -> None:
     tz = getattr(obj, "tzinfo", None)
     if tz is not None:  # isoformat keeps only the offset: Europe/Paris is not Etc/GMT-1
         text += f"|{tz}"
-    h._raw(b"V", f"{_qualname(type(obj))}:{text}".encode())
+    h._raw(b"V", f"{qualname(type(obj))}:{text}".encode())
 
 
 def _h_path(h: ContentHasher, p: PurePath) -> None:
@@ -477,7 +542,7 @@ def _h_callable(h: ContentHasher, fn: Any) -> None:
     # the full fingerprint, as a plain function gets it: the helpers it calls and the globals
     # it reads count, not only its own bytecode; library code by name and version; a bound
     # method with its object ({1: "a"}.get is not {1: "b"}.get)
-    h._raw(b"N" if isinstance(fn, types.ModuleType) else b"F", _qualname(fn).encode())
+    h._raw(b"N" if isinstance(fn, types.ModuleType) else b"F", qualname(fn).encode())
     hooks = _code_hooks()
     with h._nested():
         digest = hooks.digest(fn)
@@ -486,7 +551,7 @@ def _h_callable(h: ContentHasher, fn: Any) -> None:
 
 def _h_container_subclass(h: ContentHasher, obj: Any) -> None:
     # a namedtuple is not the list [1, 2], nor defaultdict(list) defaultdict(int)
-    h._raw(b"T", _qualname(type(obj)).encode())
+    h._raw(b"T", qualname(type(obj)).encode())
     h._user_class(obj)
     if isinstance(obj, dict):
         h._mapping(obj)
@@ -575,7 +640,7 @@ def hash_value(obj: Any) -> str:
 def _feed(h: ContentHasher, obj: Any) -> None:
     try:
         h.update(obj)
-    except TypeError:
+    except (TypeError, _NoCodeHooks):
         raise
     except Exception as exc:  # RecursionError, an unset dataclass field, a failing property...
         raise TypeError(f"cannot content-hash {type(obj).__qualname__}: {exc!r}") from exc

@@ -15,13 +15,12 @@ text extractor also recomputes the embeddings made from its text.
 
 from __future__ import annotations
 
-import functools
-import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, overload
 
-from ..keys import hash_value
+from ..fingerprint import fingerprint
+from ..keys import hash_value, qualname
 from .documents import Page, open_pdfium
 
 if TYPE_CHECKING:
@@ -43,48 +42,22 @@ StageFn = Callable[..., Any]
 
 
 def code_fingerprint(fn: Any) -> str:
-    """A digest of a callable's code (`tore_nb.fingerprint`): its source normalised through `ast`
-    (comments and formatting do not count), its defaults and closure, and the user helpers it
-    calls; partials, methods and callable objects add their arguments and state.
+    """The code fingerprint of a stage's callable: `tore_nb.fingerprint.fingerprint`, the one
+    `@cached` and `%%tcache` use (its source normalised through `ast`, its defaults and closure,
+    the user helpers it calls; a callable object's whole class and its state).
 
     >>> code_fingerprint(lambda x: x + 1) == code_fingerprint(lambda x: x + 1)
     True
     """
-    custom = getattr(fn, "__tore_fingerprint__", None)
-    if isinstance(custom, str):
-        return custom
-    if isinstance(fn, functools.partial):
-        return hash_value(
-            ("partial", code_fingerprint(fn.func), _safe(fn.args), _safe(fn.keywords))
-        )
-    if isinstance(fn, types.MethodType):
-        return hash_value(("method", code_fingerprint(fn.__func__), _safe(fn.__self__)))
-    if not isinstance(fn, types.FunctionType) and callable(fn):
-        call = type(fn).__call__
-        return hash_value(("callable", _qualname(type(fn)), code_fingerprint(call), _safe(fn)))
-    if not isinstance(fn, types.FunctionType):
-        return hash_value(("opaque", _qualname(fn)))
-    # the same fingerprint as @cached and %%tcache: the function's normalised code, defaults,
-    # closure, and the user helpers it calls, so editing a helper re-runs the stage
-    from ..fingerprint import fingerprint
-
     return fingerprint(fn)
 
 
-def _safe(value: Any) -> Any:
-    """A hashable stand-in for `value`: its content digest, else its type's name."""
-    if value is None:
-        return None
-    if isinstance(value, types.FunctionType):
-        return code_fingerprint(value)
+def _safe(value: Any) -> str:
+    """A stand-in for `value` in a digest: its content digest, else its type's name."""
     try:
         return hash_value(value)
     except (TypeError, ValueError, RecursionError):
-        return _qualname(type(value))
-
-
-def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+        return qualname(type(value))
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,7 +89,7 @@ class Stage:
         object.__setattr__(self, "requires", tuple(self.requires))
         if not self.fingerprint:
             fp = hash_value(
-                (self.name, self.version, code_fingerprint(self.fn), _safe(dict(self.params)))
+                (self.name, self.version, fingerprint(self.fn), _safe(dict(self.params)))
             )
             object.__setattr__(self, "fingerprint", fp)
 
