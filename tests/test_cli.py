@@ -87,6 +87,26 @@ def test_bad_stage_name(tmp_path: Path) -> None:
         main(["--cache-dir", str(tmp_path), "process", "x.pdf", "--stages", "nope"])
 
 
+@pytest.mark.parametrize("value", ["2", "-0.1", "nan", "x"])
+def test_threshold_outside_0_to_1_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """Regression: the parser took any float, so --threshold 2 or nan got past it and failed
+    later in the processor with a ValueError; it is now a usage error (exit 2) naming the option."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--cache-dir", str(tmp_path), "process", "x.pdf", "--threshold", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--threshold" in err and "Traceback" not in err
+
+
+def test_empty_stage_list_says_no_stage_was_given(tmp_path: Path) -> None:
+    """Regression: `--stages ,` was reported as "unknown stage(s) []"; it now says no stage."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--cache-dir", str(tmp_path), "process", str(pdf("us-001.pdf")), "--stages", ","])
+    assert "no stage" in str(exc.value.code) and "[]" not in str(exc.value.code)
+
+
 def test_entry_point_runs_as_a_module(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(

@@ -1,4 +1,5 @@
-"""Page identities and change sets against the truth table of shared/data/pdfs/MANIFEST.md."""
+"""Change detection: change sets against the truth table of shared/data/pdfs/MANIFEST.md, file
+fingerprints, manifests kept in the cache. Page identities are in test_incremental_pdf.py."""
 
 from __future__ import annotations
 
@@ -23,8 +24,6 @@ from tore_nb.tiered import MultiLevelCache
 
 from .conftest import SECRET
 from .conftest import sample_pdf as pdf
-
-PDFS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pdfs"
 
 
 def changes(v1: str, v2: str) -> ChangeSet:
@@ -72,13 +71,6 @@ def test_dmca_v2_statuses() -> None:
     assert cs.counts() == {"added": 1, "removed": 0, "moved": 0, "modified": 2, "unchanged": 16}
 
 
-def test_rotation_alone_changes_identity() -> None:
-    v1, v2 = read_document(pdf("dmca.pdf")), read_document(pdf("dmca_v2.pdf"))
-    assert v2.pages[6].rotation == 90 and v1.pages[6].rotation == 0
-    assert v1.pages[6].identity != v2.pages[6].identity
-    assert (v2.pages[6].width, v2.pages[6].height) == (v1.pages[6].height, v1.pages[6].width)
-
-
 def test_ca_warn_deleted_page_shifts_without_flagging() -> None:
     cs = changes("ca-warn-report.pdf", "ca-warn-report_v2.pdf")
     shifted = [(c.old_index, c.new_index) for c in cs.unchanged if c.old_index != c.new_index]
@@ -91,24 +83,6 @@ def test_swapped_image_pages_are_a_move_only() -> None:
     assert cs.pages_to_process == ()
     (moved,) = cs.moved
     assert {moved.old_index, moved.new_index} == {1, 2}
-
-
-def test_image_only_pages_are_told_apart() -> None:
-    doc = read_document(pdf("multipage.pdf"))
-    assert len(set(doc.identities)) == doc.page_count == 6
-
-
-def test_metadata_only_resave_keeps_every_identity() -> None:
-    a = read_document(pdf("federal-register-2020-17221.pdf"))
-    b = read_document(pdf("federal-register-2020-17221_resaved.pdf"))
-    assert a.fingerprint.content_hash != b.fingerprint.content_hash
-    assert a.identities == b.identities
-
-
-def test_identity_independent_of_path_and_copy(tmp_path: Path) -> None:
-    copy = tmp_path / "copy.pdf"
-    shutil.copy(pdf("dmca.pdf"), copy)
-    assert read_document(copy).identities == read_document(pdf("dmca.pdf")).identities
 
 
 def test_not_a_pdf_is_a_document_error(tmp_path: Path) -> None:
@@ -219,47 +193,3 @@ def test_diff_pages_accounts_for_every_page(old: list[str], new: list[str]) -> N
 def test_diff_pages_identical_is_all_unchanged() -> None:
     out = diff_pages(["a", "b", "a"], ["a", "b", "a"])
     assert [c.status for c in out] == ["unchanged"] * 3
-
-
-ALL_PDFS = sorted(p.name for p in PDFS.glob("*.pdf")) or ["dmca.pdf"]
-
-
-@pytest.mark.parametrize("name", ALL_PDFS)
-def test_pypdf_rewrite_keeps_every_identity(name: str) -> None:
-    """A full rewrite (new object numbers, reserialised dictionaries, rounded reals)."""
-    import io
-
-    from pypdf import PdfWriter
-
-    src = pdf(name)
-    out = io.BytesIO()
-    PdfWriter(clone_from=str(src)).write(out)
-    before = read_document(src).identities
-    after = read_document(src, data=out.getvalue(), fingerprint=fingerprint_file(src)[0])
-    assert after.identities == before
-
-
-# an encrypted file is always read by pypdf, so the fast reader has nothing to agree on there
-UNENCRYPTED = [
-    n for n in ALL_PDFS if not (PDFS / n).exists() or b"/Encrypt" not in (PDFS / n).read_bytes()
-]
-
-
-@pytest.mark.parametrize("name", UNENCRYPTED)
-def test_raw_reader_agrees_with_pypdf(name: str) -> None:
-    """Identities from the fast tokenizer equal those from pypdf's own parser."""
-    import io
-
-    import pypdf
-
-    from tore_nb.incremental.identity import PageHasher, RawObjects
-
-    data = pdf(name).read_bytes()
-
-    def identities(raw: bool) -> list[str]:
-        reader = pypdf.PdfReader(io.BytesIO(data))
-        assert not reader.is_encrypted
-        hasher = PageHasher(RawObjects(data, reader, raw=raw))
-        return [hasher.page(p)[0] for p in reader.pages]
-
-    assert identities(True) == identities(False)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tore_nb.incremental.documents import DocumentError, page_identities
-from tore_nb.incremental.identity import Fallback, PageHasher, RawObjects, read_xref
+from tore_nb.incremental.pdf import Fallback, PageHasher, RawObjects, read_xref
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ALL = sorted(p for d in ("pdfs", "acceptance") for p in (SHARED / d).glob("*.pdf"))
@@ -33,7 +33,7 @@ def test_fast_reader_agrees_with_pypdf(path: Path) -> None:
     raw = RawObjects(data)  # no Fallback: every shared unencrypted file is plain enough
     hasher = PageHasher(raw)
     fast = [hasher.page(p) for p in raw.pages()]
-    assert raw._reader is None  # pypdf was never opened
+    assert not raw.pypdf_opened
     assert fast == pypdf_pages(data, raw=True) == pypdf_pages(data, raw=False)
     got = page_identities(data)
     assert [(p.identity, p.width, p.height, p.rotation) for p in got] == fast

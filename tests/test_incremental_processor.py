@@ -1,23 +1,29 @@
-"""IncrementalProcessor with the serial executor: exact pages recomputed per MANIFEST.md."""
+"""IncrementalProcessor with the serial executor: exact pages recomputed per MANIFEST.md, the
+bytes executed are the bytes detected, TTLs, forced runs and the metadata and report of a run."""
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+import tore_nb.incremental.builtin as builtin
 from tore_nb.config import CacheConfig
+from tore_nb.incremental.caches import Embedder
 from tore_nb.incremental.executors import SerialExecutor
-from tore_nb.incremental.processor import IncrementalProcessor, RunResult
+from tore_nb.incremental.processor import IncrementalProcessor
 from tore_nb.incremental.progress import TextProgress
 from tore_nb.incremental.report import REPORT_COLUMNS, format_report
+from tore_nb.incremental.results import RunResult
 from tore_nb.incremental.stages import PageContext, Pipeline, Stage, code_fingerprint, stage
 from tore_nb.tiered import MultiLevelCache
 
-from .conftest import SECRET
+from .conftest import SECRET, missing
 from .conftest import sample_pdf as pdf
 
 CALLS: Counter[str] = Counter()
@@ -318,3 +324,181 @@ def test_identical_pages_in_one_run_are_computed_once(proc: IncrementalProcessor
     ]
     summary = run.summary().set_index("document")
     assert summary.loc["dmca_v2.pdf", "computed"] == 6
+
+
+# -- the bytes executed are the bytes detected -----------------------------------------------
+def make_proc(tmp_path: Path, stages: list[Stage], **kw: Any) -> IncrementalProcessor:
+    cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=SECRET)
+    return IncrementalProcessor(cache, stages=stages, **kw)
+
+
+def head(ctx: PageContext) -> str:
+    return ctx.text()[:40]
+
+
+class SwapOnStart:
+    """A Progress that saves another file over `path` just as the executor starts."""
+
+    def __init__(self, path: Path, replacement: Path) -> None:
+        self.path, self.replacement = path, replacement
+
+    def start(self, total: int, description: str = "") -> None:
+        shutil.copy(self.replacement, self.path)
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_file_replaced_during_execution_does_not_poison_the_cache(tmp_path: Path) -> None:
+    """Regression: the executor read the file again, so a version saved between detection and
+    execution had its results stored under the detected version's page identities; executors
+    now run on the detected bytes (verified by hash)."""
+    work = versioned(tmp_path, "dmca.pdf")
+    swap = SwapOnStart(work, pdf("federal-register-2020-17221.pdf"))
+    proc = make_proc(tmp_path, [Stage("head", head)], progress=swap)
+    run = proc.process(work)
+    truth = make_proc(tmp_path / "t", [Stage("head", head)]).process(pdf("dmca.pdf"))
+    assert run[0].stage_results("head") == truth[0].stage_results("head")
+    # the real dmca.pdf, served from this cache, gets dmca's text
+    again = IncrementalProcessor(proc.cache, stages=[Stage("head", head)]).process(pdf("dmca.pdf"))
+    assert again[0].stage_results("head") == truth[0].stage_results("head")
+
+
+@pytest.mark.parametrize("what", ["vanished", "changed"])
+def test_file_gone_or_changed_after_detection_fails_that_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    """Regression (as above): a file changed or deleted after detection was still executed, on
+    whatever the executor then read, with results stored under the detected identities; now
+    that document fails with the reason, the others run, and nothing is stored for it."""
+    work = versioned(tmp_path, "dmca.pdf")
+    proc = make_proc(tmp_path, [Stage("head", head)])
+    real = IncrementalProcessor._lookup
+
+    def lookup_then_touch(self: IncrementalProcessor, *a: Any) -> Any:
+        if what == "vanished":
+            work.unlink()
+        else:
+            shutil.copy(pdf("federal-register-2020-17221.pdf"), work)
+        return real(self, *a)
+
+    monkeypatch.setattr(IncrementalProcessor, "_lookup", lookup_then_touch)
+    run = proc.process([work, pdf("us-001.pdf")])
+    assert list(run.failures) == [str(work)]
+    assert [r.document.name for r in run.documents] == ["us-001.pdf"]
+    page = proc.detector.detect(pdf("dmca.pdf")).document.pages[0]
+    assert proc.cache.get(Pipeline([Stage("head", head)]).key("head", page.identity)) is None
+
+
+# -- TTLs and pipelines ------------------------------------------------------------------------
+STAMPS = iter(range(10**6))
+
+
+def stamp(ctx: PageContext) -> int:
+    return next(STAMPS)
+
+
+def test_a_stage_ttl_expires_the_document_result(tmp_path: Path) -> None:
+    """Regression: the document result was kept for the cache's TTL, so its pages were served
+    from it after their stage's shorter TTL had expired; it now lives no longer than the least
+    of result_ttl and every stage TTL."""
+    work = versioned(tmp_path, "us-001.pdf")
+    proc = make_proc(tmp_path, [Stage("stamp", stamp, ttl=0.6)])
+    first = proc.process(work)[0].stage_results("stamp")
+    assert proc.process(work)[0].metadata["mode"] == "unchanged"  # still fresh
+    time.sleep(1.0)
+    run = proc.process(work)
+    assert set(run.report().level) == {"page"} and computed_pages(run) == [1, 2, 3]
+    assert set(run[0].stage_results("stamp")).isdisjoint(first)
+
+
+def rotation(ctx: PageContext) -> int:
+    return ctx.page.rotation
+
+
+def test_changes_are_relative_to_what_this_pipeline_saw(tmp_path: Path) -> None:
+    """Regression: two pipelines over one document diffed against the manifest the other one
+    saved, so pages were reported unchanged though this pipeline computed them; changes are now
+    measured against this pipeline's last result when there is one."""
+    work = versioned(tmp_path, "dmca.pdf")
+    proc = make_proc(tmp_path, [])
+    a, b = [Stage("n", chars)], [Stage("rot", rotation)]
+    proc.process(work, a)
+    shutil.copy(pdf("dmca_v2.pdf"), work)
+    proc.process(work, b)
+    run = proc.process(work, a)
+    assert run[0].metadata["changed_pages"] == (3, 7, 19)
+    assert computed_pages(run) == [3, 7, 19]
+    assert run.changes[0].counts()["unchanged"] == 16
+    assert proc.process(work, b)[0].metadata["mode"] == "unchanged"
+
+
+# -- forced runs and the metadata of a run -------------------------------------------------------
+class CountingEmbedder(Embedder):
+    name = "counting-4"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, text: str) -> np.ndarray:
+        self.calls += 1
+        return np.full(4, float(len(text)), dtype=np.float32)
+
+
+def test_force_recomputes_embeddings_and_ocr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: force=True recomputed the stages, but OCR and embeddings came back from
+    their own caches; forced items now refresh those caches too."""
+    if shutil.which("tesseract") is None:
+        missing("the tesseract binary")
+    emb = CountingEmbedder()
+    stages = [builtin.text_stage(), builtin.ocr_stage(dpi=40), builtin.embedding_stage(emb)]
+    ocr_calls: list[int] = []
+    real = builtin._tesseract
+
+    def counting(*a: Any, **k: Any) -> Any:
+        ocr_calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(builtin, "_tesseract", counting)
+    work = versioned(tmp_path, "dmca_scanned.pdf")
+    proc = make_proc(tmp_path, stages)
+    n = proc.process(work)[0].document.page_count
+    assert (emb.calls, len(ocr_calls)) == (n, n)
+    run = proc.process(work, force=True)
+    assert (emb.calls, len(ocr_calls)) == (2 * n, 2 * n)
+    assert set(run.report().served_by) == {"computed"}
+    proc.process(work)  # a plain run is served from the cache
+    assert (emb.calls, len(ocr_calls)) == (2 * n, 2 * n)
+
+
+def test_a_forced_run_still_reports_the_changes(tmp_path: Path) -> None:
+    """Regression: a forced run ignored the previous version and reported every page added."""
+    work = versioned(tmp_path, "dmca.pdf")
+    proc = make_proc(tmp_path, [Stage("n", chars)])
+    proc.process(work)
+    shutil.copy(pdf("dmca_v2.pdf"), work)
+    run = proc.process(work, force=True)
+    counts = run.changes[0].counts()
+    assert (counts["modified"], counts["added"], counts["unchanged"]) == (2, 1, 16)
+    assert run[0].metadata["changed_pages"] == (3, 7, 19)
+    assert computed_pages(run) == list(range(1, 20))
+
+
+def test_unchanged_mode_metadata_is_this_runs(tmp_path: Path) -> None:
+    """Regression: a result served whole ("unchanged") carried the previous run's change counts
+    and threshold in its metadata."""
+    work = versioned(tmp_path, "dmca.pdf")
+    proc = make_proc(tmp_path, [Stage("n", chars)], change_threshold=0.5)
+    proc.process(work)
+    shutil.copy(pdf("dmca_v2.pdf"), work)
+    assert proc.process(work)[0].metadata["modified_pages"] == 2
+    proc.change_threshold = 0.1
+    meta = proc.process(work)[0].metadata
+    assert meta["mode"] == "unchanged" and meta["changed_pages"] == ()
+    assert (meta["modified_pages"], meta["added_pages"], meta["unchanged_pages"]) == (0, 0, 19)
+    assert meta["change_threshold"] == 0.1

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 import ipywidgets
 
 from tore_nb import widgets
+from tore_nb.widgets.thumbnails import encode_png
 
 
 @pytest.fixture
@@ -272,7 +273,7 @@ def test_png_encoder_roundtrip() -> None:
     import io
 
     pixels = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
-    back = np.asarray(image.open(io.BytesIO(widgets._png(pixels))))
+    back = np.asarray(image.open(io.BytesIO(encode_png(pixels))))
     assert (back == pixels).all()
 
 

@@ -1,14 +1,16 @@
 """Incremental document processing: only the pages whose content changed are recomputed.
 
+    pdf/          the fast PDF reader and the page hasher behind page identities
     documents.py  Document, Page, page identities (content + resources + rotation)
     changes.py    ChangeDetector, ChangeSet, manifests kept in the cache tiers
     stages.py     Stage, @stage, Pipeline, PageContext
     builtin.py    the default stages: text/layout, OCR, tables, embeddings
     caches.py     ParsingCache, OCRCache, TableExtractionCache, EmbeddingCache
     executors.py  SerialExecutor, RayExecutor
-    processor.py  IncrementalProcessor, ProcessingResult, RunResult
-    report.py     change report and summary DataFrames
-    progress.py   progress callbacks: nothing, a text bar, a notebook widget
+    results.py    the run's records: PageResult, ProcessingResult, PageEvent, RunResult
+    processor.py  IncrementalProcessor
+    report.py     change report and summary DataFrames, and their text
+    progress.py   progress callbacks: nothing, a text bar (a notebook's is in tore_nb.widgets)
 
 Names load lazily; importing this package imports no pandas, Ray or PDF library.
 
@@ -48,12 +50,11 @@ _LAZY = {
     "SerialExecutor": "executors",
     "RayExecutor": "executors",
     "IncrementalProcessor": "processor",
-    "ProcessingResult": "processor",
-    "PageResult": "processor",
-    "RunResult": "processor",
+    "ProcessingResult": "results",
+    "PageResult": "results",
+    "PageEvent": "results",
+    "RunResult": "results",
     "TextProgress": "progress",
-    "NotebookProgress": "progress",
-    "auto_progress": "progress",
 }
 
 __all__ = sorted(_LAZY)

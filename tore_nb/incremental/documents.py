@@ -1,6 +1,6 @@
 """Documents and pages with a content identity that survives a rewrite of the file.
 
-A page's identity (see `identity.py`) is a digest of what it draws: its decoded content, the
+A page's identity (see the `pdf` subpackage) is a digest of what it draws: its decoded content, the
 resources it names (fonts, images, forms), its annotations' appearances, its boxes and rotation.
 A metadata-only resave changes no page identity; image-only pages are told apart by their images.
 
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ToreError
 from ..keys import hash_bytes
-from .identity import IDENTITY_VERSION, PageHasher, RawObjects
+from .pdf import IDENTITY_VERSION, PageHasher, RawObjects
 
 if TYPE_CHECKING:
     import pypdfium2

@@ -28,16 +28,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..keys import hash_bytes
-from .builtin import default_stages, page_text
+from .builtin import default_stages
 from .changes import ChangeDetector, ChangeSet, Manifest
 from .documents import Document, DocumentError, document_id_for
 from .executors import Executor, SerialExecutor, StageOutcome, WorkItem, store_outcomes
 from .progress import NullProgress, Progress
+
+# The run records live in results.py; they are re-exported here for one release, so that
+# `from tore_nb.incremental.processor import RunResult` (and pickles of ProcessingResult made
+# before the move) keep working.
+from .results import PageEvent, PageResult, ProcessingResult, RunResult, result_key
 from .stages import Pipeline, Stage
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ..tiered import MultiLevelCache
 
 __all__ = [
@@ -51,138 +54,6 @@ __all__ = [
 
 Mode = Literal["full", "incremental", "unchanged"]
 _Status = tuple[str, str, float, str | None]  # served_by, level, seconds, error
-LOCAL_TIERS = ("memory", "disk")
-
-
-def result_key(document_id: str, pipeline: Pipeline) -> str:
-    """The cache key of a document-level result for a pipeline."""
-    return f"result:{document_id}:{pipeline.fingerprint[:16]}"
-
-
-@dataclass(frozen=True, slots=True)
-class PageResult:
-    """The stage results of one page; `errors` holds the stages that failed.
-
-    >>> r = PageResult(0, "id", {"text": "hello"}, {})
-    >>> r["text"], r.number, r.ok
-    ('hello', 1, True)
-    """
-
-    index: int
-    identity: str
-    results: Mapping[str, Any]
-    errors: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def number(self) -> int:
-        return self.index + 1
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def __getitem__(self, stage: str) -> Any:
-        return self.results[stage]
-
-
-@dataclass(frozen=True)
-class ProcessingResult:
-    """A document's pages' results in page order, with the seed's metadata.
-
-    `metadata`: last_updated (UTC datetime), changed_pages (1-based), incremental_update, mode
-    ("full", "incremental" or "unchanged"), failed_pages, change counts.
-    """
-
-    document: Document
-    pages: tuple[PageResult, ...]
-    stages: tuple[str, ...]
-    pipeline_fingerprint: str
-    metadata: Mapping[str, Any]
-
-    @property
-    def path(self) -> str:
-        return self.document.path
-
-    @property
-    def failed_pages(self) -> tuple[int, ...]:
-        """1-based numbers of pages with a failed stage."""
-        return tuple(p.number for p in self.pages if not p.ok)
-
-    def stage_results(self, stage: str) -> list[Any]:
-        """One stage's result for every page, in page order (None where it failed)."""
-        return [p.results.get(stage) for p in self.pages]
-
-    def text(self, separator: str = "\f") -> str:
-        """The text of all pages: the text layer, or OCR where a page has none."""
-        return separator.join(page_text(p.results) for p in self.pages)
-
-    def __repr__(self) -> str:
-        m = self.metadata
-        return (
-            f"ProcessingResult({self.document.name!r}, pages={len(self.pages)}, "
-            f"mode={m.get('mode')!r}, changed_pages={list(m.get('changed_pages', ()))})"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class PageEvent:
-    """One row of the change report: what happened to a page's stage in a run."""
-
-    document: str
-    path: str
-    page: int | None
-    status: str
-    old_position: int | None
-    new_position: int | None
-    identity: str
-    stage: str | None
-    served_by: str
-    level: str
-    seconds: float
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What one `process()` call did: a result and a ChangeSet per document, report events.
-
-    `failures` maps paths that could not be read to the reason.
-    """
-
-    documents: tuple[ProcessingResult, ...]
-    changes: tuple[ChangeSet, ...]
-    events: tuple[PageEvent, ...]
-    failures: Mapping[str, str]
-    seconds: float
-
-    def __getitem__(self, key: int | str | os.PathLike[str]) -> ProcessingResult:
-        if isinstance(key, int):
-            return self.documents[key]
-        doc_id = document_id_for(key)
-        for r in self.documents:
-            if r.document.document_id == doc_id:
-                return r
-        raise KeyError(os.fspath(key))
-
-    def __len__(self) -> int:
-        return len(self.documents)
-
-    def report(self) -> pd.DataFrame:
-        """The change report: one row per page and stage (see `report.change_report`)."""
-        from .report import change_report
-
-        return change_report(self)
-
-    def summary(self) -> pd.DataFrame:
-        """One row per document: pages per status, computed, cached, failed, mode, seconds."""
-        from .report import summary
-
-        return summary(self)
-
-    def __str__(self) -> str:
-        from .report import format_summary
-
-        return format_summary(self)
 
 
 @dataclass
@@ -218,7 +89,7 @@ class IncrementalProcessor:
         verify_content: bool = False,
     ) -> None:
         if cache is None:
-            from .. import get_cache
+            from ..tiered import get_cache
 
             cache = get_cache()
         self.cache = cache
@@ -439,7 +310,7 @@ class IncrementalProcessor:
 
     def _write_back(self, pipeline: Pipeline, outcomes: Sequence[StageOutcome]) -> None:
         """Store new results in the local tiers (executors already wrote Redis and S3)."""
-        local = tuple(t for t in LOCAL_TIERS if t in self.cache.tier_names)
+        local = self.cache.local_tiers
         if local:
             store_outcomes(self.cache, pipeline, outcomes, local)
 
@@ -606,6 +477,7 @@ def _copied(outcomes: Sequence[StageOutcome], copies: Sequence[_Copy]) -> list[S
 
 
 def _events(cs: ChangeSet, pipeline: Pipeline, status: Any) -> list[PageEvent]:
+    """A PageEvent per page of the change set; `status(change, stage)` gives a `_Status`."""
     doc = cs.document
     name, path = doc.name, doc.path
     names = pipeline.names
@@ -613,16 +485,23 @@ def _events(cs: ChangeSet, pipeline: Pipeline, status: Any) -> list[PageEvent]:
     for c in cs.changes:
         old = None if c.old_index is None else c.old_index + 1
         if c.new_index is None:
-            out.append(
-                PageEvent(name, path, None, c.status, old, None, c.identity, None, "-", "page", 0.0)
-            )
+            out.append(PageEvent(name, path, None, c.status, old, None, c.identity))
             continue
         new = c.new_index + 1
-        for s in names:
-            st = status(c, s)
-            out.append(
-                PageEvent(
-                    name, path, new, c.status, old, new, c.identity, s, st[0], st[1], st[2], st[3]
-                )
+        st: dict[str, _Status] = {s: status(c, s) for s in names}
+        out.append(
+            PageEvent(
+                name,
+                path,
+                new,
+                c.status,
+                old,
+                new,
+                c.identity,
+                served={s: v[0] for s, v in st.items()},
+                levels={s: v[1] for s, v in st.items()},
+                timings={s: v[2] for s, v in st.items()},
+                errors={s: v[3] for s, v in st.items() if v[3] is not None},
             )
+        )
     return out

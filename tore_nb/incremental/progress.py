@@ -1,7 +1,7 @@
 """Progress of a run: a callback object whose default does nothing; bars are views over it.
 
-`TextProgress` draws a bar in a terminal; `NotebookProgress` is an ipywidgets bar;
-`auto_progress()` picks one of them for where the code runs.
+`TextProgress` draws a bar in a terminal. A notebook's bar is a view, built on the widgets side
+from this `Progress` protocol (`tore_nb.widgets.RunProgress`): nothing here imports widgets.
 
 >>> p = NullProgress(); p.start(3, "pages"); p.advance(3); p.close()
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Protocol, runtime_checkable
 
-__all__ = ["NotebookProgress", "NullProgress", "Progress", "TextProgress", "auto_progress"]
+__all__ = ["NullProgress", "Progress", "TextProgress"]
 
 
 @runtime_checkable
@@ -91,44 +91,3 @@ class TextProgress:
         line = f"{label}[{bar}] {self.done}/{self.total} {now - self._t0:5.1f}s"
         self.stream.write(f"\r{line}" if self._tty else f"{line}\n")
         self.stream.flush()
-
-
-class NotebookProgress:
-    """An ipywidgets progress bar with a label (needs the notebook extra)."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-        self._label: Any = None
-        self.total = self.done = 0
-
-    def start(self, total: int, description: str = "") -> None:
-        import ipywidgets
-        from IPython.display import display
-
-        self.total, self.done = total, 0
-        self._bar = ipywidgets.IntProgress(
-            min=0, max=max(total, 1), value=0, description=description[:20]
-        )
-        self._label = ipywidgets.Label(f"0/{total}")
-        display(ipywidgets.HBox([self._bar, self._label]))  # type: ignore[no-untyped-call]
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.value = min(self.done, self._bar.max)
-            self._label.value = f"{self.done}/{self.total}"
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.bar_style = "success"
-
-
-def auto_progress() -> Progress:
-    """A widget inside a Jupyter kernel, a text bar in an interactive terminal, else nothing."""
-    from ..widgets.base import _in_kernel, _widgets_available
-
-    if _in_kernel() and _widgets_available():
-        return NotebookProgress()
-    if sys.stderr.isatty():
-        return TextProgress()
-    return NullProgress()

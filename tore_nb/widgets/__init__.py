@@ -25,27 +25,51 @@ tore_nb cache: hit rate 100.0%, 1 requests, 1 hits, 0 misses, saved 0.00 s
 Modules, each with one job; each imports only those above it in this list:
 
 - `tables`: escaping, numbers, text and HTML tables
-- `base`: `_View`, the text, HTML and widget forms every view has
+- `base`: `View`, the text, HTML and widget forms every view has
 - `charts`: the dashboard's SVG charts of hit rate and latency over time
 - `thumbnails`: PDF pages rendered to PNG (`page_thumbnail`)
-- `pages`: an incremental run as one row per page (`page_rows`)
 - `dashboard`: `CacheDashboard`, `show_dashboard`
 - `report`: `ChangeReportView`
 - `progress`: `RunProgress`
+
+The views of a run read its records (`tore_nb.incremental.results`): a `PageEvent` per page.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .charts import TIER_COLORS as TIER_COLORS
 from .charts import Sample as Sample
 from .dashboard import CacheDashboard, show_dashboard
-from .pages import PageRow as PageRow
-from .pages import page_rows as page_rows
 from .progress import RunProgress
 from .report import STATUS_COLORS as STATUS_COLORS
 from .report import ChangeReportView
-from .thumbnails import _png as _png
 from .thumbnails import page_thumbnail as page_thumbnail
+
+if TYPE_CHECKING:
+    from ..incremental.results import PageEvent, RunResult
+
+
+def __getattr__(name: str) -> Any:
+    # `PageRow`, the widgets' own per-page record, was merged into the run's PageEvent; the old
+    # name stays importable for one release, loaded on use so `import tore_nb.widgets` stays light
+    if name == "PageRow":
+        from ..incremental.results import PageEvent
+
+        return PageEvent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def page_rows(run: RunResult) -> list[PageEvent]:
+    """A run's pages, one `PageEvent` each (the same as `list(run.events)`).
+
+    >>> from tore_nb.incremental.results import RunResult
+    >>> page_rows(RunResult((), (), (), {}, 0.0))
+    []
+    """
+    return list(run.events)
+
 
 __all__ = [
     "CacheDashboard",

@@ -1,6 +1,6 @@
 """The view base class: a text form, an HTML form, and an ipywidgets form built on first display.
 
-`_View` gives every view `str(view)`, `_repr_html_`, a mime bundle with the live widget when in a
+`View` gives every view `str(view)`, `_repr_html_`, a mime bundle with the live widget when in a
 Jupyter kernel, and `display()`. Neither IPython nor ipywidgets is imported until a view is
 displayed in a kernel.
 """
@@ -14,8 +14,12 @@ from typing import Any
 log = logging.getLogger("tore_nb.widgets")
 
 
-def _in_kernel() -> bool:
-    """True inside a Jupyter kernel (where widgets can render), False in a terminal or script."""
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (where widgets can render), False in a terminal or script.
+
+    >>> in_kernel()
+    False
+    """
     ipython = sys.modules.get("IPython")
     if ipython is None:
         return False
@@ -23,7 +27,12 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _widgets_available() -> bool:
+def widgets_available() -> bool:
+    """Whether ipywidgets can be imported (the notebook extra is installed).
+
+    >>> isinstance(widgets_available(), bool)
+    True
+    """
     try:
         import ipywidgets  # noqa: F401
     except ImportError:
@@ -31,14 +40,26 @@ def _widgets_available() -> bool:
     return True
 
 
-def _ipywidgets() -> Any:
+def ipywidgets_module() -> Any:
+    """The ipywidgets module; `ExtraMissing` names the extra to install where it is not.
+
+    >>> ipywidgets_module().__name__  # doctest: +SKIP
+    'ipywidgets'
+    """
     from ..errors import require
 
     return require("ipywidgets", "notebook")
 
 
-class _View:
-    """A text form, an HTML form, and an ipywidgets form built only when displayed in a kernel."""
+class View:
+    """A text form, an HTML form, and an ipywidgets form built only when displayed in a kernel.
+
+    >>> class Hello(View):
+    ...     def to_text(self) -> str:
+    ...         return "hello"
+    >>> str(Hello())
+    'hello'
+    """
 
     _widget: Any = None
 
@@ -61,7 +82,7 @@ class _View:
 
     def display(self) -> None:
         """Show the view: the live widget in a kernel, the text form elsewhere."""
-        if _in_kernel():
+        if in_kernel():
             from IPython.display import display
 
             self._handle = display(self, display_id=True)  # type: ignore[no-untyped-call]
@@ -89,7 +110,7 @@ class _View:
         self, include: Any = None, exclude: Any = None, **kwargs: Any
     ) -> dict[str, Any]:
         bundle: dict[str, Any] = {"text/plain": self.to_text(), "text/html": self.to_html()}
-        if _in_kernel() and _widgets_available():
+        if in_kernel() and widgets_available():
             view = self.widget()._repr_mimebundle_()
             key = "application/vnd.jupyter.widget-view+json"
             if key in view:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .tables import _FONT, _esc
+from .tables import FONT, esc
 
 if TYPE_CHECKING:
     from ..stats import MetricsSnapshot
@@ -31,7 +31,15 @@ class Sample:
     tiers: Mapping[str, tuple[int, int, float | None]]  # hits, misses, p50_ms
 
 
-def _sample(snap: MetricsSnapshot, at: float) -> Sample:
+def take_sample(snap: MetricsSnapshot, at: float) -> Sample:
+    """The counters of a cache's snapshot taken at time `at` (seconds), for the charts.
+
+    >>> import tempfile
+    >>> from tore_nb import CacheConfig, MultiLevelCache
+    >>> cache = MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp()))
+    >>> take_sample(cache.snapshot(), 0.0).requests
+    0
+    """
     tiers = {n: (t.hits, t.misses, t.p50_ms) for n, t in snap.tiers.items()}
     return Sample(at, snap.total_requests, snap.hits, tiers)
 
@@ -85,9 +93,9 @@ def _chart_svg(
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'class="tore-nb-chart" role="img" aria-label="{_esc(title)}" '
-        f'style="{_FONT};background:#fff;margin:4px 12px 4px 0">',
-        f'<text x="{pad_l}" y="13" font-size="12" font-weight="600">{_esc(title)}</text>',
+        f'class="tore-nb-chart" role="img" aria-label="{esc(title)}" '
+        f'style="{FONT};background:#fff;margin:4px 12px 4px 0">',
+        f'<text x="{pad_l}" y="13" font-size="12" font-weight="600">{esc(title)}</text>',
         f'<rect x="{pad_l}" y="{pad_t}" width="{plot_w}" height="{plot_h}" fill="none" '
         f'stroke="#ccc"/>',
     ]
@@ -98,7 +106,7 @@ def _chart_svg(
         y = pad_t + plot_h * (1.0 - (tick - lo) / (hi - lo))
         parts.append(
             f'<text x="{pad_l - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" '
-            f'fill="#666">{_esc(label)}</text>'
+            f'fill="#666">{esc(label)}</text>'
         )
     if not xs:
         parts.append(
@@ -119,7 +127,7 @@ def _chart_svg(
                 )
         parts.append(
             f'<text x="{legend_x}" y="{height - 4}" font-size="10" fill="{color}">'
-            f"&#9632; {_esc(name)}</text>"
+            f"&#9632; {esc(name)}</text>"
         )
         legend_x += 8 + 7 * len(name) + 12
     parts.append(
@@ -130,8 +138,12 @@ def _chart_svg(
     return "".join(parts)
 
 
-def _charts_html(samples: Sequence[Sample]) -> str:
-    """Hit rate per tier between consecutive samples, and p50 latency per tier (log scale)."""
+def charts_html(samples: Sequence[Sample]) -> str:
+    """Hit rate per tier between consecutive samples, and p50 latency per tier (log scale).
+
+    >>> charts_html([Sample(0.0, 0, 0, {}), Sample(1.0, 2, 1, {})]).count("<svg")
+    2
+    """
     if not samples:
         return ""
     t0 = samples[0].at

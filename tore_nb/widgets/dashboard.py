@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .base import _ipywidgets, _View
-from .charts import TIER_COLORS, Sample, _charts_html, _sample
-from .tables import _FONT, _esc, _html_table, _num, _pct, _text_table
+from .base import View, ipywidgets_module
+from .charts import TIER_COLORS, Sample, charts_html, take_sample
+from .tables import FONT, esc, fmt_num, fmt_pct, html_table, text_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,13 +67,13 @@ def _tier_cells(t: TierSnapshot) -> dict[str, str]:
     return {
         "tier": t.tier,
         "state": t.state,
-        "hit_rate": _pct(t.hit_rate),
+        "hit_rate": fmt_pct(t.hit_rate),
         "hits": str(t.hits),
         "misses": str(t.misses),
         "entries": "-" if t.entries is None else str(t.entries),
-        "size_mb": _num(t.size_mb, 2),
-        "p50_ms": _num(t.p50_ms),
-        "p95_ms": _num(t.p95_ms),
+        "size_mb": fmt_num(t.size_mb, 2),
+        "p50_ms": fmt_num(t.p50_ms),
+        "p95_ms": fmt_num(t.p95_ms),
         "errors": str(t.errors),
         "corrupt": str(t.corrupt),
         "promotions": str(t.promotions),
@@ -83,8 +83,9 @@ def _tier_cells(t: TierSnapshot) -> dict[str, str]:
 
 def _summary_text(snap: MetricsSnapshot) -> str:
     return (
-        f"tore_nb cache: hit rate {_pct(snap.overall_hit_rate)}, {snap.total_requests} requests, "
-        f"{snap.hits} hits, {snap.misses} misses, saved {snap.saved_seconds:.2f} s"
+        f"tore_nb cache: hit rate {fmt_pct(snap.overall_hit_rate)}, "
+        f"{snap.total_requests} requests, {snap.hits} hits, {snap.misses} misses, "
+        f"saved {snap.saved_seconds:.2f} s"
     )
 
 
@@ -92,14 +93,14 @@ def _summary_html(snap: MetricsSnapshot) -> str:
     def stat(label: str, value: str, key: str) -> str:
         return (
             f'<div style="display:inline-block;margin:0 18px 6px 0">'
-            f'<div style="font-size:11px;color:#666">{_esc(label)}</div>'
-            f'<div data-stat="{key}" style="font-size:20px;font-weight:600">{_esc(value)}</div>'
+            f'<div style="font-size:11px;color:#666">{esc(label)}</div>'
+            f'<div data-stat="{key}" style="font-size:20px;font-weight:600">{esc(value)}</div>'
             f"</div>"
         )
 
     return (
-        f'<div class="tore-nb-summary" style="{_FONT}">'
-        + stat("hit rate", _pct(snap.overall_hit_rate), "hit_rate")
+        f'<div class="tore-nb-summary" style="{FONT}">'
+        + stat("hit rate", fmt_pct(snap.overall_hit_rate), "hit_rate")
         + stat("requests", str(snap.total_requests), "requests")
         + stat("hits", str(snap.hits), "hits")
         + stat("misses", str(snap.misses), "misses")
@@ -111,7 +112,7 @@ def _summary_html(snap: MetricsSnapshot) -> str:
 def _tier_table_html(snap: MetricsSnapshot) -> str:
     rows, attrs = [], []
     for t in snap.tiers.values():
-        cells = {k: _esc(v) for k, v in _tier_cells(t).items()}
+        cells = {k: esc(v) for k, v in _tier_cells(t).items()}
         color = TIER_COLORS.get(t.tier, "#888")
         cells["tier"] = (
             f'<span style="display:inline-block;width:9px;height:9px;border-radius:2px;'
@@ -128,10 +129,10 @@ def _tier_table_html(snap: MetricsSnapshot) -> str:
             f'width:{width}px;background:{color}"></span></span>{cells["hit_rate"]}'
         )
         rows.append([cells[k] for k, _ in _COLUMNS])
-        attrs.append(f'data-tier="{_esc(t.tier)}"')
+        attrs.append(f'data-tier="{esc(t.tier)}"')
     if not rows:
-        return f'<div style="{_FONT}">this cache has no tiers (caching is off)</div>'
-    return _html_table(
+        return f'<div style="{FONT}">this cache has no tiers (caching is off)</div>'
+    return html_table(
         [h for _, h in _COLUMNS],
         rows,
         css_class="tore-nb-tiers",
@@ -176,7 +177,7 @@ def _ticker(ref: weakref.ref[CacheDashboard], stop: threading.Event, interval: f
         del dashboard
 
 
-class CacheDashboard(_View):
+class CacheDashboard(View):
     """A live view of a cache's tiers: hit rates, latency, usage, errors, breakers, time saved.
 
     `interval` seconds between refreshes while cells run (None: only after cells and on the
@@ -203,7 +204,7 @@ class CacheDashboard(_View):
         history: int = 240,
     ) -> None:
         if cache is None:
-            from .. import get_cache
+            from ..tiered import get_cache
 
             cache = get_cache()
         self.cache = cache
@@ -217,7 +218,7 @@ class CacheDashboard(_View):
         self._usage_at = time.monotonic()
         self.last: MetricsSnapshot = cache.snapshot(usage=True)
         self._seen = _activity(self.last)
-        self.samples.append(_sample(self.last, time.time()))
+        self.samples.append(take_sample(self.last, time.time()))
 
     def __repr__(self) -> str:
         return f"CacheDashboard({self.cache!r})"
@@ -250,7 +251,7 @@ class CacheDashboard(_View):
             changed = active or snap != self.last
             self.last, self._seen = snap, activity
             if active:
-                self.samples.append(_sample(snap, time.time()))
+                self.samples.append(take_sample(snap, time.time()))
             if changed:
                 self._redraw()
             return snap
@@ -336,7 +337,7 @@ class CacheDashboard(_View):
         snap = self.last
         header = [h for _, h in _COLUMNS]
         rows = [[c[k] for k, _ in _COLUMNS] for c in map(_tier_cells, snap.tiers.values())]
-        lines = [_summary_text(snap), _text_table(header, rows)]
+        lines = [_summary_text(snap), text_table(header, rows)]
         if self.message:
             lines.append(self.message)
         return "\n".join(lines)
@@ -344,21 +345,21 @@ class CacheDashboard(_View):
     def to_html(self) -> str:
         snap = self.last
         message = (
-            f'<div class="tore-nb-message" style="{_FONT}">{_esc(self.message)}</div>'
+            f'<div class="tore-nb-message" style="{FONT}">{esc(self.message)}</div>'
             if self.message
             else ""
         )
         return (
             f'<div class="tore-nb-dashboard">{_summary_html(snap)}{_tier_table_html(snap)}'
-            f"{_charts_html(list(self.samples))}{message}</div>"
+            f"{charts_html(list(self.samples))}{message}</div>"
         )
 
     def _build(self) -> Any:
-        w = _ipywidgets()
+        w = ipywidgets_module()
         ui = _DashboardUI(
             summary=w.HTML(_summary_html(self.last)),
             table=w.HTML(_tier_table_html(self.last)),
-            charts=w.HTML(_charts_html(list(self.samples))),
+            charts=w.HTML(charts_html(list(self.samples))),
             refresh_button=w.Button(description="Refresh", icon="refresh", tooltip="Refresh now"),
             live_toggle=w.ToggleButton(
                 value=False, description="Live", icon="play", tooltip="Refresh on a timer"
@@ -411,9 +412,9 @@ class CacheDashboard(_View):
         ui = self.ui
         ui.summary.value = _summary_html(self.last)
         ui.table.value = _tier_table_html(self.last)
-        ui.charts.value = _charts_html(list(self.samples))
+        ui.charts.value = charts_html(list(self.samples))
         ui.message.value = (
-            f'<span style="{_FONT}">{_esc(self.message)}</span>' if self.message else ""
+            f'<span style="{FONT}">{esc(self.message)}</span>' if self.message else ""
         )
         confirming = "inline-flex" if self.pending_clear else "none"
         ui.confirm_button.layout.display = confirming

@@ -10,15 +10,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .base import _in_kernel, _ipywidgets, _View, _widgets_available
-from .pages import page_rows
-from .tables import _FONT, _esc
+from .base import View, in_kernel, ipywidgets_module, widgets_available
+from .tables import FONT, esc
 
 if TYPE_CHECKING:
-    from ..incremental.processor import RunResult
+    from ..incremental.results import RunResult
 
 
-class RunProgress(_View):
+class RunProgress(View):
     """A progress callback for `IncrementalProcessor` and its executors, Ray included.
 
     Executors report pages done of those dispatched (`start`, `advance`, `close`); `finish(run)`
@@ -50,7 +49,7 @@ class RunProgress(_View):
             self.total, self.done, self.description = total, 0, description or "pages"
             self.finished = False
             self._t0, self._t1 = time.perf_counter(), 0.0
-        if self.show and self._widget is None and _in_kernel() and _widgets_available():
+        if self.show and self._widget is None and in_kernel() and widgets_available():
             self.display()
         self._redraw(force=True)
 
@@ -67,7 +66,7 @@ class RunProgress(_View):
 
     def finish(self, run: RunResult) -> None:
         """Count the run's pages: computed, served from the cache, failed."""
-        rows = [r for r in page_rows(run) if r.new_position is not None]
+        rows = [e for e in run.events if e.new_position is not None]
         with self._lock:
             self.pages = len(rows)
             self.failed = sum(any(s == "failed" for s in r.served.values()) for r in rows)
@@ -116,15 +115,15 @@ class RunProgress(_View):
             self._style(), "#4c78a8"
         )
         return (
-            f'<div class="tore-nb-progress" style="{_FONT}">'
+            f'<div class="tore-nb-progress" style="{FONT}">'
             f'<div style="width:260px;height:10px;background:#eee;display:inline-block;'
             f'vertical-align:middle;margin-right:8px"><div style="height:10px;'
             f'width:{round(260 * min(frac, 1.0))}px;background:{color}"></div></div>'
-            f"{_esc(self.to_text())}</div>"
+            f"{esc(self.to_text())}</div>"
         )
 
     def _build(self) -> Any:
-        w = _ipywidgets()
+        w = ipywidgets_module()
         bar = w.IntProgress(min=0, max=max(self.total, 1), value=min(self.done, self.total))
         label = w.HTML()
         self._bar, self._label = bar, label
@@ -143,8 +142,8 @@ class RunProgress(_View):
         self._bar.value = min(self.done, self._bar.max)
         self._bar.bar_style = self._style()
         counts = (
-            f"<b>{self.done}</b>/{self.total} {_esc(self.description)} done &middot; "
+            f"<b>{self.done}</b>/{self.total} {esc(self.description)} done &middot; "
             f"<b>{self.cached}</b> cached &middot; <b>{self.failed}</b> failed &middot; "
             f"{self.seconds:.1f} s"
         )
-        self._label.value = f'<span style="{_FONT}">{counts}</span>'
+        self._label.value = f'<span style="{FONT}">{counts}</span>'

@@ -13,15 +13,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import _ipywidgets, _View
-from .pages import PageRow, page_rows
-from .tables import _FONT, _esc, _html_table, _text_table
+from .base import View, ipywidgets_module
+from .tables import FONT, esc, html_table, text_table
 from .thumbnails import page_thumbnail
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..incremental.processor import RunResult
+    from ..incremental.results import PageEvent, RunResult
 
 log = logging.getLogger("tore_nb.widgets")
 
@@ -34,7 +33,7 @@ STATUS_COLORS = {
 }
 
 
-def _position(row: PageRow) -> str:
+def _position(row: PageEvent) -> str:
     """Where the page is: `3`, `2 -> 3` when it moved, `19 (new)`, `9 (removed)`."""
     old, new = row.old_position, row.new_position
     if old is None:
@@ -47,14 +46,14 @@ def _position(row: PageRow) -> str:
 _SHOWN = ("added", "modified", "moved", "removed")
 
 
-class ChangeReportView(_View):
+class ChangeReportView(View):
     """An incremental run's change report: status colours, a summary per document, thumbnails.
 
     `previous` maps a document's path (or file name) to a copy of its previous version, so
     modified and removed pages can be shown beside what they were. Thumbnails are rendered
     from the files as they are when the view is drawn.
 
-    >>> from tore_nb.incremental.processor import RunResult
+    >>> from tore_nb.incremental.results import RunResult
     >>> print(ChangeReportView(RunResult((), (), (), {}, 0.0)).to_text().splitlines()[-1])
     no pages changed
     """
@@ -77,7 +76,7 @@ class ChangeReportView(_View):
         self.thumb_width = thumb_width
         self.changed_only = changed_only
         self.max_rows = max_rows
-        self.pages = page_rows(run)
+        self.pages = list(run.events)
         self._thumbs: dict[tuple[str, int], bytes | None] = {}
 
     def __repr__(self) -> str:
@@ -108,7 +107,7 @@ class ChangeReportView(_View):
             seen.update(dict.fromkeys(r.served))
         return list(seen)
 
-    def changed(self) -> list[PageRow]:
+    def changed(self) -> list[PageEvent]:
         """Rows of pages that changed or whose results were computed or failed."""
         return [
             r
@@ -117,7 +116,7 @@ class ChangeReportView(_View):
             or any(s in ("computed", "failed") for s in r.served.values())
         ]
 
-    def _shown(self, changed_only: bool | None = None) -> list[PageRow]:
+    def _shown(self, changed_only: bool | None = None) -> list[PageEvent]:
         only = self.changed_only if changed_only is None else changed_only
         return self.changed() if only else self.pages
 
@@ -141,9 +140,9 @@ class ChangeReportView(_View):
                 self._thumbs[key] = None
         return self._thumbs[key]
 
-    def thumbnail_pairs(self) -> list[tuple[PageRow, bytes | None, bytes | None]]:
+    def thumbnail_pairs(self) -> list[tuple[PageEvent, bytes | None, bytes | None]]:
         """(row, previous PNG, current PNG) for the first `max_thumbnails` changed pages."""
-        out: list[tuple[PageRow, bytes | None, bytes | None]] = []
+        out: list[tuple[PageEvent, bytes | None, bytes | None]] = []
         for r in self.pages:
             if r.status not in _SHOWN or r.status == "moved":
                 continue
@@ -162,7 +161,7 @@ class ChangeReportView(_View):
         frame = self.run.summary()
         return [str(c) for c in frame.columns], [[str(v) for v in r] for r in frame.to_numpy()]
 
-    def _page_table(self, rows: Sequence[PageRow]) -> tuple[list[str], list[list[str]]]:
+    def _page_table(self, rows: Sequence[PageEvent]) -> tuple[list[str], list[list[str]]]:
         stages = self.stages()
         header = ["document", "page", "status", "position", "identity", *stages, "seconds"]
         body = [
@@ -181,26 +180,26 @@ class ChangeReportView(_View):
 
     def to_text(self) -> str:
         head, rows = self._summary_rows()
-        parts = [_text_table(head, rows)] if rows else []
+        parts = [text_table(head, rows)] if rows else []
         for path, why in self.run.failures.items():
             parts.append(f"FAILED {path}: {why}")
         shown = self._shown()
         if shown:
             header, body = self._page_table(shown[: self.max_rows])
-            parts.append(_text_table(header, body))
+            parts.append(text_table(header, body))
             if len(shown) > self.max_rows:
                 parts.append(f"... {len(shown) - self.max_rows} more pages")
         else:
             parts.append("no pages changed")
         return "\n".join(parts)
 
-    def _report_html(self, rows: Sequence[PageRow]) -> str:
+    def _report_html(self, rows: Sequence[PageEvent]) -> str:
         if not rows:
-            return f'<div style="{_FONT}">no pages changed</div>'
+            return f'<div style="{FONT}">no pages changed</div>'
         header, body = self._page_table(rows[: self.max_rows])
         cells = []
         for r, values in zip(rows, body, strict=False):
-            out = [_esc(v) for v in values]
+            out = [esc(v) for v in values]
             out[2] = f"<b>{out[2]}</b>"
             for i, v in enumerate(values[5:-1], start=5):
                 if v == "computed":
@@ -208,31 +207,31 @@ class ChangeReportView(_View):
                 elif v == "failed":
                     out[i] = (
                         f'<span style="color:#c62828;font-weight:600" title="'
-                        f'{_esc(r.error or "")}">{out[i]}</span>'
+                        f'{esc(r.error or "")}">{out[i]}</span>'
                     )
             cells.append(out)
         attrs = [
-            f'data-status="{_esc(r.status)}" style="background:'
+            f'data-status="{esc(r.status)}" style="background:'
             f'{STATUS_COLORS.get(r.status, "#fff")}"'
             for r in rows[: self.max_rows]
         ]
         more = (
-            f'<div style="{_FONT}">... {len(rows) - self.max_rows} more pages</div>'
+            f'<div style="{FONT}">... {len(rows) - self.max_rows} more pages</div>'
             if len(rows) > self.max_rows
             else ""
         )
-        return _html_table(header, cells, css_class="tore-nb-report", row_attrs=attrs) + more
+        return html_table(header, cells, css_class="tore-nb-report", row_attrs=attrs) + more
 
     def _summary_html(self) -> str:
         head, rows = self._summary_rows()
         failures = "".join(
-            f'<div style="color:#c62828;{_FONT}">FAILED {_esc(p)}: {_esc(w)}</div>'
+            f'<div style="color:#c62828;{FONT}">FAILED {esc(p)}: {esc(w)}</div>'
             for p, w in self.run.failures.items()
         )
         if not rows:
             return failures
         return (
-            _html_table(head, [[_esc(c) for c in r] for r in rows], css_class="tore-nb-summary")
+            html_table(head, [[esc(c) for c in r] for r in rows], css_class="tore-nb-summary")
             + failures
         )
 
@@ -245,11 +244,11 @@ class ChangeReportView(_View):
                 return (
                     f'<div style="width:{self.thumb_width}px;height:60px;border:1px dashed '
                     f"#bbb;color:#999;font-size:11px;display:flex;align-items:center;"
-                    f'justify-content:center">{_esc(label)}</div>'
+                    f'justify-content:center">{esc(label)}</div>'
                 )
             src = base64.b64encode(data).decode("ascii")
             return (
-                f'<img src="data:image/png;base64,{src}" alt="{_esc(label)}" '
+                f'<img src="data:image/png;base64,{src}" alt="{esc(label)}" '
                 f'style="width:{self.thumb_width}px;border:1px solid #ccc"/>'
             )
 
@@ -267,12 +266,12 @@ class ChangeReportView(_View):
             if r.status != "removed":
                 pair.append(labelled(after, "now", "page not readable"))
             caption = (
-                f"{_esc(r.document)} p.{_esc(_position(r))} "
+                f"{esc(r.document)} p.{esc(_position(r))} "
                 f'<b style="background:{STATUS_COLORS.get(r.status, "#fff")}">'
-                f"{_esc(r.status)}</b>"
+                f"{esc(r.status)}</b>"
             )
             figures.append(
-                f'<figure style="display:inline-block;margin:4px 12px 8px 0;{_FONT}">'
+                f'<figure style="display:inline-block;margin:4px 12px 8px 0;{FONT}">'
                 f'<div style="display:flex;gap:4px">{"".join(pair)}</div>'
                 f"<figcaption>{caption}</figcaption></figure>"
             )
@@ -285,7 +284,7 @@ class ChangeReportView(_View):
         )
 
     def _build(self) -> Any:
-        w = _ipywidgets()
+        w = ipywidgets_module()
         documents = ["all documents", *dict.fromkeys(r.document for r in self.pages)]
         doc_select = w.Dropdown(options=documents, description="Document")
         only = w.ToggleButtons(

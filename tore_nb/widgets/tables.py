@@ -9,26 +9,47 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-_FONT = "font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:13px"
+FONT = "font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:13px"
 _CELL = "padding:2px 8px;border-bottom:1px solid #ddd"
 
 
-def _esc(value: object) -> str:
+def esc(value: object) -> str:
+    """Any value as HTML text, quotes escaped too (safe inside an attribute).
+
+    >>> esc('<b title="x">')
+    '&lt;b title=&quot;x&quot;&gt;'
+    """
     return html.escape(str(value), quote=True)
 
 
-def _num(value: float | None, digits: int = 3) -> str:
+def fmt_num(value: float | None, digits: int = 3) -> str:
+    """A number with `digits` decimals; "-" for a missing one.
+
+    >>> fmt_num(1.23456), fmt_num(2.5, 2), fmt_num(None)
+    ('1.235', '2.50', '-')
+    """
     if value is None:
         return "-"
     return f"{value:.{digits}f}"
 
 
-def _pct(rate: float) -> str:
+def fmt_pct(rate: float) -> str:
+    """A rate between 0 and 1 as a percentage with one decimal.
+
+    >>> fmt_pct(5 / 6)
+    '83.3%'
+    """
     return f"{100.0 * rate:.1f}%"
 
 
-def _text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Columns padded to their widest cell; numbers right-aligned."""
+def text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Columns padded to their widest cell; numbers right-aligned.
+
+    >>> print(text_table(["tier", "hits"], [["memory", 3], ["disk", 12]]))
+    tier    hits
+    memory     3
+    disk      12
+    """
     cells = [[str(c) for c in header], *([str(c) for c in r] for r in rows)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     numeric = [
@@ -37,7 +58,8 @@ def _text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = []
     for r in cells:
         parts = [
-            c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric, strict=True)
+            c.rjust(w) if right else c.ljust(w)
+            for c, w, right in zip(r, widths, numeric, strict=True)
         ]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
@@ -47,7 +69,7 @@ def _looks_numeric(text: str) -> bool:
     return text == "-" or text.rstrip("%").replace(".", "", 1).lstrip("-").isdigit()
 
 
-def _html_table(
+def html_table(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
     *,
@@ -55,20 +77,24 @@ def _html_table(
     row_attrs: Sequence[str] | None = None,
     keys: Sequence[str] | None = None,
 ) -> str:
-    """An HTML table whose cells are already escaped HTML; `keys` name the data-col attributes."""
+    """An HTML table whose cells are already escaped HTML; `keys` name the data-col attributes.
+
+    >>> html_table(["tier"], [["memory"]], css_class="t").count('<td data-col="tier"')
+    1
+    """
     keys = keys or header
     head = "".join(
-        f'<th style="{_CELL};text-align:left;background:#f5f5f5">{_esc(h)}</th>' for h in header
+        f'<th style="{_CELL};text-align:left;background:#f5f5f5">{esc(h)}</th>' for h in header
     )
     body = []
     for i, row in enumerate(rows):
         attrs = row_attrs[i] if row_attrs else ""
         tds = "".join(
-            f'<td data-col="{_esc(k)}" style="{_CELL}">{c}</td>'
+            f'<td data-col="{esc(k)}" style="{_CELL}">{c}</td>'
             for k, c in zip(keys, row, strict=True)
         )
         body.append(f"<tr {attrs}>{tds}</tr>")
     return (
-        f'<table class="{css_class}" style="border-collapse:collapse;{_FONT}">'
+        f'<table class="{css_class}" style="border-collapse:collapse;{FONT}">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )

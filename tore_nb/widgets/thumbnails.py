@@ -1,7 +1,7 @@
 """Page thumbnails: a PDF page rendered to PNG bytes, encoded with zlib alone (no Pillow).
 
-pypdfium2 renders the page; `_png` writes the pixels as a PNG. numpy and pypdfium2 are imported
-when a thumbnail is made, not when the module is.
+pypdfium2 renders the page; `encode_png` writes the pixels as a PNG. numpy and pypdfium2 are
+imported when a thumbnail is made, not when the module is.
 """
 
 from __future__ import annotations
@@ -12,8 +12,12 @@ import zlib
 from typing import Any
 
 
-def _png(pixels: Any) -> bytes:
-    """Encode an (h, w, 3) or (h, w) uint8 array as PNG with zlib alone (no Pillow needed)."""
+def encode_png(pixels: Any) -> bytes:
+    """Encode an (h, w, 3) or (h, w) uint8 array as PNG with zlib alone (no Pillow needed).
+
+    >>> encode_png([[0, 255], [255, 0]])[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    """
     import numpy as np
 
     arr = np.ascontiguousarray(pixels, dtype=np.uint8)
@@ -49,6 +53,6 @@ def page_thumbnail(path: str | os.PathLike[str], index: int, width: int = 160) -
         pixels = bitmap.to_numpy()
         if pixels.ndim == 3 and pixels.shape[2] == 4:
             pixels = pixels[:, :, :3]
-        return _png(pixels)
+        return encode_png(pixels)
     finally:
         pdf.close()

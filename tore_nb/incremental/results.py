@@ -1,0 +1,293 @@
+"""The records of a run: each page's and document's results, what happened to each page, the run.
+
+`PageResult` holds one page's stage results; `ProcessingResult` a document's pages in page order
+with the run's metadata (it is what the cache keeps under `result_key`); `PageEvent` what a run
+did with one page: its change status and where each stage's result came from; `RunResult` all
+of them for one `process()` call, with the change report and the summary as rows and tables.
+The processor makes them; the reports and the widgets read them.
+
+>>> run = RunResult((), (), (), {}, 0.0)
+>>> len(run), run.report().columns[:3].tolist()
+(0, ['document', 'page', 'status'])
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .changes import ChangeSet
+    from .documents import Document
+    from .stages import Pipeline
+
+__all__ = [
+    "REPORT_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "PageEvent",
+    "PageResult",
+    "ProcessingResult",
+    "RunResult",
+    "result_key",
+]
+
+REPORT_COLUMNS = [
+    "document",
+    "page",
+    "status",
+    "old_position",
+    "new_position",
+    "identity",
+    "stage",
+    "served_by",
+    "level",
+    "seconds",
+    "error",
+]
+SUMMARY_COLUMNS = [
+    "document",
+    "mode",
+    "pages",
+    "added",
+    "removed",
+    "moved",
+    "modified",
+    "unchanged",
+    "computed",
+    "cached",
+    "failed",
+    "seconds",
+]
+
+
+def result_key(document_id: str, pipeline: Pipeline) -> str:
+    """The cache key of a document-level result for a pipeline.
+
+    >>> from tore_nb.incremental.stages import Pipeline, Stage
+    >>> result_key("report-0a1b", Pipeline([Stage("n", len)])).startswith("result:report-0a1b:")
+    True
+    """
+    return f"result:{document_id}:{pipeline.fingerprint[:16]}"
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """The stage results of one page; `errors` holds the stages that failed.
+
+    >>> r = PageResult(0, "id", {"text": "hello"}, {})
+    >>> r["text"], r.number, r.ok
+    ('hello', 1, True)
+    """
+
+    index: int
+    identity: str
+    results: Mapping[str, Any]
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def number(self) -> int:
+        return self.index + 1
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def __getitem__(self, stage: str) -> Any:
+        return self.results[stage]
+
+
+@dataclass(frozen=True)
+class ProcessingResult:
+    """A document's pages' results in page order, with the seed's metadata.
+
+    `metadata`: last_updated (UTC datetime), changed_pages (1-based), incremental_update, mode
+    ("full", "incremental" or "unchanged"), failed_pages, change counts.
+
+    >>> from tore_nb.incremental.documents import Document, FileFingerprint
+    >>> doc = Document("/a/b.pdf", "b-1", FileFingerprint(1, 1, "h"), ())
+    >>> ProcessingResult(doc, (), ("text",), "fp", {"mode": "full"})
+    ProcessingResult('b.pdf', pages=0, mode='full', changed_pages=[])
+    """
+
+    document: Document
+    pages: tuple[PageResult, ...]
+    stages: tuple[str, ...]
+    pipeline_fingerprint: str
+    metadata: Mapping[str, Any]
+
+    @property
+    def path(self) -> str:
+        return self.document.path
+
+    @property
+    def failed_pages(self) -> tuple[int, ...]:
+        """1-based numbers of pages with a failed stage."""
+        return tuple(p.number for p in self.pages if not p.ok)
+
+    def stage_results(self, stage: str) -> list[Any]:
+        """One stage's result for every page, in page order (None where it failed)."""
+        return [p.results.get(stage) for p in self.pages]
+
+    def text(self, separator: str = "\f") -> str:
+        """The text of all pages: the text layer, or OCR where a page has none."""
+        from .builtin import page_text  # the records stay light: no PDF reader on import
+
+        return separator.join(page_text(p.results) for p in self.pages)
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return (
+            f"ProcessingResult({self.document.name!r}, pages={len(self.pages)}, "
+            f"mode={m.get('mode')!r}, changed_pages={list(m.get('changed_pages', ()))})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PageEvent:
+    """What a run did with one page: its change status and how each stage's result was served.
+
+    Positions are 1-based (None where the page is absent). Per stage, in pipeline order:
+    `served` says where the result came from (memory, disk, redis, s3, computed, this-run (an
+    identical page computed in the same run) or failed), `levels` whether from the page's own
+    cache entry ("page") or from the previous document result ("document"), `timings` its
+    seconds and `errors` why it failed. A removed page has no stages.
+
+    >>> e = PageEvent("a.pdf", "/d/a.pdf", 2, "modified", 2, 2, "ab", {"text": "computed"},
+    ...               {"text": "page"}, {"text": 0.5})
+    >>> e.seconds, e.error, e.report_rows()[0][6:9]
+    (0.5, None, ('text', 'computed', 'page'))
+    """
+
+    document: str
+    path: str
+    page: int | None
+    status: str
+    old_position: int | None
+    new_position: int | None
+    identity: str
+    served: Mapping[str, str] = field(default_factory=dict)
+    levels: Mapping[str, str] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        """The time its stages took (0 where served from a cache)."""
+        return sum(self.timings.values(), 0.0)
+
+    @property
+    def error(self) -> str | None:
+        """The first failed stage and why (`stage: message`), or None."""
+        return next((f"{s}: {why}" for s, why in self.errors.items() if why), None)
+
+    def report_rows(self) -> list[tuple[Any, ...]]:
+        """Its rows of the change report (`REPORT_COLUMNS`): one per stage, one if removed."""
+        page = (
+            self.document,
+            self.page,
+            self.status,
+            self.old_position,
+            self.new_position,
+            self.identity,
+        )
+        if self.new_position is None:
+            return [(*page, None, "-", "page", 0.0, None)]
+        return [
+            (*page, s, by, self.levels[s], self.timings[s], self.errors.get(s))
+            for s, by in self.served.items()
+        ]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one `process()` call did: a result and a ChangeSet per document, a PageEvent per page.
+
+    `failures` maps paths that could not be read to the reason.
+    """
+
+    documents: tuple[ProcessingResult, ...]
+    changes: tuple[ChangeSet, ...]
+    events: tuple[PageEvent, ...]
+    failures: Mapping[str, str]
+    seconds: float
+
+    def __getitem__(self, key: int | str | os.PathLike[str]) -> ProcessingResult:
+        if isinstance(key, int):
+            return self.documents[key]
+        from .documents import document_id_for
+
+        doc_id = document_id_for(key)
+        for r in self.documents:
+            if r.document.document_id == doc_id:
+                return r
+        raise KeyError(os.fspath(key))
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def report_rows(self) -> list[tuple[Any, ...]]:
+        """The change report as tuples of `REPORT_COLUMNS`: per page and stage, per removed page."""
+        return [row for e in self.events for row in e.report_rows()]
+
+    def summary_rows(self) -> list[tuple[Any, ...]]:
+        """The summary as tuples of `SUMMARY_COLUMNS`: one per document."""
+        by_doc: dict[str, Counter[str]] = {}
+        secs: dict[str, float] = {}
+        for e in self.events:
+            c = by_doc.setdefault(e.path, Counter())
+            total = secs.get(e.path, 0.0)
+            for s, by in e.served.items():
+                c[by if by in ("computed", "failed") else "cached"] += 1
+                total += e.timings[s]
+            secs[e.path] = total
+        rows: list[tuple[Any, ...]] = []
+        for result, cs in zip(self.documents, self.changes, strict=False):
+            counts = cs.counts()
+            c = by_doc.get(result.path, Counter())
+            rows.append(
+                (
+                    result.document.name,
+                    result.metadata.get("mode"),
+                    result.document.page_count,
+                    counts["added"],
+                    counts["removed"],
+                    counts["moved"],
+                    counts["modified"],
+                    counts["unchanged"],
+                    c["computed"],
+                    c["cached"],
+                    c["failed"],
+                    round(secs.get(result.path, 0.0), 4),
+                )
+            )
+        return rows
+
+    def report(self) -> pd.DataFrame:
+        """The change report: one row per page and stage, plus one per removed page."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.report_rows(), columns=REPORT_COLUMNS)
+        for col in ("page", "old_position", "new_position"):
+            df[col] = df[col].astype("Int64")
+        return df
+
+    def summary(self) -> pd.DataFrame:
+        """One row per document: mode, pages per status, stage results computed/cached/failed."""
+        import pandas as pd
+
+        return pd.DataFrame(self.summary_rows(), columns=SUMMARY_COLUMNS)
+
+    def __str__(self) -> str:
+        """The summary as plain text (no pandas needed), then the failures."""
+        rows = [tuple(SUMMARY_COLUMNS), *(tuple(str(v) for v in r) for r in self.summary_rows())]
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(SUMMARY_COLUMNS))]
+        lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+        for path, why in self.failures.items():
+            lines.append(f"FAILED {path}: {why}")
+        lines.append(f"{len(self.documents)} document(s) in {self.seconds:.3f}s")
+        return "\n".join(lines)
