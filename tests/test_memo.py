@@ -57,7 +57,7 @@ def test_hit_miss_info_and_clear(cache: MultiLevelCache) -> None:
 def test_bare_decorator_uses_the_default_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tore_nb, "_default", None)
+    monkeypatch.setattr(tore_nb.tiered, "_default", None)
     tore_nb.get_cache(CacheConfig.embedded(tmp_path / "default"))
 
     @cached

@@ -15,42 +15,52 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import fingerprint  # noqa: F401  # registers how keys hash code, before any hashing
+
 __version__ = "0.1.0"
 
+# the public API: the cache, its configuration and keys, @cached, documents, maintenance, errors
 _LAZY = {
     "CacheConfig": "config",
+    "CacheMetrics": "stats",
+    "CacheWarning": "errors",
     "ConfigError": "errors",
+    "ExtraMissing": "errors",
     "IntegrityError": "errors",
     "SerializationError": "errors",
     "TierUnavailable": "errors",
+    "TierWriteError": "errors",
     "ToreError": "errors",
     "UnpicklableError": "errors",
     "generate_key": "keys",
     "hash_value": "keys",
     "MultiLevelCache": "tiered",
-    "CacheManager": "tiered",
     "Hit": "tiered",
-    "CacheMetrics": "stats",
+    "get_cache": "tiered",
     "cached": "memo",
     "ChangeDetector": "incremental",
     "IncrementalProcessor": "incremental",
+    "CacheWarmer": "maintenance",
+    "CacheInvalidator": "maintenance",
+}
+# the seed design's names, kept importable for its users (`from tore_nb import CacheManager`) and
+# left out of `__all__`: `CacheManager` is `MultiLevelCache`; the stage caches are in incremental
+SEED_NAMES = {
+    "CacheManager": "tiered",
     "ParsingCache": "incremental",
     "OCRCache": "incremental",
     "TableExtractionCache": "incremental",
     "EmbeddingCache": "incremental",
-    "CacheWarmer": "maintenance",
-    "CacheInvalidator": "maintenance",
 }
 
-__all__ = [*sorted(_LAZY), "get_cache", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = [*sorted(_LAZY), "load_ipython_extension", "unload_ipython_extension"]
 
 if TYPE_CHECKING:
-    from .config import CacheConfig
-    from .tiered import MultiLevelCache
+    from .tiered import get_cache as get_cache  # seen by static tools; loaded lazily
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _LAZY.get(name) or SEED_NAMES.get(name)
     if module is None:
         raise AttributeError(f"module 'tore_nb' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
@@ -60,22 +70,6 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-_default: MultiLevelCache | None = None
-
-
-def get_cache(config: CacheConfig | None = None) -> MultiLevelCache:
-    """The process-wide default cache (built from the environment on first use).
-
-    Passing a config replaces it.
-    """
-    global _default
-    from .tiered import MultiLevelCache
-
-    if config is not None or _default is None:
-        _default = MultiLevelCache(config)
-    return _default
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -142,14 +142,14 @@ class TcacheMagics(Magics):
         self._apply_cache_config()
 
     def _apply_cache_config(self) -> None:
-        import tore_nb
         from tore_nb.config import CacheConfig
+        from tore_nb.tiered import get_cache
 
         try:
             config = CacheConfig.from_env(**self.cache_config)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"TcacheMagics.cache_config: {exc}") from None
-        tore_nb.get_cache(config)
+        get_cache(config)
 
     @property
     def ip(self) -> Any:
@@ -160,9 +160,9 @@ class TcacheMagics(Magics):
     @property
     def cache(self) -> Any:
         """The process-wide cache (`tore_nb.get_cache()`), shared with `@cached` functions."""
-        import tore_nb
+        from tore_nb.tiered import get_cache
 
-        return tore_nb.get_cache()
+        return get_cache()
 
     # -- %%tcache ---------------------------------------------------------------------------------
     @magic_arguments("%tcache")
@@ -294,12 +294,12 @@ class TcacheMagics(Magics):
         """The list of cells known cheap, beside the disk tier: read once per session, it
         spares a cheap cell even a cache lookup. Not signed: all a forged line can do is run a
         cell plainly."""
-        import tore_nb
         from tore_nb.config import CacheConfig
+        from tore_nb.tiered import default_cache
 
         try:
             # the config alone: opening the cache costs more than a cheap cell runs
-            made = tore_nb._default
+            made = default_cache()
             config = made.config if made is not None else CacheConfig.from_env(**self.cache_config)
         except Exception:  # a bad setting is the cache's to report
             return ""

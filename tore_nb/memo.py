@@ -49,6 +49,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
+from .errors import CacheWarning
 from .fingerprint import dependency_token, fingerprint
 from .keys import hash_value
 
@@ -265,7 +266,7 @@ class CachedFunction(Generic[P, R]):
         """The cache in use: the one given to `cached`, else `tore_nb.get_cache()`."""
         if self._cache is not None:
             return self._cache
-        from . import get_cache
+        from .tiered import get_cache
 
         return get_cache()
 
@@ -305,8 +306,6 @@ class CachedFunction(Generic[P, R]):
         except TypeError as exc:
             if not self._warned:
                 self._warned = True
-                from .cells import CacheWarning
-
                 warnings.warn(
                     f"tcache: {self._qualname} called uncached: {exc}", CacheWarning, stacklevel=2
                 )
@@ -348,8 +347,6 @@ class CachedFunction(Generic[P, R]):
                 warn = lazy.why is not None and not self._warned_impure
                 self._warned_impure = self._warned_impure or warn
             if warn:
-                from .cells import CacheWarning
-
                 warnings.warn(f"tcache: {lazy.why}", CacheWarning, stacklevel=2)
             return lazy.value  # type: ignore[no-any-return]
         if not (isinstance(stored, tuple) and len(stored) == 4 and stored[0] == MEMO_FORMAT):
@@ -381,15 +378,14 @@ class CachedFunction(Generic[P, R]):
     def _keeps_objects(self, cache: MultiLevelCache) -> bool:
         """Whether a call can meet a stored object: only the memory tier keeps live ones; the
         others store bytes and decode a fresh object on every read, a private copy already."""
-        return "memory" in cache.tier_names and (self.tiers is None or "memory" in self.tiers)
+        name = cache.object_tier
+        return name is not None and (self.tiers is None or name in self.tiers)
 
     def _warn_copy(self, value: Any, exc: Exception) -> None:
         with self._lock:
             if self._warned_copy:
                 return
             self._warned_copy = True
-        from .cells import CacheWarning
-
         warnings.warn(
             f"tcache: {self._qualname} returns its stored {type(value).__qualname__} itself, "
             f"which cannot be copied ({type(exc).__name__}: {exc}): treat it as read-only",

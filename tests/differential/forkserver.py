@@ -279,7 +279,7 @@ def run_session(
     np.random.seed(20240601)
     stdout, stderr = Stream("stdout"), Stream("stderr")
     sys.stdout, sys.stderr = stdout, stderr
-    tore_nb._default = None
+    tore_nb.tiered.set_default_cache(None)
     os.environ["DISK_CACHE_PATH"] = str(cache_dir)
     if mode == "plain":
         tore_nb.__dict__["cached"] = plain_cached

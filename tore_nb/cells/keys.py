@@ -24,14 +24,9 @@ from typing import Any
 
 import xxhash
 
-from ..fingerprint import (
-    dependency_token,
-    find_origin,
-    global_effects,
-    is_local_module,
-    library_dirs,
-    module_version,
-)
+from ..code_effects import global_effects
+from ..code_origin import find_origin, is_local_module, library_dirs, module_version
+from ..fingerprint import dependency_token
 from ..keys import hash_value
 from .analysis import CellAnalysis
 from .probes import probes

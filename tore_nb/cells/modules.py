@@ -18,7 +18,7 @@ import importlib.machinery
 import sys
 import types
 
-from .. import fingerprint
+from .. import code_modules, code_origin
 
 __all__ = ["stale_modules"]
 
@@ -31,16 +31,16 @@ def stale_modules() -> list[str]:
     global _count, _local
     if len(sys.modules) != _count:
         _count = len(sys.modules)
-        libraries = fingerprint.library_dirs()
+        libraries = code_origin.library_dirs()
         _local = []
         for name, mod in list(sys.modules.items()):
             path = getattr(mod, "__file__", None)
             # a file under the library folders as named is decided without resolving links
             if name == "__main__" or not isinstance(path, str) or path.startswith(libraries):
                 continue
-            if _plain_source(mod) and fingerprint.is_local_module(name):
+            if _plain_source(mod) and code_origin.is_local_module(name):
                 _local.append(name)
-    found = fingerprint.stale_modules(_local)
+    found = code_modules.stale_modules(_local)
     return [
         f"{reason}; reload it (importlib.reload) or restart the kernel, so that what runs is "
         f"what the key describes"

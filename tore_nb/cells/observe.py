@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from ..fingerprint import library_dirs
+from ..code_origin import library_dirs
 from .probes import StateProbe, probes
 
 __all__ = ["Observation", "Observer", "observe"]

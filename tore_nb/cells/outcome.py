@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import CacheWarning
 from .explanation import explain
 from .keys import CellKey, KeyPart
 
@@ -33,10 +34,6 @@ __all__ = [
 
 # A hit that saved less than this is not worth a line (unless verbose)
 WORTH_SAYING = 0.25
-
-
-class CacheWarning(UserWarning):
-    """A cell or function result that tore_nb could not cache (it still ran)."""
 
 
 class CellError(Exception):

@@ -13,13 +13,15 @@ import types
 from typing import Any
 
 from ..keys import hash_value
-from .analysis import _DEF_NODES, CellAnalysis, is_setup_magic
+from .analysis import CellAnalysis
 from .capture import NO_RESULT
 from .deps import Dependency, current_digest
 from .entry import CellEntry
+from .flow import DEF_NODES
 from .probes import StateProbe, probes
 from .snapshot import RestoreError, loads, restore_into
 from .state import State
+from .syntax import is_setup_magic
 
 __all__ = ["definitions_code", "outputs_still_there", "register_source", "restore"]
 
@@ -119,7 +121,7 @@ def definitions_code(analysis: CellAnalysis) -> list[types.CodeType]:
     `%matplotlib`), compiled one statement each (under the cell's own `__future__` imports, as
     when they ran together): what a hit runs again, since no variable carries their effect."""
     statements = [
-        s for s in ast.parse(analysis.source).body if isinstance(s, _DEF_NODES) or is_setup_magic(s)
+        s for s in ast.parse(analysis.source).body if isinstance(s, DEF_NODES) or is_setup_magic(s)
     ]
     if not statements:
         return []

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..fingerprint import dependency_token, is_local_module
+from ..code_origin import is_local_module
+from ..fingerprint import dependency_token
 from ..keys import hash_value
 from .analysis import CellAnalysis, is_ipython_name
 from .capture import NO_RESULT, OutputRecorder
