@@ -3,7 +3,7 @@
     python notebooks/execute.py                    # all of them
     python notebooks/execute.py quickstart.ipynb   # some
 
-Each run is isolated like CI's (tests/test_notebooks_run.py): a temporary disk cache, its own
+Each run is isolated like CI's (tests/integration/test_notebooks_run.py): a temporary disk cache, its own
 signing secret, no Redis or S3 from the environment, and the tore_nb of this checkout.
 
 Saved outputs keep every view's text and HTML forms but not its live-widget form: a widget

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what tests/test_browser.py needs from Debian: Chromium (driven by Playwright through
+# Install what tests/views/test_browser.py needs from Debian: Chromium (driven by Playwright through
 # /usr/bin/chromium; Playwright's own browser download is not used) and a font for screenshots.
 # Safe to re-run; does nothing when Chromium is already there.
 set -euo pipefail

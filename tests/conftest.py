@@ -5,41 +5,17 @@ With CI=true a missing server is a failure, never a skip.
 
 from __future__ import annotations
 
-import importlib
-import os
-import subprocess
 import sys
-import textwrap
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import tore_nb
 from tore_nb.config import CacheConfig
 from tore_nb.testing import MotoS3, RedisServer
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-SECRET = b"tore-nb-test-secret-0123456789abcdef"
-SOURCE_ROOT = str(Path(tore_nb.__file__).resolve().parents[1])  # subprocesses import this one
-
-
-def outputs_under_hash_seeds(code: str, seeds: Iterable[str], *args: str) -> set[str]:
-    """What `python -c code *args` prints under each PYTHONHASHSEED: one item when the output
-    does not depend on the seed."""
-    return {
-        subprocess.run(
-            [sys.executable, "-c", code, *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE_ROOT},
-        ).stdout
-        for seed in seeds
-    }
+from .support import CI, REPO, SHARED_DATA, missing
 
 
 @pytest.fixture
@@ -55,30 +31,6 @@ def local_modules(tmp_path: Path) -> Iterator[Path]:
         sys.path.remove(str(folder))
         for name in set(sys.modules) - before:
             del sys.modules[name]
-
-
-def write_module(folder: Path, name: str, source: str) -> Any:
-    """Write `name.py` into `folder` and import it (again, if it was imported before)."""
-    (folder / f"{name}.py").write_text(textwrap.dedent(source))
-    importlib.invalidate_caches()
-    if name in sys.modules:
-        return importlib.reload(sys.modules[name])
-    return importlib.import_module(name)
-
-
-def sample_pdf(name: str) -> Path:
-    """A PDF of ../shared/data/pdfs (fails under CI, skips elsewhere, when it is not there)."""
-    path = SHARED_DATA / "pdfs" / name
-    if not path.is_file():
-        missing(f"shared test data {path}")
-    return path
-
-
-def missing(what: str) -> None:
-    """Fail under CI, skip on a developer machine."""
-    if CI:
-        pytest.fail(f"{what} is required with CI=true", pytrace=False)
-    pytest.skip(f"{what} not available")
 
 
 @pytest.fixture(autouse=True)
@@ -209,7 +161,8 @@ def ip(shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """The module's shell with tore_nb loaded over a fresh embedded cache."""
     import tore_nb.magics
 
-    monkeypatch.setattr(tore_nb.tiered, "_default", None)  # the process-wide cache is put back after
+    # the process-wide cache is put back after
+    monkeypatch.setattr(tore_nb.tiered, "_default", None)
     tore_nb.get_cache(CacheConfig.embedded(tmp_path / "cache"))
     shell.reset(new_session=False)
     if "tore_nb" not in shell.extension_manager.loaded:

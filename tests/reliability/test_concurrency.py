@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import xxhash
 
+from tests.support import SECRET
 from tore_nb import CacheConfig, MultiLevelCache
 
-from ..conftest import SECRET
 from .conftest import Figures
 
 pytestmark = pytest.mark.redis

@@ -15,9 +15,9 @@ from pathlib import Path
 import diskcache
 import pytest
 
+from tests.support import SECRET
 from tore_nb import CacheConfig, MultiLevelCache
 
-from ..conftest import SECRET
 from .conftest import Figures, expected, outage_warnings, workload
 
 

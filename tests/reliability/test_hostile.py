@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import SECRET
 from tore_nb import CacheConfig, ConfigError, MultiLevelCache
 from tore_nb.testing import MotoS3, RedisServer
 
-from ..conftest import SECRET
 from .conftest import Figures
 
 PASSWORD = "CANARY-redis-pw-91c3"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import SECRET, SHARED_DATA, missing
 from tore_nb import CacheConfig, MultiLevelCache
 from tore_nb.keys import hash_value
 from tore_nb.testing import RedisServer
 
-from ..conftest import SECRET, SHARED_DATA, missing
 from .conftest import Figures
 
 pytestmark = pytest.mark.redis

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import SECRET
 from tore_nb import CacheConfig, MultiLevelCache
 from tore_nb.testing import RedisServer, free_port
 
-from ..conftest import SECRET
 from .conftest import Figures, expected, outage_warnings, workload
 
 PROBE = 1.0  # breaker_reset_seconds in these scenarios

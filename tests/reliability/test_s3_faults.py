@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import SECRET
 from tore_nb import CacheConfig, MultiLevelCache
 
-from ..conftest import SECRET
 from .conftest import Figures, outage_warnings, workload
 
 pytestmark = pytest.mark.s3

@@ -20,11 +20,11 @@ from hypothesis.stateful import (
     rule,
 )
 
+from tests.support import SECRET
 from tore_nb import CacheConfig, MultiLevelCache, clock
 from tore_nb.testing import FlakyTier, RedisServer
 from tore_nb.tiers import DiskTier, MemoryTier
 
-from ..conftest import SECRET
 from .conftest import FIGURES, Figures
 
 NAMES = [f"k{i}" for i in range(4)]

@@ -1,0 +1,294 @@
+"""Page identities (tore_nb.incremental.pdf): what pdfium draws is hashed, nothing else is.
+
+A page's identity must change with anything that changes how the page looks, and with nothing
+else: not a rewrite by another tool, a metadata-only resave, re-compressed streams, a new path.
+Most cases edit a shared sample PDF with pypdf and compare identities; every file is read by
+both readers (the fast raw reader and pypdf's), which must agree. The fast reader's own checks
+against pypdf (cross-references, damaged files, speed) are in test_pdf_against_pypdf.py.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import SHARED_DATA
+from tests.support import sample_pdf as pdf
+from tore_nb.incremental.documents import fingerprint_file, page_identities, read_document
+from tore_nb.incremental.pdf import PageHasher, RawObjects
+
+pypdf = pytest.importorskip("pypdf")
+from pypdf import generic as g  # noqa: E402
+
+PDFS = SHARED_DATA / "pdfs"
+ALL_PDFS = sorted(p.name for p in PDFS.glob("*.pdf")) or ["dmca.pdf"]
+# an encrypted file is always read by pypdf, so the fast reader has nothing to agree on there
+UNENCRYPTED = [
+    n for n in ALL_PDFS if not (PDFS / n).exists() or b"/Encrypt" not in (PDFS / n).read_bytes()
+]
+SAMPLE = "us-001.pdf"  # three text pages with embedded fonts: the file the edits start from
+
+
+def identities(data: bytes) -> list[str]:
+    """The page identities, checked to be the same from the fast reader and from pypdf's."""
+    fast = [p.identity for p in page_identities(data)]
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    hasher = PageHasher(RawObjects(data, reader, raw=False))
+    assert [hasher.page(p)[0] for p in reader.pages] == fast
+    return fast
+
+
+def plain() -> list[str]:
+    """The identities of the unedited sample."""
+    return identities(pdf(SAMPLE).read_bytes())
+
+
+def edited(edit: Callable[[Any], None]) -> bytes:
+    """The sample, edited by `edit(writer)` and written again by pypdf."""
+    writer = pypdf.PdfWriter(clone_from=str(pdf(SAMPLE)))
+    edit(writer)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def stream(writer: Any, data: bytes, **entries: Any) -> Any:
+    s = g.DecodedStreamObject()
+    s.set_data(data)
+    for key, value in entries.items():
+        s[g.NameObject("/" + key)] = value
+    return writer._add_object(s)
+
+
+def draw_on_first_page(writer: Any, ops: bytes, kind: str, name: str, obj: Any) -> None:
+    """Append `ops` to page 1's content, with `obj` as resource `name` of `kind`."""
+    page = writer.pages[0]
+    old = page.get_contents().get_data()
+    page[g.NameObject("/Contents")] = stream(writer, old + b"\nq " + ops + b" Q\n")
+    resources = page["/Resources"].get_object()
+    group = g.DictionaryObject(resources.get(g.NameObject(kind), g.DictionaryObject()))
+    group[g.NameObject(name)] = obj
+    resources[g.NameObject(kind)] = group
+
+
+def num(*xs: float) -> Any:
+    return g.ArrayObject([g.FloatObject(x) for x in xs])
+
+
+# -- what a page draws changes its identity ----------------------------------------------------
+def test_rotation_alone_changes_the_identity() -> None:
+    v1, v2 = read_document(pdf("dmca.pdf")), read_document(pdf("dmca_v2.pdf"))
+    assert v2.pages[6].rotation == 90 and v1.pages[6].rotation == 0
+    assert v1.pages[6].identity != v2.pages[6].identity
+    assert (v2.pages[6].width, v2.pages[6].height) == (v1.pages[6].height, v1.pages[6].width)
+
+
+def test_image_only_pages_are_told_apart_by_their_images() -> None:
+    doc = read_document(pdf("multipage.pdf"))
+    assert len(set(doc.identities)) == doc.page_count == 6
+
+
+def test_markup_annotations_without_appearance_change_the_identity() -> None:
+    """Regression: annotations were hashed through their /AP only, so a highlight or a square
+    without one (pdfium synthesises its appearance from /C, /QuadPoints, /Rect...) changed no
+    identity, and a page that looked different kept its cached results."""
+    from pypdf.annotations import Highlight, Rectangle
+
+    def annotate(color: str) -> Callable[[Any], None]:
+        def edit(w: Any) -> None:
+            quads = num(50, 600, 300, 600, 50, 550, 300, 550)
+            rect = (50, 550, 300, 600)
+            w.add_annotation(0, Highlight(rect=rect, quad_points=quads, highlight_color=color))
+            w.add_annotation(1, Rectangle(rect=(50, 50, 300, 300)))
+
+        return edit
+
+    before = plain()
+    red, blue = identities(edited(annotate("ff0000"))), identities(edited(annotate("0000ff")))
+    assert red[0] != before[0] and red[1] != before[1] and red[2] == before[2]
+    assert red[0] != blue[0] and red[1] == blue[1]
+
+
+def test_hidden_annotations_links_and_popups_without_appearance_draw_nothing() -> None:
+    """The other side of the fix above: what pdfium does not draw (hidden or NoView
+    annotations, links and popups without /AP) must leave the identity alone."""
+    from pypdf.annotations import Link, Popup, Rectangle
+
+    def edit(w: Any) -> None:
+        hidden = Rectangle(rect=(50, 50, 300, 300))
+        hidden[g.NameObject("/F")] = g.NumberObject(2)
+        w.add_annotation(0, hidden)
+        w.add_annotation(0, Link(rect=(10, 10, 50, 50), url="https://example.org"))
+        w.add_annotation(0, Popup(rect=(10, 10, 200, 200), open=True))
+
+    assert identities(edited(edit))[0] == plain()[0]
+
+
+@pytest.mark.parametrize("glyph", ["A", "B", "P", "M", "ID"])
+def test_type3_glyph_procedure_changes_the_identity(glyph: str) -> None:
+    """Regression: the keys that link the object graph back to pages (/P, /A, /B, /M, /ID...)
+    were skipped in every dictionary, so a Type 3 glyph named /A in /CharProcs was never hashed
+    and redrawing it changed nothing; they are now skipped only in annotation, page and
+    structure dictionaries."""
+
+    def type3(shape: bytes) -> Callable[[Any], None]:
+        def edit(w: Any) -> None:
+            proc = stream(w, b"1000 0 0 0 1000 1000 d1 " + shape + b" f")
+            font = g.DictionaryObject(
+                {
+                    g.NameObject("/Type"): g.NameObject("/Font"),
+                    g.NameObject("/Subtype"): g.NameObject("/Type3"),
+                    g.NameObject("/FontBBox"): num(0, 0, 1000, 1000),
+                    g.NameObject("/FontMatrix"): num(0.001, 0, 0, 0.001, 0, 0),
+                    g.NameObject("/CharProcs"): g.DictionaryObject(
+                        {g.NameObject("/" + glyph): proc}
+                    ),
+                    g.NameObject("/Encoding"): g.DictionaryObject(
+                        {
+                            g.NameObject("/Type"): g.NameObject("/Encoding"),
+                            g.NameObject("/Differences"): g.ArrayObject(
+                                [g.NumberObject(65), g.NameObject("/" + glyph)]
+                            ),
+                        }
+                    ),
+                    g.NameObject("/FirstChar"): g.NumberObject(65),
+                    g.NameObject("/LastChar"): g.NumberObject(65),
+                    g.NameObject("/Widths"): num(1000),
+                }
+            )
+            ops = b"BT /FT3 100 Tf 50 50 Td (A) Tj ET"
+            draw_on_first_page(w, ops, "/Font", "/FT3", w._add_object(font))
+
+        return edit
+
+    square = identities(edited(type3(b"0 0 1000 1000 re")))
+    triangle = identities(edited(type3(b"0 0 m 1000 0 l 500 1000 l h")))
+    assert square[0] != triangle[0] and square[1:] == triangle[1:]
+
+
+def test_form_without_resources_is_scoped_by_the_page_resources() -> None:
+    """Regression: only the page resources its own content names were hashed, so a font used
+    only inside a form XObject without /Resources (drawn by pdfium with the page's resources)
+    could change without changing the identity."""
+
+    def form_font(base: str) -> Callable[[Any], None]:
+        def edit(w: Any) -> None:
+            font = g.DictionaryObject(
+                {
+                    g.NameObject("/Type"): g.NameObject("/Font"),
+                    g.NameObject("/Subtype"): g.NameObject("/Type1"),
+                    g.NameObject("/BaseFont"): g.NameObject("/" + base),
+                }
+            )
+            draw_on_first_page(w, b"", "/Font", "/FTest", w._add_object(font))
+            form = stream(
+                w,
+                b"BT /FTest 40 Tf 10 30 Td (Hello) Tj ET",
+                Type=g.NameObject("/XObject"),
+                Subtype=g.NameObject("/Form"),
+                BBox=num(0, 0, 300, 100),
+            )
+            draw_on_first_page(w, b"/FmTest Do", "/XObject", "/FmTest", form)
+
+        return edit
+
+    helvetica = identities(edited(form_font("Helvetica")))
+    courier = identities(edited(form_font("Courier")))
+    assert helvetica[0] != courier[0] and helvetica[1:] == courier[1:]
+
+
+def test_a_change_of_decoded_stream_data_changes_the_identity() -> None:
+    """Streams are hashed inflated (see the test below): one flipped bit of a font program,
+    re-compressed, must still change the identity."""
+
+    def edit(w: Any) -> None:
+        font_files = [
+            ref.get_object()
+            for ref in w._objects
+            if ref is not None
+            and isinstance(ref.get_object(), g.DictionaryObject)
+            and any(k in ref.get_object() for k in ("/FontFile", "/FontFile2", "/FontFile3"))
+        ]
+        descriptor = font_files[0]
+        key = next(k for k in ("/FontFile", "/FontFile2", "/FontFile3") if k in descriptor)
+        data = descriptor[key].get_object()
+        inflated = zlib.decompress(data._data) if data.get("/Filter") else data._data
+        data._data = zlib.compress(inflated[:-1] + bytes([inflated[-1] ^ 1]))
+        data[g.NameObject("/Filter")] = g.NameObject("/FlateDecode")
+
+    assert identities(edited(edit)) != plain()
+
+
+# -- what does not change how a page looks keeps its identity ----------------------------------
+def test_recompressed_and_decompressed_streams_keep_every_identity() -> None:
+    """Regression: streams were hashed as stored, so qpdf or Ghostscript re-compressing a file
+    (another zlib level, or no filter at all) changed every identity and recomputed every page."""
+
+    def recompress(level: int | None) -> Callable[[Any], None]:
+        def edit(w: Any) -> None:
+            for ref in w._objects:
+                obj = ref.get_object() if ref is not None else None
+                if not isinstance(obj, g.StreamObject) or obj.get("/Filter") != "/FlateDecode":
+                    continue
+                if "/DecodeParms" in obj:
+                    continue
+                inflated = zlib.decompress(obj._data)
+                if level is None:  # stored without a filter
+                    del obj[g.NameObject("/Filter")]
+                    obj._data = inflated
+                else:
+                    obj._data = zlib.compress(inflated, level)
+
+        return edit
+
+    before = plain()
+    fast, small = edited(recompress(1)), edited(recompress(9))
+    assert fast != small
+    assert identities(fast) == identities(small) == identities(edited(recompress(None))) == before
+
+
+def test_metadata_only_resave_keeps_every_identity() -> None:
+    a = read_document(pdf("federal-register-2020-17221.pdf"))
+    b = read_document(pdf("federal-register-2020-17221_resaved.pdf"))
+    assert a.fingerprint.content_hash != b.fingerprint.content_hash
+    assert a.identities == b.identities
+
+
+def test_identity_is_independent_of_the_path(tmp_path: Path) -> None:
+    copy = tmp_path / "copy.pdf"
+    shutil.copy(pdf("dmca.pdf"), copy)
+    assert read_document(copy).identities == read_document(pdf("dmca.pdf")).identities
+
+
+@pytest.mark.parametrize("name", ALL_PDFS)
+def test_pypdf_rewrite_keeps_every_identity(name: str) -> None:
+    """A full rewrite (new object numbers, reserialised dictionaries, rounded reals)."""
+    from pypdf import PdfWriter
+
+    src = pdf(name)
+    out = io.BytesIO()
+    PdfWriter(clone_from=str(src)).write(out)
+    before = read_document(src).identities
+    after = read_document(src, data=out.getvalue(), fingerprint=fingerprint_file(src)[0])
+    assert after.identities == before
+
+
+# -- the two readers ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", UNENCRYPTED)
+def test_raw_reader_agrees_with_pypdf(name: str) -> None:
+    """Identities from the fast tokenizer equal those from pypdf's own parser."""
+    data = pdf(name).read_bytes()
+
+    def read(raw: bool) -> list[str]:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        assert not reader.is_encrypted
+        hasher = PageHasher(RawObjects(data, reader, raw=raw))
+        return [hasher.page(p)[0] for p in reader.pages]
+
+    assert read(True) == read(False)

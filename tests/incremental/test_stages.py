@@ -1,0 +1,264 @@
+"""The real default stages (pypdfium2 text, tesseract OCR, pdfplumber tables, embeddings) and
+the stage caches."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.support import CI, SECRET, write_module
+from tests.support import SHARED_DATA as DATA
+from tore_nb.config import CacheConfig
+from tore_nb.fingerprint import fingerprint
+from tore_nb.incremental.builtin import (
+    OCRResult,
+    PageText,
+    default_stages,
+    embedding_stage,
+    run_ocr,
+    tables_stage,
+    text_stage,
+)
+from tore_nb.incremental.caches import (
+    EmbeddingCache,
+    HashingEmbedder,
+    OCRCache,
+    ParsingCache,
+    TableExtractionCache,
+)
+from tore_nb.incremental.documents import read_document
+from tore_nb.incremental.processor import IncrementalProcessor
+from tore_nb.incremental.stages import DocumentHandle, PageContext, Stage, code_fingerprint
+from tore_nb.memo import cached
+from tore_nb.tiered import MultiLevelCache
+
+
+def data(rel: str) -> Path:
+    path = DATA / rel
+    if not path.is_file():
+        if CI:
+            pytest.fail(f"shared test data missing: {path}", pytrace=False)
+        pytest.skip(f"shared test data missing: {path}")
+    return path
+
+
+def need_tesseract() -> None:
+    if shutil.which("tesseract") is None:
+        if CI:
+            pytest.fail("the tesseract binary is required with CI=true", pytrace=False)
+        pytest.skip("tesseract not installed")
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> MultiLevelCache:
+    return MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=SECRET)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def test_text_stage_lines_and_boxes(cache: MultiLevelCache) -> None:
+    path = data("pdfs/dmca.pdf")
+    run = IncrementalProcessor(cache, stages=[text_stage()]).process(path)
+    first: PageText = run[0].pages[0]["text"]
+    assert first.has_text and "DIGITAL MILLENNIUM" in first.text.upper()
+    assert first.lines and all(
+        0 <= ln.bbox[0] <= ln.bbox[2] <= first.width + 1 for ln in first.lines
+    )
+
+
+def test_tables_stage_on_the_award_table(cache: MultiLevelCache) -> None:
+    path = data("acceptance/Publication_of_award_of_Bids_for_Transport_Sector__August_2016.pdf")
+    run = IncrementalProcessor(cache, stages=[text_stage(), tables_stage()]).process(path)
+    for page in run[0].pages:
+        (table,) = page["tables"]
+        assert len(table.rows[0]) == 11 and 5 <= len(table.rows) <= 15
+    assert table.to_frame().shape[1] == 11
+
+
+def test_ocr_stage_recall_and_ocr_cache(cache: MultiLevelCache) -> None:
+    need_tesseract()
+    scanned, truth = data("pdfs/dmca_scanned.pdf"), data("pdfs/dmca.pdf")
+    doc = read_document(scanned)
+    with DocumentHandle(str(scanned), cache=cache) as handle:
+        ctx = PageContext(handle, doc.pages[0])
+        ctx.results["text"] = PageText(ctx.text(), (), 0.0, 0.0)
+        assert not ctx.results["text"].has_text  # a scan: OCR is taken
+        result = run_ocr(ctx, dpi=200)
+    assert isinstance(result, OCRResult) and result.mean_confidence > 50
+    with DocumentHandle(str(truth)) as h2:
+        expected = set(words(PageContext(h2, read_document(truth).pages[0]).text()))
+    got = set(words(result.text))
+    recall = len(expected & got) / len(expected)
+    assert recall >= 0.9, recall
+    # the same image again: served by the OCR cache, tesseract is not run
+    with DocumentHandle(str(scanned), cache=cache) as handle:
+        ctx = PageContext(handle, doc.pages[0], {"text": PageText("", (), 0.0, 0.0)})
+        key = OCRCache(cache).key(ctx.render(200, grayscale=True), result.engine, ("grayscale",))
+        assert cache.contains(key)
+        again = run_ocr(ctx, dpi=200)
+    assert again == result
+
+
+def test_ocr_skipped_for_pages_with_text(cache: MultiLevelCache) -> None:
+    path = data("pdfs/multipage.pdf")
+    doc = read_document(path)
+    with DocumentHandle(str(path)) as handle:
+        ctx = PageContext(handle, doc.pages[3])  # the chart with an OCR text layer
+        ctx.results["text"] = PageText(ctx.text(), (), 0.0, 0.0)
+        assert ctx.results["text"].has_text
+        assert run_ocr(ctx) is None
+
+
+def test_embeddings_stage_and_cache(cache: MultiLevelCache) -> None:
+    stages = [*default_stages(ocr=True, tables=False), embedding_stage(HashingEmbedder(64))]
+    path = data("pdfs/us-036.pdf")
+    run = IncrementalProcessor(cache, stages=stages).process(path)
+    vecs = run[0].stage_results("embeddings")
+    assert all(v.shape == (64,) and abs(float(np.linalg.norm(v)) - 1) < 1e-5 for v in vecs)
+    text = run[0].pages[0]["text"].text
+    assert EmbeddingCache(cache).cache.contains(EmbeddingCache(cache).key(text, "hashing-64"))
+
+
+def test_default_stage_names_and_fingerprints_are_stable() -> None:
+    a, b = default_stages(embeddings=True), default_stages(embeddings=True)
+    assert [s.name for s in a] == ["text", "ocr", "tables", "embeddings"]
+    assert [s.fingerprint for s in a] == [s.fingerprint for s in b]
+
+
+def test_parsing_and_table_caches(cache: MultiLevelCache, tmp_path: Path) -> None:
+    calls = []
+
+    def parse(p: Path) -> int:
+        calls.append(p)
+        return len(p.read_bytes())
+
+    f = tmp_path / "a.pdf"
+    shutil.copy(data("pdfs/us-036.pdf"), f)
+    pc = ParsingCache(cache)
+    assert pc.get_or_parse(f, "size", parse) == pc.get_or_parse(f, "size", parse)
+    assert len(calls) == 1 and pc.ttl == 7 * 86400
+    tc = TableExtractionCache(cache)
+    assert tc.get_or_extract("pid", "lattice", lambda: [1]) == [1]
+    assert tc.get_or_extract("pid", "lattice", lambda: [2]) == [1]
+    assert tc.get_or_extract("pid", "lattice", lambda: [3], {"snap": 2}) == [3]
+    assert tc.invalidate() == 2 and tc.ttl == 86400
+
+
+def test_editing_a_helper_changes_the_stage_fingerprint() -> None:
+    ns: dict[str, object] = {}
+    exec("def helper(x):\n    return x + 1\n\ndef st(ctx):\n    return helper(ctx)\n", ns)
+    before = code_fingerprint(ns["st"])
+    exec("def helper(x):\n    return x + 2\n", ns)
+    assert code_fingerprint(ns["st"]) != before
+
+
+# -- a stage's fingerprint is the one code fingerprint of @cached and %%tcache -------------------
+def notebook(source: str, **names: object) -> dict[str, Any]:
+    """Runs source as notebook code (module `__main__`: user code) in a fresh namespace."""
+    ns: dict[str, Any] = {"__name__": "__main__", **names}
+    exec(textwrap.dedent(source), ns)
+    return ns
+
+
+CACHED_STAGE = """
+def clean(text):
+    return text.strip() + "{helper}"
+
+@cached(cache=cache)
+def words(ctx):
+    return len(clean(ctx.text()).split()) * {n}
+"""
+
+
+def test_an_edited_cached_stage_function_changes_the_stage_fingerprint(
+    cache: MultiLevelCache,
+) -> None:
+    """A `@cached` function used as a stage counts by its code and its helpers' code, as the
+    key `@cached` itself uses, not by the wrapper's class."""
+
+    def build(n: int, helper: str) -> Stage:
+        src = CACHED_STAGE.format(n=n, helper=helper)
+        return Stage("words", notebook(src, cached=cached, cache=cache)["words"])
+
+    assert build(1, "a").fingerprint == build(1, "a").fingerprint
+    assert build(2, "a").fingerprint != build(1, "a").fingerprint
+    assert build(1, "b").fingerprint != build(1, "a").fingerprint
+
+
+CALLABLE_STAGE = """
+import threading
+
+class Ocr:
+    def __init__(self, lang):
+        self.lang = lang
+        self.lock = {state}  # a lock cannot be content-hashed: the class's code must count
+
+    def __call__(self, ctx):
+        return self.clean(ctx.text())
+
+    def clean(self, text):
+        return text.replace("-", "{sep}")
+"""
+
+
+@pytest.mark.parametrize("state", ["threading.Lock()", "None"], ids=["unhashable", "plain"])
+def test_an_edited_helper_method_of_a_callable_object_stage_changes_its_fingerprint(
+    state: str,
+) -> None:
+    def build(sep: str, lang: str = "eng") -> Stage:
+        ocr = notebook(CALLABLE_STAGE.format(state=state, sep=sep))["Ocr"](lang)
+        return Stage("ocr", ocr)
+
+    assert build("").fingerprint == build("").fingerprint
+    assert build(" ").fingerprint != build("").fingerprint  # only `clean` was edited
+    assert build("", lang="deu").fingerprint != build("").fingerprint  # its state counts
+
+
+FUNCTION_STAGE = """
+from st_helpers import normalise
+LIMIT = {limit}
+
+def st(ctx):
+    return normalise(ctx.text())[:LIMIT]
+"""
+
+
+def test_edited_globals_and_helpers_of_a_function_stage_change_its_fingerprint(
+    local_modules: Path,
+) -> None:
+    helpers = "def normalise(text):\n    return text.{how}()\n"
+    write_module(local_modules, "st_helpers", helpers.format(how="lower"))
+    before = Stage("st", notebook(FUNCTION_STAGE.format(limit=10))["st"]).fingerprint
+    assert Stage("st", notebook(FUNCTION_STAGE.format(limit=10))["st"]).fingerprint == before
+    assert Stage("st", notebook(FUNCTION_STAGE.format(limit=20))["st"]).fingerprint != before
+    write_module(local_modules, "st_helpers", helpers.format(how="upper"))  # edited, reloaded
+    assert Stage("st", notebook(FUNCTION_STAGE.format(limit=10))["st"]).fingerprint != before
+
+
+def test_library_callable_objects_count_by_their_state() -> None:
+    """A library's callable object (here numpy's poly1d) is configured by its attributes."""
+    assert Stage("p", np.poly1d([1, 2])).fingerprint == Stage("p", np.poly1d([1, 2])).fingerprint
+    assert Stage("p", np.poly1d([1, 2])).fingerprint != Stage("p", np.poly1d([1, 3])).fingerprint
+
+
+def test_stages_cached_functions_and_cells_share_one_code_fingerprint(
+    cache: MultiLevelCache,
+) -> None:
+    ns = notebook(
+        CALLABLE_STAGE.format(state="threading.Lock()", sep="")
+        + CACHED_STAGE.format(n=1, helper="a"),
+        cached=cached,
+        cache=cache,
+    )
+    for fn in (ns["words"], ns["Ocr"]("eng"), ns["clean"], functools.partial(ns["clean"])):
+        assert code_fingerprint(fn) == fingerprint(fn)
+    assert ns["words"].__tore_fingerprint__() == fingerprint(ns["words"])
