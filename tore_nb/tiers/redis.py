@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import clock
-from ..config import redact_url
 from ..errors import TierUnavailable, TierWriteError, require
+from ..redaction import redact_url
 from .base import TierCapabilities, TierUsage, glob_match
 
 if TYPE_CHECKING:
