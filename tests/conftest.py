@@ -160,6 +160,7 @@ def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def ip(shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The module's shell with tore_nb loaded over a fresh embedded cache."""
     import tore_nb.magics
+    import tore_nb.tiered
 
     # the process-wide cache is put back after
     monkeypatch.setattr(tore_nb.tiered, "_default", None)

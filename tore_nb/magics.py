@@ -256,6 +256,7 @@ class TcacheMagics(Magics):
     def _auto_changed(self, change: dict[str, Any]) -> None:
         transformers = self.ip.input_transformers_cleanup
         if change["new"] and self._auto_transform not in transformers:
+            self._is_cheap("")  # reads the list of cheap cells now, not in the first cell
             transformers.append(self._auto_transform)
         elif not change["new"] and self._auto_transform in transformers:
             transformers.remove(self._auto_transform)

@@ -19,6 +19,7 @@ import pytest
 import tore_nb
 import tore_nb.fingerprint
 import tore_nb.memo
+import tore_nb.tiered
 from tests.support import SOURCE_ROOT, outputs_under_hash_seeds, write_module
 from tore_nb.cells import CacheWarning
 from tore_nb.config import CacheConfig

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import tore_nb
+import tore_nb.tiered
 from tests.support import SECRET
 from tore_nb import CacheConfig, MultiLevelCache, tiered
 from tore_nb.breaker import Breaker
