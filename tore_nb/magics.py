@@ -264,8 +264,16 @@ class TcacheMagics(Magics):
     def _auto_transform(self, lines: list[str]) -> list[str]:
         """Wrap a cell in `%%tcache --auto` unless it is a magic's, only magics or shell
         commands, or known to be cheaper than its own hit."""
-        # cheapest test first: a cheap cell runs plainly whoever asks
-        if self._depth or not lines or not self.enabled or self._is_cheap("".join(lines)):
+        # cheapest tests first, on plain attributes: this runs before every cell of the notebook
+        if self._depth or not lines:
+            return lines
+        cell = "".join(lines)
+        if self._cheap_file is not None:  # the list is read: a set lookup is the whole cost
+            if hash_bytes(cell.encode("utf-8", "surrogatepass")) in self._cheap:
+                return lines
+        elif self._is_cheap(cell):
+            return lines
+        if not self.enabled:
             return lines
         if not _transforming_a_cell():
             return lines

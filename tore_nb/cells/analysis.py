@@ -101,6 +101,7 @@ class CellAnalysis:
     read_only: tuple[str, ...] = ()
 
 
+@functools.lru_cache(maxsize=8192)  # asked of every name in the namespace, cell after cell
 def is_ipython_name(name: str) -> bool:
     """Whether a name is IPython's or Python's own (`In`, `_5`, `_i3`, `__builtins__`), never
     a cell's output.
