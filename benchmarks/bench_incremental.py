@@ -2,7 +2,7 @@
 
     python benchmarks/bench_incremental.py [--pdf PATH] [--ray-pages N] [--no-ray]
 
-On one large PDF (default: shared/data/acceptance/GeoTopo-komprimiert.pdf, 117 pages):
+On one large PDF (default: data/acceptance/GeoTopo-komprimiert.pdf, 117 pages):
 1. full processing with the default stages (text and layout, OCR where there is no text, tables);
 2. the same file rewritten by pypdf with one page changed: the incremental run, and its time
    without the changed page's own stage work (target: at most 150 ms per 100 pages);
@@ -34,7 +34,7 @@ from tore_nb.incremental.processor import IncrementalProcessor  # noqa: E402
 from tore_nb.incremental.stages import PageContext, Stage  # noqa: E402
 from tore_nb.tiered import MultiLevelCache  # noqa: E402
 
-DEFAULT_PDF = REPO.parent / "shared" / "data" / "acceptance" / "GeoTopo-komprimiert.pdf"
+DEFAULT_PDF = REPO / "data" / "acceptance" / "GeoTopo-komprimiert.pdf"
 SECRET = b"bench-secret-0123456789abcdef0123"
 
 

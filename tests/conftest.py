@@ -15,7 +15,7 @@ import pytest
 from tore_nb.config import CacheConfig
 from tore_nb.testing import MotoS3, RedisServer
 
-from .support import CI, REPO, SHARED_DATA, missing
+from .support import CI, DATA, REPO, missing
 
 
 @pytest.fixture
@@ -54,10 +54,10 @@ def _isolated_home(
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        missing(f"the shared test data at {SHARED_DATA}")
-    return SHARED_DATA
+def sample_data() -> Path:
+    if not DATA.is_dir():
+        missing(f"the sample data at {DATA}")
+    return DATA
 
 
 @pytest.fixture(scope="session")

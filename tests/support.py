@@ -18,7 +18,7 @@ import tore_nb
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parents[1]  # the checkout: tests/ is one level down
-SHARED_DATA = REPO.parent / "shared" / "data"
+DATA = REPO / "data"  # sample PDFs the repo carries (provenance in data/*/MANIFEST.md)
 SECRET = b"tore-nb-test-secret-0123456789abcdef"
 SOURCE_ROOT = str(Path(tore_nb.__file__).resolve().parents[1])  # subprocesses import this one
 
@@ -48,10 +48,10 @@ def write_module(folder: Path, name: str, source: str) -> Any:
 
 
 def sample_pdf(name: str) -> Path:
-    """A PDF of ../shared/data/pdfs (fails under CI, skips elsewhere, when it is not there)."""
-    path = SHARED_DATA / "pdfs" / name
+    """A sample PDF of data/pdfs (fails under CI, skips elsewhere, when it is not there)."""
+    path = DATA / "pdfs" / name
     if not path.is_file():
-        missing(f"shared test data {path}")
+        missing(f"sample data {path}")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Change detection: change sets against the truth table of shared/data/pdfs/MANIFEST.md, file
+"""Change detection: change sets against the truth table of data/pdfs/MANIFEST.md, file
 fingerprints, manifests kept in the cache. Page identities are in tests/incremental/test_pdf.py."""
 
 from __future__ import annotations

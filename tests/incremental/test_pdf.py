@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import SHARED_DATA
+from tests.support import DATA
 from tests.support import sample_pdf as pdf
 from tore_nb.incremental.documents import fingerprint_file, page_identities, read_document
 from tore_nb.incremental.pdf import PageHasher, RawObjects
@@ -26,7 +26,7 @@ from tore_nb.incremental.pdf import PageHasher, RawObjects
 pypdf = pytest.importorskip("pypdf")
 from pypdf import generic as g  # noqa: E402
 
-PDFS = SHARED_DATA / "pdfs"
+PDFS = DATA / "pdfs"
 ALL_PDFS = sorted(p.name for p in PDFS.glob("*.pdf")) or ["dmca.pdf"]
 # an encrypted file is always read by pypdf, so the fast reader has nothing to agree on there
 UNENCRYPTED = [

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import SHARED_DATA
+from tests.support import DATA
 from tore_nb.incremental.documents import DocumentError, page_identities
 from tore_nb.incremental.pdf import Fallback, PageHasher, RawObjects, read_xref
 
-SHARED = SHARED_DATA
-ALL = sorted(p for d in ("pdfs", "acceptance") for p in (SHARED / d).glob("*.pdf"))
+ALL = sorted(p for d in ("pdfs", "acceptance") for p in (DATA / d).glob("*.pdf"))
 PLAIN = [p for p in ALL if b"/Encrypt" not in p.read_bytes()]
 pytestmark = pytest.mark.skipif(not ALL, reason="shared PDFs not present")
 
@@ -57,7 +56,7 @@ def test_encrypted_and_damaged_files_go_to_pypdf() -> None:
     for path in encrypted:
         with pytest.raises(Fallback):
             RawObjects(path.read_bytes())
-    data = (SHARED / "pdfs" / "us-001.pdf").read_bytes()
+    data = (DATA / "pdfs" / "us-001.pdf").read_bytes()
     at = data.rfind(b"startxref")
     broken = data[:at] + b"startxref\n12\n%%EOF\n"  # a wrong pointer pypdf repairs
     with pytest.raises(Fallback):

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support import CI, SECRET, write_module
-from tests.support import SHARED_DATA as DATA
+from tests.support import CI, DATA, SECRET, write_module
 from tore_nb.config import CacheConfig
 from tore_nb.fingerprint import fingerprint
 from tore_nb.incremental.builtin import (

@@ -11,8 +11,8 @@ is first imported, because Ray reads it once.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CI, REPO, SECRET
-from tests.support import SHARED_DATA as DATA
+from tests.support import CI, DATA, REPO, SECRET
 from tore_nb.config import CacheConfig
 from tore_nb.incremental.executors import RayExecutor
 from tore_nb.incremental.processor import IncrementalProcessor
@@ -75,8 +74,8 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
-    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    if not Path(ray_bin).exists():
+    # `ray start` run by this interpreter: the head and its workers see the packages the tests see
+    if importlib.util.find_spec("ray.scripts.scripts") is None:
         if CI:
             pytest.fail("the ray command is required with CI=true", pytrace=False)
         pytest.skip("ray not installed")
@@ -88,7 +87,9 @@ def ray_head() -> Iterator[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
     head = subprocess.Popen(
         [
-            ray_bin,
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
             "start",
             "--head",
             f"--port={port}",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import SECRET, SHARED_DATA, missing
+from tests.support import DATA, SECRET, missing
 from tore_nb import CacheConfig, MultiLevelCache
 from tore_nb.keys import hash_value
 from tore_nb.testing import RedisServer
@@ -40,14 +40,14 @@ def test_redis_restarted_during_incremental_run(
 ) -> None:
     from tore_nb.incremental import IncrementalProcessor, text_stage
 
-    if not (SHARED_DATA / "pdfs" / SOURCES[0]).exists():
+    if not (DATA / "pdfs" / SOURCES[0]).exists():
         missing("the shared sample PDFs")
     paths = []
     for copy in range(COPIES):
         for name in SOURCES:
             dest = tmp_path / "docs" / f"{copy}-{name}"
             dest.parent.mkdir(exist_ok=True)
-            shutil.copy(SHARED_DATA / "pdfs" / name, dest)
+            shutil.copy(DATA / "pdfs" / name, dest)
             paths.append(dest)
     stages = [text_stage()]
 

@@ -211,11 +211,11 @@ def test_breaker_state_is_shown_when_redis_goes_away(
 
 # -- change report ---------------------------------------------------------------------------------
 @pytest.fixture
-def two_runs(tmp_path: Path, shared_data: Path, cache: MultiLevelCache) -> tuple[Any, Path, Path]:
+def two_runs(tmp_path: Path, sample_data: Path, cache: MultiLevelCache) -> tuple[Any, Path, Path]:
     from tore_nb.incremental.builtin import text_stage
     from tore_nb.incremental.processor import IncrementalProcessor
 
-    v1, v2 = shared_data / "pdfs" / "dmca.pdf", shared_data / "pdfs" / "dmca_v2.pdf"
+    v1, v2 = sample_data / "pdfs" / "dmca.pdf", sample_data / "pdfs" / "dmca_v2.pdf"
     work = tmp_path / "report.pdf"
     shutil.copy(v1, work)
     proc = IncrementalProcessor(cache, stages=[text_stage()])
@@ -294,7 +294,7 @@ def test_run_progress_counts_and_widget(two_runs: tuple[Any, Path, Path]) -> Non
     assert "16 cached" in progress._repr_html_()
 
 
-def test_run_progress_is_a_progress_callback(tmp_path: Path, shared_data: Path) -> None:
+def test_run_progress_is_a_progress_callback(tmp_path: Path, sample_data: Path) -> None:
     from tore_nb.incremental.processor import IncrementalProcessor
     from tore_nb.incremental.progress import Progress
     from tore_nb.incremental.stages import PageContext, Stage
@@ -308,6 +308,6 @@ def test_run_progress_is_a_progress_callback(tmp_path: Path, shared_data: Path) 
     proc = IncrementalProcessor(cache, stages=[Stage("n", fails_on_page_2)])
     progress = widgets.RunProgress(show=False)
     assert isinstance(progress, Progress)
-    progress.track(proc, [shared_data / "pdfs" / "us-001.pdf"])
+    progress.track(proc, [sample_data / "pdfs" / "us-001.pdf"])
     assert (progress.done, progress.total, progress.failed, progress.cached) == (3, 3, 1, 0)
     assert progress._style() == "warning"

@@ -249,7 +249,7 @@ class ChangeDetector:
     >>> from tore_nb.config import CacheConfig
     >>> from tore_nb.tiered import MultiLevelCache
     >>> det = ChangeDetector(MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp())))
-    >>> cs = det.detect("../shared/data/pdfs/dmca.pdf")  # doctest: +SKIP
+    >>> cs = det.detect("data/pdfs/dmca.pdf")  # doctest: +SKIP
     >>> cs.is_new, len(cs.pages_to_process)  # doctest: +SKIP
     (True, 18)
     """

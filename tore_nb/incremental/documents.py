@@ -5,7 +5,7 @@ resources it names (fonts, images, forms), its annotations' appearances, its box
 A metadata-only resave changes no page identity; image-only pages are told apart by their images.
 
 >>> from tore_nb.incremental.documents import read_document
->>> doc = read_document("../shared/data/pdfs/multipage.pdf")  # doctest: +SKIP
+>>> doc = read_document("data/pdfs/multipage.pdf")  # doctest: +SKIP
 >>> len(doc.pages), len(set(doc.identities))  # doctest: +SKIP
 (6, 6)
 """
@@ -156,7 +156,7 @@ def read_document(
 ) -> Document:
     """Read a PDF and compute the identity of every page (about 0.5-2 ms a page).
 
-    >>> doc = read_document("../shared/data/pdfs/dmca.pdf")  # doctest: +SKIP
+    >>> doc = read_document("data/pdfs/dmca.pdf")  # doctest: +SKIP
     >>> doc.page_count  # doctest: +SKIP
     18
     """

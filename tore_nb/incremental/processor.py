@@ -10,7 +10,7 @@ with `set_many` and merged, in page order, into one `ProcessingResult` per docum
 >>> from tore_nb.config import CacheConfig
 >>> from tore_nb.tiered import MultiLevelCache
 >>> proc = IncrementalProcessor(MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp())))
->>> run = proc.process(["../shared/data/pdfs/dmca.pdf"])  # doctest: +SKIP
+>>> run = proc.process(["data/pdfs/dmca.pdf"])  # doctest: +SKIP
 >>> run.documents[0].metadata["mode"], len(run.documents[0].pages)  # doctest: +SKIP
 ('full', 18)
 """

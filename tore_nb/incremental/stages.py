@@ -249,7 +249,7 @@ class Pipeline:
 class DocumentHandle:
     """A document opened once for a batch of pages: pypdfium2 (and pdfplumber on demand).
 
-    >>> h = DocumentHandle("../shared/data/pdfs/dmca.pdf")  # doctest: +SKIP
+    >>> h = DocumentHandle("data/pdfs/dmca.pdf")  # doctest: +SKIP
     >>> len(h.pdfium); h.close()  # doctest: +SKIP
     18
     """
@@ -305,7 +305,7 @@ class DocumentHandle:
 class PageContext:
     """What a stage sees: the page record, lazy pypdfium2 access, renders, required results.
 
-    >>> ctx = PageContext(DocumentHandle("../shared/data/pdfs/dmca.pdf"),
+    >>> ctx = PageContext(DocumentHandle("data/pdfs/dmca.pdf"),
     ...                   Page(0, "id", 612.0, 792.0, 0))  # doctest: +SKIP
     >>> ctx.text()[:10]  # doctest: +SKIP
     'Executive '
