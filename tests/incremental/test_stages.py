@@ -83,6 +83,35 @@ def test_tables_stage_on_the_award_table(cache: MultiLevelCache) -> None:
     assert table.to_frame().shape[1] == 11
 
 
+def test_a_page_used_twice_gets_no_tables_rather_than_another_pages(
+    cache: MultiLevelCache, tmp_path: Path
+) -> None:
+    """A page object inserted twice (pypdf's `insert_page(w.pages[i], index=j)`, as merge tools
+    do) is two pages to pdfium and pypdf but one to pdfplumber. The tables stage took its page
+    by position, so every page after the duplicate got the next page's tables, and they were
+    cached under the real pages' identities: the untouched original processed later with the
+    same cache was served wrong tables. Now the document's tables fail loudly, nothing is
+    stored, and the original's tables equal a from-scratch run's."""
+    import pypdf
+
+    original = data("pdfs/us-001.pdf")
+    writer = pypdf.PdfWriter(clone_from=str(original))
+    writer.insert_page(writer.pages[0], index=2)
+    doubled = tmp_path / "doubled.pdf"
+    with open(doubled, "wb") as f:
+        writer.write(f)
+    stages = [text_stage(), tables_stage()]
+    run = IncrementalProcessor(cache, stages=stages).process(doubled)
+    assert len(run[0].pages) == 4
+    for page in run[0].pages:
+        assert "tables" in page.errors and "a page used twice" in page.errors["tables"]
+        assert "text" in page.results  # the other stages are not affected
+    cached = IncrementalProcessor(cache, stages=stages).process(original)
+    fresh_cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "fresh"), secret=SECRET)
+    fresh = IncrementalProcessor(fresh_cache, stages=stages).process(original)
+    assert [p["tables"] for p in cached[0].pages] == [p["tables"] for p in fresh[0].pages]
+
+
 def test_ocr_stage_recall_and_ocr_cache(cache: MultiLevelCache) -> None:
     need_tesseract()
     scanned, truth = data("pdfs/dmca_scanned.pdf"), data("pdfs/dmca.pdf")
@@ -261,3 +290,57 @@ def test_stages_cached_functions_and_cells_share_one_code_fingerprint(
     for fn in (ns["words"], ns["Ocr"]("eng"), ns["clean"], functools.partial(ns["clean"])):
         assert code_fingerprint(fn) == fingerprint(fn)
     assert ns["words"].__tore_fingerprint__() == fingerprint(ns["words"])
+
+
+STAGE_MODULE = """
+def shout(text):
+    return text.upper(){suffix}
+
+class Counter:
+    def __call__(self, ctx):
+        return self.count(ctx.text())
+
+    def count(self, text):
+        return len(text.split()){extra}
+
+def loud(ctx):
+    return shout(ctx.text())[:40]
+"""
+
+
+def test_an_edited_stage_recomputes_and_equals_a_from_scratch_run(
+    local_modules: Path, tmp_path: Path
+) -> None:
+    """Differential: after an edit to a custom stage's helper, a helper method of a callable
+    stage, or a default stage's parameters, an incremental run recomputes those stages, and
+    what it returns equals a run from scratch with the edited code."""
+    pdf = data("pdfs/us-001.pdf")
+
+    def stages(module: Any, snap: int) -> list[Stage]:
+        return [
+            text_stage(),
+            Stage("loud", module.loud),
+            Stage("count", module.Counter()),
+            tables_stage({"snap_tolerance": snap}),
+        ]
+
+    def results(run: Any) -> list[dict[str, Any]]:
+        return [{k: repr(v) for k, v in p.results.items() if k != "text"} for p in run[0].pages]
+
+    cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "cache"), secret=SECRET)
+    mod = write_module(local_modules, "stage_mod", STAGE_MODULE.format(suffix="", extra=""))
+    first = IncrementalProcessor(cache, stages=stages(mod, 3)).process(pdf)
+    # each edit: the helper's suffix, the method's factor, and the stages that must recompute
+    edits = [('+ "!"', "", {"loud", "tables"}), ('+ "!"', " * 2", {"count", "tables"})]
+    for n, (suffix, extra, changed) in enumerate(edits):
+        source = STAGE_MODULE.format(suffix=suffix, extra=extra)
+        mod = write_module(local_modules, "stage_mod", source)
+        pipeline = stages(mod, 4 + n)
+        assert pipeline[3].fingerprint != stages(mod, 3)[3].fingerprint
+        again = IncrementalProcessor(cache, stages=pipeline).process(pdf)
+        fresh_cache = MultiLevelCache(CacheConfig.embedded(tmp_path / f"fresh{n}"), secret=SECRET)
+        fresh = IncrementalProcessor(fresh_cache, stages=stages(mod, 4 + n)).process(pdf)
+        assert results(again) == results(fresh) != results(first)
+        report = again.report()
+        served = dict(zip(report["stage"], report["served_by"], strict=False))
+        assert {s for s, by in served.items() if by == "computed"} == changed

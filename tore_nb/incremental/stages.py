@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from ..fingerprint import fingerprint
 from ..keys import hash_value, qualname
-from .documents import Page, open_pdfium
+from .documents import DocumentError, Page, open_pdfium
 
 if TYPE_CHECKING:
     import pypdfium2
@@ -284,7 +284,18 @@ class DocumentHandle:
             import pdfplumber
 
             src = io.BytesIO(self.source) if isinstance(self.source, bytes) else self.source
-            self._plumber = pdfplumber.open(src)
+            plumber = pdfplumber.open(src)
+            # pdfplumber (pdfminer) lists a page object used twice once, pdfium twice: with the
+            # counts apart, page i of one is not page i of the other, and tables taken by index
+            # would be stored under another page's identity. Refuse rather than guess.
+            if len(plumber.pages) != len(self.pdfium):
+                found = len(plumber.pages)
+                plumber.close()
+                raise DocumentError(
+                    f"{self.path or 'the document'}: pdfplumber reads {found} pages where pdfium"
+                    f" reads {len(self.pdfium)} (a page used twice?); its tables are not computed"
+                )
+            self._plumber = plumber
         return self._plumber
 
     def close(self) -> None:
