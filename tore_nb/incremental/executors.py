@@ -13,6 +13,7 @@ as single tasks with `retry_exceptions`; a handful of pages run inline instead o
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Executor",
+    "OpenDocuments",
     "RayExecutor",
     "SerialExecutor",
     "StageOutcome",
@@ -97,6 +99,47 @@ def _shared(cache: MultiLevelCache | None) -> tuple[str, ...]:
     return cache.shared_tiers
 
 
+class OpenDocuments:
+    """The documents of a run, each opened once (pdfium, and pdfplumber when a stage asks) and
+    shared by every page and stage that needs it; at most `keep` stay open, the least recently
+    used closed first (pages come grouped by document).
+
+    >>> with OpenDocuments({}, None) as docs:
+    ...     docs.keep
+    4
+    """
+
+    def __init__(
+        self, sources: Mapping[str, str | bytes], cache: MultiLevelCache | None, keep: int = 4
+    ) -> None:
+        self.sources = sources
+        self.cache = cache
+        self.keep = keep
+        self._open: dict[str, DocumentHandle] = {}
+
+    def __getitem__(self, document_id: str) -> DocumentHandle:
+        handle = self._open.pop(document_id, None)
+        if handle is None:
+            handle = DocumentHandle(
+                self.sources[document_id], document_id=document_id, cache=self.cache
+            )
+            while len(self._open) >= self.keep:
+                self._open.pop(next(iter(self._open))).close()
+        self._open[document_id] = handle  # the most recently used last
+        return handle
+
+    def close(self) -> None:
+        for handle in self._open.values():
+            handle.close()
+        self._open.clear()
+
+    def __enter__(self) -> OpenDocuments:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def run_items(
     items: Sequence[WorkItem],
     pipeline: Pipeline,
@@ -105,8 +148,10 @@ def run_items(
     shared_tiers: Sequence[str] = (),
     *,
     recheck: bool = True,
+    documents: OpenDocuments | None = None,
 ) -> list[StageOutcome]:
-    """Compute the stages of `items`, opening each document once. Used by every executor.
+    """Compute the stages of `items`, opening each document once (or taking it from
+    `documents`, which the caller keeps open across calls). Used by every executor.
 
     With `shared_tiers` (Redis, S3) new results are written there, and with `recheck` results
     that another worker stored there meanwhile are taken instead of computed.
@@ -123,8 +168,11 @@ def run_items(
     for it in items:
         by_doc[it.document_id].append(it)
     out: list[StageOutcome] = []
-    for doc_id, doc_items in by_doc.items():
-        with DocumentHandle(sources[doc_id], document_id=doc_id, cache=cache) as handle:
+    with contextlib.ExitStack() as stack:
+        if documents is None:
+            documents = stack.enter_context(OpenDocuments(sources, cache))
+        for doc_id, doc_items in by_doc.items():
+            handle = documents[doc_id]
             for it in doc_items:
                 out.extend(_run_page(handle, it, pipeline, found))
     if cache is not None and shared_tiers:
@@ -276,9 +324,15 @@ class SerialExecutor:
         shared = _shared(cache)
         out: list[StageOutcome] = []
         try:
-            for it in items:
-                out.extend(run_items([it], pipeline, sources, cache, shared, recheck=False))
-                progress.advance(1)
+            # one page at a time for progress, each document opened once for all its pages
+            with OpenDocuments(sources, cache) as docs:
+                for it in items:
+                    out.extend(
+                        run_items(
+                            [it], pipeline, sources, cache, shared, recheck=False, documents=docs
+                        )
+                    )
+                    progress.advance(1)
         finally:
             progress.close()
         if self.retries > 0:
