@@ -1,13 +1,18 @@
 """The `tore-nb` command.
 
-    tore-nb process PATH...       run the default stages incrementally, print the change report
-                                  and the cache metrics (a second run serves every page cached)
+    tore-nb process PATH...       process PDFs incrementally (files, folders, globs): one line per
+                                  document and a totals line; --pages for the per-page table
     tore-nb warm PATH...          fill the caches for many documents (parallel with --executor ray)
     tore-nb invalidate ...        forget documents (--document), key patterns, stages or old entries
-    tore-nb stats                 the cache metrics and usage per tier
+    tore-nb stats                 what the tiers hold, and this process's counters
 
-The cache is the embedded default (memory + disk under --cache-dir, default
-$XDG_CACHE_HOME/tore_nb); `--env` reads REDIS_URL, S3_CACHE_BUCKET and the other variables.
+The cache is configured as the library's is: from the environment (REDIS_URL, S3_CACHE_BUCKET,
+DISK_CACHE_PATH, ...), by default memory and disk under $XDG_CACHE_HOME/tore_nb. `--local`
+keeps to memory and disk whatever the environment says; `--cache-dir` moves the disk tier.
+
+Exit status: 0 when every document and page was processed; 1 when a document could not be
+read or a page's stage failed (reasons on stderr); 2 for a usage error (a bad option, or no PDF
+under the paths given).
 
 >>> main(["--help"])  # doctest: +SKIP
 """
@@ -15,8 +20,11 @@ $XDG_CACHE_HOME/tore_nb); `--env` reads REDIS_URL, S3_CACHE_BUCKET and the other
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -46,20 +54,28 @@ def _fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `tore-nb`."""
+    from . import __version__
+
     p = argparse.ArgumentParser(
         prog="tore-nb",
         description="tore_nb: incremental document processing and multi-tier caching",
+        epilog="exit status: 0 all processed; 1 a document or page failed (see stderr); "
+        "2 usage error",
     )
+    p.add_argument("--version", action="version", version=f"tore-nb {__version__}")
     p.add_argument("--cache-dir", help="disk tier directory (default: $XDG_CACHE_HOME/tore_nb)")
     p.add_argument(
-        "--env",
+        "--local",
         action="store_true",
-        help="configure the tiers from the environment (REDIS_URL, S3_CACHE_BUCKET...)",
+        help="memory and disk tiers only, whatever REDIS_URL or S3_CACHE_BUCKET say",
     )
+    p.add_argument("--env", action="store_true", help=argparse.SUPPRESS)  # the default now
     sub = p.add_subparsers(dest="command", required=True)
 
     def work_options(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("paths", nargs="+", metavar="PATH", help="PDF files")
+        sp.add_argument(
+            "paths", nargs="+", metavar="PATH", help="PDF files, folders (searched) or globs"
+        )
         sp.add_argument(
             "--stages",
             default="text,ocr,tables",
@@ -81,12 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     proc = sub.add_parser("process", help="process documents incrementally")
     work_options(proc)
     proc.add_argument(
+        "--pages", action="store_true", help="print the per-page table (page, stage, served by)"
+    )
+    proc.add_argument(
         "--changed-only",
         action="store_true",
-        help="report only pages that changed or were computed",
+        help="with --pages: only pages that changed or were computed",
     )
-    proc.add_argument("--csv", help="also write the change report to this CSV file")
-    proc.add_argument("--no-metrics", action="store_true", help="do not print cache metrics")
+    proc.add_argument(
+        "--csv",
+        help="also write what is printed to this CSV file (documents, or pages with --pages)",
+    )
+    proc.add_argument("--metrics", action="store_true", help="print the cache metrics per tier")
+    proc.add_argument("--no-metrics", action="store_true", help=argparse.SUPPRESS)  # the default
 
     warm = sub.add_parser("warm", help="fill the caches for many documents")
     work_options(warm)
@@ -105,13 +128,33 @@ def make_cache(args: argparse.Namespace) -> MultiLevelCache:
     from .config import CacheConfig
     from .tiered import MultiLevelCache
 
-    if args.env:
+    if args.local:
+        cfg = CacheConfig.embedded(args.cache_dir)
+    else:
         cfg = CacheConfig.from_env()
         if args.cache_dir:
             cfg = cfg.replace(disk_cache_path=args.cache_dir)
-    else:
-        cfg = CacheConfig.embedded(args.cache_dir)
     return MultiLevelCache(cfg)
+
+
+def find_pdfs(paths: Sequence[str]) -> list[str]:
+    """The PDFs named by `paths`: files as given, folders searched (sorted), globs expanded.
+    A path that is none of these is kept, so that it is reported as not found.
+
+    >>> find_pdfs(["no/such/file.pdf"])
+    ['no/such/file.pdf']
+    """
+    found: list[str] = []
+    for arg in paths:
+        if os.path.isdir(arg):
+            found += sorted(
+                str(p) for p in Path(arg).rglob("*") if p.suffix.lower() == ".pdf" and p.is_file()
+            )
+        elif glob.has_magic(arg):
+            found += sorted(glob.glob(arg, recursive=True))
+        else:
+            found.append(arg)
+    return list(dict.fromkeys(found))
 
 
 def make_stages(spec: str) -> list[Stage]:
@@ -164,26 +207,57 @@ def _run(args: argparse.Namespace, cache: MultiLevelCache) -> Any:
     return proc.process(args.paths, force=args.force)
 
 
+def _print_process(args: argparse.Namespace, run: Any, cache: MultiLevelCache) -> None:
+    from .incremental.report import format_documents, format_report
+
+    if args.pages:
+        print(format_report(run, changed_only=args.changed_only, max_rows=100_000))
+    print("\n".join(format_documents(run)))
+    if args.csv:
+        if args.pages:
+            df = run.report()
+            if args.changed_only:
+                df = df[(df.status != "unchanged") | (df.served_by == "computed")]
+        else:
+            df = run.summary()
+        df.to_csv(args.csv, index=False)
+    if args.metrics:
+        print()
+        print(cache.to_frame().to_string())
+
+
+def _report_failures(run: Any) -> bool:
+    """Say on stderr what failed: documents that could not be read, pages whose stage failed."""
+    for path, why in run.failures.items():
+        print(f"tore-nb: {path}: {why}", file=sys.stderr)
+    failed_pages = False
+    for row in run.report_rows():
+        document, page, _status, *_, stage, served_by, _level, _secs, error = row
+        if served_by == "failed":
+            failed_pages = True
+            print(f"tore-nb: {document} page {page}, {stage}: {error}", file=sys.stderr)
+    return bool(run.failures) or failed_pages
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `tore-nb`; returns the exit status (1 when a document or page failed)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("process", "warm"):
+        args.paths = find_pdfs(args.paths)
+        if not args.paths:
+            parser.error("no PDF found under the paths given")
     cache = make_cache(args)
     try:
         if args.command in ("process", "warm"):
             run = _run(args, cache)
             if args.command == "process":
-                from .incremental.report import format_report
+                _print_process(args, run, cache)
+            else:
+                from .incremental.report import format_documents
 
-                print(format_report(run, changed_only=args.changed_only, max_rows=100_000))
-                print()
-                if args.csv:
-                    run.report().to_csv(args.csv, index=False)
-            print(run)
-            if args.command == "process" and not args.no_metrics:
-                print()
-                print(cache.to_frame().to_string())
-            failed = bool(run.failures) or any(r.failed_pages for r in run.documents)
-            return 1 if failed else 0
+                print("\n".join(format_documents(run)))
+            return 1 if _report_failures(run) else 0
         if args.command == "invalidate":
             from .maintenance import CacheInvalidator
 
@@ -195,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 n += inv.invalidate_by_age(args.older_than)
             print(f"removed {n} entries")
             return 0
+        print(
+            "what the tiers hold (entries, size) and this process's counters: a new command "
+            "starts them at zero, so hits and misses of earlier runs are not here"
+        )
         print(cache.to_frame().to_string())
         return 0
     finally:

@@ -18,6 +18,7 @@ from tore_nb.cli import main
 def test_process_twice_second_run_all_cached(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """By default one line per document and a totals line; --pages adds the per-page table."""
     cache_dir = str(tmp_path / "cache")
     args = [
         "--cache-dir",
@@ -29,12 +30,16 @@ def test_process_twice_second_run_all_cached(
         "--no-progress",
     ]
     assert main(args) == 0
-    first = capsys.readouterr().out
-    assert first.split("\n\n")[0].count(" computed ") == 6 and "hit_rate" in first
-    assert main(args) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert first == [
+        "us-036.pdf: 3 pages, new; stage results 6 computed",
+        first[1],
+    ]
+    assert first[1].startswith("1 document, 3 pages (3 new or modified); stage results 6 computed")
+    assert main([*args, "--pages", "--metrics"]) == 0
     second = capsys.readouterr().out
-    assert "computed" not in second.split("\n\n")[0]
-    assert second.count(" disk ") >= 6 and "unchanged" in second
+    assert "us-036.pdf: 3 pages, unchanged; stage results 6 from cache" in second
+    assert second.count(" disk ") >= 6 and "hit_rate" in second  # the table, the metrics
 
 
 def test_process_changed_file_reports_changes(
@@ -50,23 +55,64 @@ def test_process_changed_file_reports_changes(
         "--stages",
         "text",
         "--no-progress",
-        "--no-metrics",
     ]
     assert main(base) == 0
     capsys.readouterr()
     shutil.copy(pdf("ca-warn-report_v2.pdf"), work)
     csv = tmp_path / "report.csv"
-    assert main([*base, "--changed-only", "--csv", str(csv)]) == 0
+    assert main([*base, "--pages", "--changed-only", "--csv", str(csv)]) == 0
     out = capsys.readouterr().out
-    assert "modified" in out and "removed" in out and "incremental" in out
-    assert csv.read_text().count("\n") == 17  # header + 15 pages + 1 removed page
+    assert "report.pdf: 15 pages, 1 modified, 1 removed, 14 unchanged" in out
+    assert "modified" in out.splitlines()[1]  # the per-page table: only the changed rows
+    assert csv.read_text().count("\n") == 3  # header, the modified page, the removed page
+    assert main([*base, "--csv", str(csv)]) == 0  # without --pages: the documents
+    assert csv.read_text().splitlines()[0].startswith("document,mode,pages")
 
 
-def test_unreadable_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_folders_and_globs_are_searched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "in" / "deeper"
+    folder.mkdir(parents=True)
+    shutil.copy(pdf("us-001.pdf"), folder / "a.pdf")
+    shutil.copy(pdf("us-036.pdf"), tmp_path / "in" / "b.PDF")
+    (tmp_path / "in" / "notes.txt").write_text("not a pdf")
+    c = ["--cache-dir", str(tmp_path / "c"), "process", "--stages", "text", "--no-progress"]
+    assert main([*c, str(tmp_path / "in")]) == 0
+    out = capsys.readouterr().out
+    assert "a.pdf: 3 pages" in out and "b.PDF: 3 pages" in out and "2 documents" in out
+    assert main([*c, str(tmp_path / "in" / "**" / "*.pdf")]) == 0
+    assert "1 document, 3 pages" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main([*c, str(tmp_path / "in" / "*.nothing")])
+    assert exit_.value.code == 2
+
+
+def test_failures_go_to_stderr_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.pdf"
     bad.write_text("nope")
-    assert main(["--cache-dir", str(tmp_path / "c"), "process", str(bad), "--no-progress"]) == 1
-    assert "FAILED" in capsys.readouterr().out
+    c = ["--cache-dir", str(tmp_path / "c"), "process", "--no-progress", "--stages", "text"]
+    assert main([*c, str(bad), str(pdf("us-001.pdf"))]) == 1
+    out, err = capsys.readouterr()
+    assert "us-001.pdf: 3 pages" in out and "1 could not be read" in out
+    assert f"tore-nb: {bad}:" in err and "bad.pdf" not in out
+
+
+def test_version_and_local(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("tore-nb ")
+    os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"  # a Redis nobody runs: --local ignores it
+    try:
+        c = ["--local", "--cache-dir", str(tmp_path / "c")]
+        assert (
+            main([*c, "process", str(pdf("us-001.pdf")), "--stages", "text", "--no-progress"]) == 0
+        )
+        assert main([*c, "stats"]) == 0
+        out = capsys.readouterr().out
+        assert "this process's counters" in out and "redis" not in out
+    finally:
+        del os.environ["REDIS_URL"]
 
 
 def test_invalidate_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "REPORT_COLUMNS",
     "SUMMARY_COLUMNS",
     "change_report",
+    "format_documents",
     "format_report",
     "format_summary",
     "summary",
@@ -78,3 +79,46 @@ def format_report(run: RunResult, *, max_rows: int = 200, changed_only: bool = F
     if "error" in df and df["error"].isna().all():
         df = df.drop(columns=["error"])
     return df.to_string(index=False, max_rows=max_rows)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def format_documents(run: RunResult) -> list[str]:
+    """One line per document: its pages by change, its stage results by where they came from,
+    its time; then one line of totals. Failed documents are the caller's to show (stderr).
+
+    >>> from tore_nb.incremental.results import RunResult
+    >>> format_documents(RunResult((), (), (), {}, 0.5))
+    ['0 documents, 0 pages; 0.50 s']
+    """
+    lines: list[str] = []
+    pages = changed = computed = cached = failed = 0
+    for row in run.summary_rows():
+        name, _mode, n, added, removed, moved, modified, unchanged, comp, cach, fail, _ = row
+        pages += n
+        changed += added + modified
+        computed, cached, failed = computed + comp, cached + cach, failed + fail
+        if added == n and not (removed or moved or modified):
+            what = "new" if comp else "new, every page known from other documents"
+        else:
+            parts = [f"{modified} modified" if modified else "", f"{added} added" if added else ""]
+            parts += [f"{removed} removed" if removed else "", f"{moved} moved" if moved else ""]
+            parts = [p for p in parts if p]
+            what = (", ".join(parts) + f", {unchanged} unchanged") if parts else "unchanged"
+        results = [f"{comp} computed" if comp else "", f"{cach} from cache" if cach else ""]
+        results += [f"{fail} failed" if fail else ""]
+        done = ", ".join(r for r in results if r) or "nothing to do"
+        lines.append(f"{name}: {_plural(n, 'page')}, {what}; stage results {done}")
+    docs = len(run.documents)
+    total = f"{_plural(docs, 'document')}, {_plural(pages, 'page')}"
+    if docs:
+        total += (
+            f" ({changed} new or modified); stage results {computed} computed, {cached} from cache"
+        )
+        total += f", {failed} failed" if failed else ""
+    if run.failures:
+        total += f"; {len(run.failures)} could not be read"
+    lines.append(f"{total}; {run.seconds:.2f} s")
+    return lines
