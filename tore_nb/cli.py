@@ -233,7 +233,7 @@ def _report_failures(run: Any) -> bool:
     failed_pages = False
     for row in run.report_rows():
         document, page, _status, *_, stage, served_by, _level, _secs, error = row
-        if served_by == "failed":
+        if served_by == "failed" and page is not None:  # unreadable documents: said above
             failed_pages = True
             print(f"tore-nb: {document} page {page}, {stage}: {error}", file=sys.stderr)
     return bool(run.failures) or failed_pages

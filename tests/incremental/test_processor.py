@@ -186,8 +186,26 @@ def test_unreadable_file_does_not_stop_the_run(proc: IncrementalProcessor, tmp_p
     bad = tmp_path / "bad.pdf"
     bad.write_bytes(b"not a pdf")
     run = proc.process([bad, pdf("us-036.pdf")])
-    assert len(run.documents) == 1 and str(bad) in run.failures
-    assert "FAILED" in str(run)
+    assert len(run.documents) == 1 and "is not a PDF" in run.failures[str(bad)]
+    summary = run.summary().set_index("document")  # failed documents are in both tables
+    assert summary.loc["bad.pdf", "mode"] == "failed"
+    assert "is not a PDF" in summary.loc["bad.pdf", "error"]
+    report = run.report()
+    failed = report[report.document == "bad.pdf"]
+    assert list(failed.status) == ["failed"] and "is not a PDF" in failed.error.iloc[0]
+    assert "bad.pdf" in str(run) and "failed" in str(run)
+
+
+def test_pypdf_warnings_go_into_the_reason_not_to_stderr(
+    proc: IncrementalProcessor, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A damaged file pypdf cannot read either used to print pypdf's own warnings ("EOF
+    marker not found") on stderr, between the progress and the report."""
+    bad = tmp_path / "cut.pdf"
+    bad.write_bytes(pdf("us-036.pdf").read_bytes()[:3000])
+    run = proc.process([bad])
+    assert run.failures[str(bad)].endswith("; pypdf: EOF marker not found")
+    assert "EOF marker" not in capfd.readouterr().err
 
 
 def test_process_document_returns_one_result_or_raises(
@@ -220,7 +238,12 @@ def test_report_summary_and_text(proc: IncrementalProcessor, tmp_path: Path) -> 
     run = proc.process(work)
     s = run.summary()
     row = s.iloc[0]
-    assert (row["modified"], row["removed"], row["unchanged"], row["computed"]) == (1, 1, 14, 2)
+    assert (row["modified"], row["removed"], row["unchanged"], row["results_computed"]) == (
+        1,
+        1,
+        14,
+        2,
+    )
     text = format_report(run, changed_only=True)
     assert "modified" in text and "removed" in text
     removed = run.report().query("status == 'removed'")
@@ -322,7 +345,7 @@ def test_identical_pages_in_one_run_are_computed_once(proc: IncrementalProcessor
         r.results["chars"] for r in proc.process([pdf("dmca_v2.pdf")]).documents[0].pages
     ]
     summary = run.summary().set_index("document")
-    assert summary.loc["dmca_v2.pdf", "computed"] == 6
+    assert summary.loc["dmca_v2.pdf", "results_computed"] == 6
 
 
 # -- the bytes executed are the bytes detected -----------------------------------------------

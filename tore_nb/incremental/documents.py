@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from .pdf import IDENTITY_VERSION, PageHasher, RawObjects
 
 if TYPE_CHECKING:
     import pypdfium2
+
+log = logging.getLogger("tore_nb.incremental")
 
 __all__ = [
     "IDENTITY_VERSION",
@@ -196,8 +199,16 @@ def page_identities(data: bytes, *, source: str = "<bytes>") -> tuple[Page, ...]
 
     A plain file is read by the fast reader alone (cross-reference sections, page tree and
     objects); anything it cannot read plainly (an encrypted or damaged file) is read with pypdf.
-    Both give the same identities.
+    Both give the same identities. Bytes that do not start as a PDF (`%PDF-` within the first
+    1024 bytes, as readers require) are refused as "not a PDF".
+
+    >>> page_identities(b"hello", source="notes.txt")
+    Traceback (most recent call last):
+    ...
+    tore_nb.incremental.documents.DocumentError: notes.txt is not a PDF (no %PDF- header)
     """
+    if b"%PDF-" not in data[:1024]:
+        raise DocumentError(f"{source} is not a PDF (no %PDF- header)")
     try:
         with _collector_paused():
             raw = RawObjects(data)
@@ -212,17 +223,47 @@ def _pypdf_page_identities(data: bytes, source: str) -> tuple[Page, ...]:
     import pypdf
     from pypdf.errors import PyPdfError
 
+    with _pypdf_warnings() as said:
+        try:
+            reader = pypdf.PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise DocumentError(f"{source} is encrypted with a password")
+            # in an encrypted file every string and stream is encrypted: pypdf reads them all
+            hasher = PageHasher(RawObjects(data, reader, raw=not reader.is_encrypted))
+            return tuple(Page(i, *hasher.page(page)) for i, page in enumerate(reader.pages))
+        except DocumentError:
+            raise
+        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            why = f"; pypdf: {'; '.join(dict.fromkeys(said))}" if said else ""
+            raise DocumentError(f"cannot read {source} as a PDF: {exc}{why}") from exc
+
+
+@contextlib.contextmanager
+def _pypdf_warnings() -> Iterator[list[str]]:
+    """pypdf's warnings while it reads a file, collected rather than printed on stderr: they
+    belong in the document's failure reason, or nowhere when the file reads well."""
+    said: list[str] = []
+    handler = _Collect(said)
+    logger = logging.getLogger("pypdf")
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
-        reader = pypdf.PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise DocumentError(f"{source} is encrypted with a password")
-        # in an encrypted file every string and stream is encrypted: pypdf reads them all
-        hasher = PageHasher(RawObjects(data, reader, raw=not reader.is_encrypted))
-        return tuple(Page(i, *hasher.page(page)) for i, page in enumerate(reader.pages))
-    except DocumentError:
-        raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise DocumentError(f"cannot read {source} as a PDF: {exc}") from exc
+        yield said
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        for message in said:
+            log.debug("pypdf: %s", message)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
 
 
 def open_pdfium(source: str | os.PathLike[str] | bytes) -> pypdfium2.PdfDocument:

@@ -57,8 +57,8 @@ def format_summary(run: RunResult) -> str:
     """The summary as plain text (no pandas needed).
 
     >>> from tore_nb.incremental.results import RunResult
-    >>> format_summary(RunResult((), (), (), {"x.pdf": "missing"}, 0.0)).splitlines()[1:]
-    ['FAILED x.pdf: missing', '0 document(s) in 0.000s']
+    >>> print(format_summary(RunResult((), (), (), {"x.pdf": "missing"}, 0.0)).splitlines()[-1])
+    0 document(s) in 0.000s (wall time)
     """
     return str(run)
 
@@ -96,7 +96,9 @@ def format_documents(run: RunResult) -> list[str]:
     lines: list[str] = []
     pages = changed = computed = cached = failed = 0
     for row in run.summary_rows():
-        name, _mode, n, added, removed, moved, modified, unchanged, comp, cach, fail, _ = row
+        name, mode, n, added, removed, moved, modified, unchanged, comp, cach, fail, _, _ = row
+        if mode == "failed":  # could not be read: the caller says why (stderr)
+            continue
         pages += n
         changed += added + modified
         computed, cached, failed = computed + comp, cached + cach, failed + fail

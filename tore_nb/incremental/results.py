@@ -58,10 +58,13 @@ SUMMARY_COLUMNS = [
     "moved",
     "modified",
     "unchanged",
-    "computed",
-    "cached",
-    "failed",
-    "seconds",
+    # stage results (a page has one per stage), not pages: 117 pages, 351 results
+    "results_computed",
+    "results_from_cache",
+    "results_failed",
+    # the time the stages took, summed over pages; the run's wall time is RunResult.seconds
+    "stage_seconds",
+    "error",
 ]
 
 
@@ -231,8 +234,15 @@ class RunResult:
         return len(self.documents)
 
     def report_rows(self) -> list[tuple[Any, ...]]:
-        """The change report as tuples of `REPORT_COLUMNS`: per page and stage, per removed page."""
-        return [row for e in self.events for row in e.report_rows()]
+        """The change report as tuples of `REPORT_COLUMNS`: per page and stage, per removed page,
+        and one per document that could not be read (status and served_by "failed")."""
+        rows = [row for e in self.events for row in e.report_rows()]
+        for path, why in self.failures.items():
+            name = os.path.basename(path)
+            rows.append(
+                (name, None, "failed", None, None, "", None, "failed", "document", 0.0, why)
+            )
+        return rows
 
     def summary_rows(self) -> list[tuple[Any, ...]]:
         """The summary as tuples of `SUMMARY_COLUMNS`: one per document."""
@@ -263,8 +273,11 @@ class RunResult:
                     c["cached"],
                     c["failed"],
                     round(secs.get(result.path, 0.0), 4),
+                    None,
                 )
             )
+        for path, why in self.failures.items():  # documents that could not be read
+            rows.append((os.path.basename(path), "failed", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, why))
         return rows
 
     def report(self) -> pd.DataFrame:
@@ -287,7 +300,5 @@ class RunResult:
         rows = [tuple(SUMMARY_COLUMNS), *(tuple(str(v) for v in r) for r in self.summary_rows())]
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(SUMMARY_COLUMNS))]
         lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-        for path, why in self.failures.items():
-            lines.append(f"FAILED {path}: {why}")
-        lines.append(f"{len(self.documents)} document(s) in {self.seconds:.3f}s")
+        lines.append(f"{len(self.documents)} document(s) in {self.seconds:.3f}s (wall time)")
         return "\n".join(lines)
