@@ -46,6 +46,11 @@ use_python() {
     PY="$PWD/.venv/bin/python"
     export VIRTUAL_ENV="$PWD/.venv"
     export PATH="$VIRTUAL_ENV/bin:$PATH"
+    # Jupyter's data files (nbconvert's templates, kernel specs) of packages the venv sees from
+    # the system are under the system's prefix, which Jupyter does not search from a venv
+    local base
+    base="$("$PY" -c 'import sys; print(sys.base_prefix)')"
+    export JUPYTER_PATH="$base/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
   fi
   # what is installed depends on the extras, the project's requirements and the interpreter
   local stamp_dir
