@@ -9,6 +9,7 @@ against pypdf (cross-references, damaged files, speed) are in test_pdf_against_p
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 import zlib
@@ -251,6 +252,77 @@ def test_recompressed_and_decompressed_streams_keep_every_identity() -> None:
     fast, small = edited(recompress(1)), edited(recompress(9))
     assert fast != small
     assert identities(fast) == identities(small) == identities(edited(recompress(None))) == before
+
+
+def run_length(data: bytes) -> bytes:
+    """RunLengthDecode's encoding, literal runs only (what some writers emit)."""
+    out = bytearray()
+    for i in range(0, len(data), 128):
+        chunk = data[i : i + 128]
+        out += bytes([len(chunk) - 1]) + chunk
+    return bytes(out + b"\x80")
+
+
+TRANSPORT = {
+    "ASCIIHex": (lambda d: d.hex().encode() + b">", ["/ASCIIHexDecode"]),
+    "ASCII85": (lambda d: base64.a85encode(d, adobe=True)[2:], ["/ASCII85Decode"]),
+    "RunLength": (run_length, ["/RunLengthDecode"]),
+    "ASCII85 over Flate": (
+        lambda d: base64.a85encode(zlib.compress(d), adobe=True)[2:],
+        ["/ASCII85Decode", "/FlateDecode"],
+    ),
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(TRANSPORT))
+def test_streams_in_other_transport_filters_keep_every_identity(encoding: str) -> None:
+    """Identities hashed only Flate streams decoded: a rewrite by qpdf or pikepdf that turned
+    ASCII85, ASCIIHex, LZW or RunLength streams into Flate (19 of 114 public test files) changed
+    the pages' identities, and each page was recomputed for nothing."""
+    encode, filters = TRANSPORT[encoding]
+
+    def reencode(w: Any) -> None:
+        for ref in w._objects:
+            obj = ref.get_object() if ref is not None else None
+            if not isinstance(obj, g.StreamObject) or obj.get("/Filter") != "/FlateDecode":
+                continue
+            if "/DecodeParms" in obj:
+                continue
+            obj._data = encode(zlib.decompress(obj._data))
+            obj[g.NameObject("/Filter")] = g.ArrayObject(g.NameObject(f) for f in filters)
+
+    data = edited(reencode)
+    assert data.count(b"/FlateDecode") < pdf(SAMPLE).read_bytes().count(b"/FlateDecode")
+    assert identities(data) == plain()
+
+
+def test_an_image_codec_is_kept_and_its_transport_undone() -> None:
+    """A JPEG wrapped in ASCII85 is the same image as the bare JPEG; its bytes still count."""
+    jpeg = b"\xff\xd8 not really a jpeg \xff\xd9"
+
+    def image(wrap: bool, data: bytes = jpeg) -> Callable[[Any], None]:
+        def edit(w: Any) -> None:
+            filters = ["/ASCII85Decode", "/DCTDecode"] if wrap else ["/DCTDecode"]
+            body = base64.a85encode(data, adobe=True)[2:] if wrap else data
+            s = g.StreamObject()
+            s._data = body
+            for key, value in {
+                "/Type": g.NameObject("/XObject"),
+                "/Subtype": g.NameObject("/Image"),
+                "/Width": g.NumberObject(2),
+                "/Height": g.NumberObject(2),
+                "/ColorSpace": g.NameObject("/DeviceGray"),
+                "/BitsPerComponent": g.NumberObject(8),
+                "/Filter": g.ArrayObject(g.NameObject(f) for f in filters),
+            }.items():
+                s[g.NameObject(key)] = value
+            draw_on_first_page(w, b"10 0 0 10 0 0 cm /Im9 Do", "/XObject", "/Im9", w._add_object(s))
+
+        return edit
+
+    bare, wrapped = identities(edited(image(False))), identities(edited(image(True)))
+    other = identities(edited(image(True, jpeg.replace(b"really", b"REALLY"))))
+    assert bare == wrapped and bare[0] != other[0] and bare[1:] == other[1:]
 
 
 def test_metadata_only_resave_keeps_every_identity() -> None:

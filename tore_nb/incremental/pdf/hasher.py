@@ -30,12 +30,14 @@ from typing import Any
 import xxhash
 
 from ...keys import hash_bytes
+from .filters import transport_decoded
 from .objects import Fallback, RawObjects, decoded, stream_raw
 from .syntax import CACHE_SIZE, Name, Ref, Stream, used_names
 
 __all__ = ["IDENTITY_VERSION", "PageHasher", "num"]
 
-IDENTITY_VERSION = 3
+# 4: transport filters (ASCII85, ASCIIHex, LZW, RunLength) undone and image codecs named
+IDENTITY_VERSION = 4
 # entries of annotation, page and structure dictionaries that link the object graph back to pages
 # or carry no drawing; only dictionaries of `_LINKED_TYPES` leave them out: elsewhere such a key
 # can be a name chosen by the writer (a Type 3 glyph /A in /CharProcs, an appearance state /P)
@@ -67,7 +69,8 @@ _LINKED_TYPES = frozenset({"/Annot", "/Page", "/Pages", "/Sig", "/StructElem", "
 _STREAM_SKIP = frozenset(
     {"/Length", "/Metadata", "/PieceInfo", "/LastModified", "/StructParent", "/StructParents"}
 )
-# a stream's data is hashed decoded where its filter is Flate (or none): /Filter is left out too
+# a stream's data is hashed decoded (transport filters undone, image codecs named in the
+# digest): /Filter is left out too
 _DECODED_SKIP = _STREAM_SKIP | {"/Filter"}
 _NO_SKIP: frozenset[str] = frozenset()
 _RESOURCE_KINDS = (
@@ -565,8 +568,12 @@ def _decoded_digest(stream: Any) -> bytes | None:
         filt = filt[0]
     if filt is None:
         return _xxh3(raw)
-    if filt != "/FlateDecode":
-        return None
+    if filt != "/FlateDecode":  # other transport filters undone; image codecs named
+        got = transport_decoded(stream, raw)
+        if got is None:
+            return None
+        data, codecs = got
+        return _xxh3("|".join(codecs).encode() + b"\0" + data) if codecs else _xxh3(data)
     h, d, total, todo = xxhash.xxh3_128(), zlib.decompressobj(), 0, raw
     try:
         while todo and not d.eof:

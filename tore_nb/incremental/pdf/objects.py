@@ -4,7 +4,7 @@
 offsets, objects stored in object streams and the trailer, as pypdf reads them; `RawObjects`
 reads the indirect objects at those offsets with the parser of `syntax`, and the page tree.
 Whatever pypdf would have to repair or decrypt raises `Fallback`; an object the raw reader cannot
-read is read by pypdf. `decoded` inflates a Flate stream.
+read is read by pypdf. `decoded` undoes a stream's transport filters (`filters`).
 
 >>> import zlib
 >>> decoded(Stream({"/Filter": "/FlateDecode"}, zlib.compress(b"0 0 m 10 10 l S")))
@@ -18,6 +18,7 @@ import re
 import zlib
 from typing import Any
 
+from .filters import transport_decoded
 from .syntax import WHITESPACE, Name, Ref, Stream, Unreadable, parse_object
 
 __all__ = ["Fallback", "RawObjects", "decoded", "read_xref", "stream_raw"]
@@ -447,7 +448,9 @@ def _png_rows(stream: Stream, columns: int) -> bytes:
 
 
 def decoded(stream: Any) -> bytes | None:
-    """A Flate stream's inflated data, the data of an unfiltered one, else None.
+    """A stream's data with its transport filters undone (Flate, ASCII85, ASCIIHex, LZW,
+    RunLength), the data of an unfiltered one; None for an image codec or data that does not
+    decode.
 
     >>> decoded(Stream({"/Filter": "/DCTDecode"}, b"...")) is None
     True
@@ -456,12 +459,11 @@ def decoded(stream: Any) -> bytes | None:
     filt = stream.get("/Filter")
     if filt is None:
         return raw
-    if isinstance(filt, list):
-        if len(filt) != 1:
-            return None
+    if isinstance(filt, list) and len(filt) == 1:
         filt = filt[0]
-    if filt != "/FlateDecode":
-        return None
+    if filt != "/FlateDecode":  # ASCII85, LZW, RunLength... undone; an image codec: None
+        got = transport_decoded(stream, raw)
+        return got[0] if got is not None and not got[1] and len(got[0]) <= _MAX_DECODE else None
     try:
         d = zlib.decompressobj()
         out = d.decompress(raw, _MAX_DECODE)
