@@ -54,8 +54,12 @@ def _fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `tore-nb`."""
-    from . import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:  # the installed distribution's: `tore_nb/__init__` is the package face, a floor above
+        __version__ = version("tore_nb")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        __version__ = "unknown"
     p = argparse.ArgumentParser(
         prog="tore-nb",
         description="tore_nb: incremental document processing and multi-tier caching",
