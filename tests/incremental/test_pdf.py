@@ -227,18 +227,25 @@ def test_a_change_of_decoded_stream_data_changes_the_identity() -> None:
 
 
 # -- what does not change how a page looks keeps its identity ----------------------------------
+def flate_streams(writer: Any) -> list[Any]:
+    """The writer's Flate streams without a predictor: the ones a rewrite may re-encode."""
+    objects = [ref.get_object() for ref in writer._objects if ref is not None]
+    return [
+        o
+        for o in objects
+        if isinstance(o, g.StreamObject)
+        and o.get("/Filter") == "/FlateDecode"
+        and "/DecodeParms" not in o
+    ]
+
+
 def test_recompressed_and_decompressed_streams_keep_every_identity() -> None:
     """Regression: streams were hashed as stored, so qpdf or Ghostscript re-compressing a file
     (another zlib level, or no filter at all) changed every identity and recomputed every page."""
 
     def recompress(level: int | None) -> Callable[[Any], None]:
         def edit(w: Any) -> None:
-            for ref in w._objects:
-                obj = ref.get_object() if ref is not None else None
-                if not isinstance(obj, g.StreamObject) or obj.get("/Filter") != "/FlateDecode":
-                    continue
-                if "/DecodeParms" in obj:
-                    continue
+            for obj in flate_streams(w):
                 inflated = zlib.decompress(obj._data)
                 if level is None:  # stored without a filter
                     del obj[g.NameObject("/Filter")]
@@ -282,12 +289,7 @@ def test_streams_in_other_transport_filters_keep_every_identity(encoding: str) -
     encode, filters = TRANSPORT[encoding]
 
     def reencode(w: Any) -> None:
-        for ref in w._objects:
-            obj = ref.get_object() if ref is not None else None
-            if not isinstance(obj, g.StreamObject) or obj.get("/Filter") != "/FlateDecode":
-                continue
-            if "/DecodeParms" in obj:
-                continue
+        for obj in flate_streams(w):
             obj._data = encode(zlib.decompress(obj._data))
             obj[g.NameObject("/Filter")] = g.ArrayObject(g.NameObject(f) for f in filters)
 
