@@ -1,5 +1,6 @@
-"""The fast PDF reader behind page identities, in three modules; each imports only those above it:
+"""The fast PDF reader behind page identities, in four modules; each imports only those above it:
 
+    filters.py  stream data with its transport filters undone (`transport_decoded`)
     syntax.py   the lexer and the object parser (`tokenize`, `parse_object`, `Name`, `Ref`)
     objects.py  cross-reference sections, object streams, stream data (`RawObjects`, `read_xref`)
     hasher.py   a page's content identity (`PageHasher`, `IDENTITY_VERSION`)
@@ -9,7 +10,7 @@ file (or an object) only where this reader cannot, and both readers give the sam
 
 >>> from tore_nb.incremental.pdf import IDENTITY_VERSION
 >>> IDENTITY_VERSION
-3
+4
 """
 
 from __future__ import annotations
