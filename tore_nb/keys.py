@@ -61,6 +61,7 @@ __all__ = [
     "hash_bytes",
     "hash_value",
     "make_key",
+    "plain_items_pickle",
     "qualname",
     "set_code_hooks",
 ]
@@ -474,7 +475,7 @@ def _h_series_values(h: ContentHasher, s: Any) -> None:
         _h_ndarray(h, s.to_numpy(copy=False))
         return
     if isinstance(dtype, pd.StringDtype):  # pandas 3's default for text: str items or its null
-        h._raw(b"T", _plain_items_pickle(s.to_numpy(dtype=object).tolist()))
+        h._raw(b"T", plain_items_pickle(s.to_numpy(dtype=object).tolist()))
         return
     if isinstance(dtype, np.dtype):
         # pandas' element hash goes through str() for anything but str, bytes and nulls (so
@@ -485,7 +486,7 @@ def _h_series_values(h: ContentHasher, s: Any) -> None:
             _h_ndarray(h, s.to_numpy(dtype=object))
             return
         h._raw(b"I", kind.encode())
-        h._raw(b"T", _plain_items_pickle(s.to_numpy(dtype=object).tolist()))
+        h._raw(b"T", plain_items_pickle(s.to_numpy(dtype=object).tolist()))
         return
     try:  # pandas' own vectorised, seed-fixed element hash
         hashed = pd.util.hash_pandas_object(s, index=False, categorize=False)
@@ -497,10 +498,15 @@ def _h_series_values(h: ContentHasher, s: Any) -> None:
     h.update(s.isna().to_numpy())
 
 
-def _plain_items_pickle(items: list[Any]) -> bytes:
-    """A list of str or bytes (and nulls) as pickle writes it without its memo: the same
-    items give the same bytes whatever objects they share, at C speed (4x pandas' own element
-    hash plus its null mask on a text column)."""
+def plain_items_pickle(items: list[Any]) -> bytes:
+    """A list of immutable scalars (str, bytes, numbers, nulls) as pickle writes it without its
+    memo: the same items give the same bytes whatever objects they share, at C speed (4x
+    pandas' own element hash plus its null mask on a text column). Keys hash it; cell
+    snapshots store text columns with it.
+
+    >>> plain_items_pickle(["a", "a"]) == plain_items_pickle(["a", "".join("a")])
+    True
+    """
     f = io.BytesIO()
     p = pickle.Pickler(f, protocol=5)
     p.fast = True  # no memo: a repeated object is written again, not referred back to

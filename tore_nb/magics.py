@@ -267,13 +267,7 @@ class TcacheMagics(Magics):
         # cheapest tests first, on plain attributes: this runs before every cell of the notebook
         if self._depth or not lines:
             return lines
-        cell = "".join(lines)
-        if self._cheap_file is not None:  # the list is read: a set lookup is the whole cost
-            if hash_bytes(cell.encode("utf-8", "surrogatepass")) in self._cheap:
-                return lines
-        elif self._is_cheap(cell):
-            return lines
-        if not self.enabled:
+        if self._is_cheap("".join(lines)) or not self.enabled:  # a digest and a set lookup
             return lines
         if not _transforming_a_cell():
             return lines

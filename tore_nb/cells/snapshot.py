@@ -37,6 +37,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..keys import plain_items_pickle
+
 __all__ = [
     "Changes",
     "ObjectIndex",
@@ -267,11 +269,7 @@ def _reduce_array(array: Any) -> Any:
     if array.dtype.hasobject and array.ndim == 1 and array.size > 1000:
         items = array.tolist()
         if set(map(type, items)) <= _PLAIN_ITEMS:
-            f = io.BytesIO()
-            p = pickle.Pickler(f, protocol=5)
-            p.fast = True  # no memo: equal scalars need no back-references, and it is faster
-            p.dump(items)
-            return _load_plain, (f.getvalue(),)
+            return _load_plain, (plain_items_pickle(items),)
     return array.__reduce_ex__(5)
 
 

@@ -40,7 +40,7 @@ def encode_png(pixels: Any) -> bytes:
 def page_thumbnail(path: str | os.PathLike[str], index: int, width: int = 160) -> bytes:
     """A PNG of one page (0-based `index`) of a PDF, `width` pixels wide.
 
-    >>> page_thumbnail("../shared/data/pdfs/dmca.pdf", 0)[:4]  # doctest: +SKIP
+    >>> page_thumbnail("data/pdfs/dmca.pdf", 0)[:4]  # doctest: +SKIP
     b'\\x89PNG'
     """
     from ..incremental.documents import open_pdfium

@@ -41,10 +41,11 @@ _TRANSPORT = {
 
 
 def transport_decoded(
-    stream: Mapping[str, Any], raw: bytes
+    stream: Mapping[str, Any], raw: bytes, limit: int = MAX_DECODED
 ) -> tuple[bytes, tuple[str, ...]] | None:
     """`raw` with the stream's transport filters undone, and the image codecs left; None when
-    a filter is unknown, its parameters are not plain, or the data does not decode."""
+    a filter is unknown, its parameters are not plain, the data does not decode, or it decodes
+    to more than `limit` bytes."""
     filters = stream.get("/Filter")
     chain = [filters] if isinstance(filters, str) else list(filters or [])
     parms = _plain(stream.get("/DecodeParms"))
@@ -61,8 +62,8 @@ def transport_decoded(
             return None
         # Flate, the common case: a bounded inflate, no pypdf. A predictor stays applied: tools
         # that recompress keep it, and undoing it in Python would cost seconds an image
-        out = _inflate(data) if kind == "FlateDecode" else _pypdf_decode(kind, data, p)
-        if out is None or len(out) > MAX_DECODED:
+        out = _inflate(data, limit) if kind == "FlateDecode" else _pypdf_decode(kind, data, p)
+        if out is None or len(out) > limit:
             return None
         data = out
     return data, ()
@@ -73,10 +74,10 @@ def _plain(value: Any) -> Any:
     return None if type(value).__name__ == "NullObject" else value
 
 
-def _inflate(data: bytes) -> bytes | None:
+def _inflate(data: bytes, limit: int) -> bytes | None:
     d = zlib.decompressobj()
     try:
-        out = d.decompress(data, MAX_DECODED + 1)
+        out = d.decompress(data, limit + 1)
         if not d.eof:  # truncated data: what inflates of it, as pdfium draws it
             out += d.flush()
     except zlib.error:

@@ -455,21 +455,8 @@ def decoded(stream: Any) -> bytes | None:
     >>> decoded(Stream({"/Filter": "/DCTDecode"}, b"...")) is None
     True
     """
-    raw = stream_raw(stream)
-    filt = stream.get("/Filter")
-    if filt is None:
-        return raw
-    if isinstance(filt, list) and len(filt) == 1:
-        filt = filt[0]
-    if filt != "/FlateDecode":  # ASCII85, LZW, RunLength... undone; an image codec: None
-        got = transport_decoded(stream, raw)
-        return got[0] if got is not None and not got[1] and len(got[0]) <= _MAX_DECODE else None
-    try:
-        d = zlib.decompressobj()
-        out = d.decompress(raw, _MAX_DECODE)
-    except zlib.error:
-        return None
-    return None if d.unconsumed_tail else out
+    got = transport_decoded(stream, stream_raw(stream), _MAX_DECODE)
+    return got[0] if got is not None and not got[1] else None
 
 
 def stream_raw(stream: Any) -> bytes:
