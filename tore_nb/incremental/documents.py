@@ -96,15 +96,19 @@ class Page:
 class Document:
     """A PDF file as its path, a stable document id, the file fingerprint and its pages.
 
+    `warnings` are what reading it reported (pypdf's messages, a repair of a damaged file), for a
+    report to show; a file read plainly has none.
+
     >>> d = Document("/a/b.pdf", "b-1", FileFingerprint(1, 1, "h"), ())
-    >>> d.name, d.page_count
-    ('b.pdf', 0)
+    >>> d.name, d.page_count, d.warnings
+    ('b.pdf', 0, ())
     """
 
     path: str
     document_id: str
     fingerprint: FileFingerprint
     pages: tuple[Page, ...]
+    warnings: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -169,12 +173,13 @@ def read_document(
     if data is None or fingerprint is None:
         fingerprint, data = fingerprint_file(path)
         assert data is not None
-    pages = page_identities(data, source=os.fspath(path))
+    pages, warnings = _read_pages(data, os.fspath(path))
     return Document(
         path=str(Path(path).expanduser().resolve()),
         document_id=document_id or document_id_for(path),
         fingerprint=fingerprint,
         pages=pages,
+        warnings=warnings,
     )
 
 
@@ -207,35 +212,76 @@ def page_identities(data: bytes, *, source: str = "<bytes>") -> tuple[Page, ...]
     ...
     tore_nb.incremental.documents.DocumentError: notes.txt is not a PDF (no %PDF- header)
     """
+    return _read_pages(data, source)[0]
+
+
+def _read_pages(data: bytes, source: str) -> tuple[tuple[Page, ...], tuple[str, ...]]:
+    """`page_identities`, and the warnings of reading the file (see `Document.warnings`)."""
     if b"%PDF-" not in data[:1024]:
         raise DocumentError(f"{source} is not a PDF (no %PDF- header)")
     try:
         with _collector_paused():
             raw = RawObjects(data)
             hasher = PageHasher(raw)
-            return tuple(Page(i, *hasher.page(page)) for i, page in enumerate(raw.pages()))
-    except Exception:  # anything unusual: pypdf reads the file, and reports its errors
-        pass
-    return _pypdf_page_identities(data, source)
+            pages = tuple(Page(i, *hasher.page(page)) for i, page in enumerate(raw.pages()))
+            return pages, ()
+    except Exception as exc:  # anything unusual: pypdf reads the file, and reports its errors
+        why = str(exc) or type(exc).__name__
+    return _pypdf_page_identities(data, source, why)
 
 
-def _pypdf_page_identities(data: bytes, source: str) -> tuple[Page, ...]:
-    import pypdf
+_PYPDF_ERRORS = (ValueError, KeyError, TypeError, AttributeError, RecursionError)
+# what pdfium does not need at the end of a file and pypdf does: with a wrong pointer, pypdf
+# rebuilds the cross-reference table from the objects' headers
+_TAIL = b"\nstartxref\n0\n%%EOF\n"
+
+
+def _pypdf_page_identities(
+    data: bytes, source: str, why: str
+) -> tuple[tuple[Page, ...], tuple[str, ...]]:
+    """The pages as pypdf reads them (it repairs what it can), and the warnings of reading them.
+
+    A file truncated of its `startxref ... %%EOF` tail, which pdfium opens, is given one.
+    """
     from pypdf.errors import PyPdfError
 
+    tail = False
     with _pypdf_warnings() as said:
         try:
-            reader = pypdf.PdfReader(io.BytesIO(data))
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise DocumentError(f"{source} is encrypted with a password")
-            # in an encrypted file every string and stream is encrypted: pypdf reads them all
-            hasher = PageHasher(RawObjects(data, reader, raw=not reader.is_encrypted))
-            return tuple(Page(i, *hasher.page(page)) for i, page in enumerate(reader.pages))
-        except DocumentError:
-            raise
-        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            why = f"; pypdf: {'; '.join(dict.fromkeys(said))}" if said else ""
-            raise DocumentError(f"cannot read {source} as a PDF: {exc}{why}") from exc
+            pages, encrypted = _pypdf_pages(data, source)
+        except (PyPdfError, *_PYPDF_ERRORS) as exc:
+            # the file as it is explains a failure best: the retry's errors only follow from it
+            reasons = f"; pypdf: {'; '.join(dict.fromkeys(said))}" if said else ""
+            failure = DocumentError(f"cannot read {source} as a PDF: {exc}{reasons}")
+            if b"startxref" in data[-1024:]:
+                raise failure from exc
+            tail = True
+            try:
+                pages, encrypted = _pypdf_pages(data + _TAIL, source)
+            except (PyPdfError, *_PYPDF_ERRORS):
+                raise failure from exc
+    warnings = tuple(f"pypdf: {message}" for message in dict.fromkeys(said))
+    if tail:
+        warnings = (
+            "no startxref at the end of the file: the cross-reference table rebuilt",
+            *warnings,
+        )
+    if (said or tail) and not encrypted:  # pypdf repaired what the fast reader refused
+        warnings = (f"damaged file, read by pypdf's repair: {why}", *warnings)
+    return pages, warnings
+
+
+def _pypdf_pages(data: bytes, source: str) -> tuple[tuple[Page, ...], bool]:
+    """The pages of a file read by pypdf, and whether it is encrypted."""
+    import pypdf
+
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    if reader.is_encrypted and not reader.decrypt(""):
+        raise DocumentError(f"{source} is encrypted with a password")
+    # in an encrypted file every string and stream is encrypted: pypdf reads them all
+    hasher = PageHasher(RawObjects(data, reader, raw=not reader.is_encrypted))
+    pages = tuple(Page(i, *hasher.page(page)) for i, page in enumerate(reader.pages))
+    return pages, bool(reader.is_encrypted)
 
 
 @contextlib.contextmanager
@@ -253,7 +299,7 @@ def _pypdf_warnings() -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-        for message in said:
+        for message in said:  # kept in `Document.warnings` too
             log.debug("pypdf: %s", message)
 
 

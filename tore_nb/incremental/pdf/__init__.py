@@ -10,7 +10,7 @@ file (or an object) only where this reader cannot, and both readers give the sam
 
 >>> from tore_nb.incremental.pdf import IDENTITY_VERSION
 >>> IDENTITY_VERSION
-4
+5
 """
 
 from __future__ import annotations

@@ -30,14 +30,15 @@ from typing import Any
 import xxhash
 
 from ...keys import hash_bytes
-from .filters import transport_decoded
+from .filters import has_parms, transport_decoded
 from .objects import Fallback, RawObjects, decoded, stream_raw
 from .syntax import CACHE_SIZE, Name, Ref, Stream, used_names
 
-__all__ = ["IDENTITY_VERSION", "PageHasher", "num"]
+__all__ = ["IDENTITY_VERSION", "LETTER", "PageHasher", "num"]
 
 # 4: transport filters (ASCII85, ASCIIHex, LZW, RunLength) undone and image codecs named
-IDENTITY_VERSION = 4
+# 5: PNG and TIFF predictors undone, /DecodeParms of a stream decoded to its data left out
+IDENTITY_VERSION = 5
 # entries of annotation, page and structure dictionaries that link the object graph back to pages
 # or carry no drawing; only dictionaries of `_LINKED_TYPES` leave them out: elsewhere such a key
 # can be a name chosen by the writer (a Type 3 glyph /A in /CharProcs, an appearance state /P)
@@ -70,8 +71,9 @@ _STREAM_SKIP = frozenset(
     {"/Length", "/Metadata", "/PieceInfo", "/LastModified", "/StructParent", "/StructParents"}
 )
 # a stream's data is hashed decoded (transport filters undone, image codecs named in the
-# digest): /Filter is left out too
+# digest): /Filter is left out too, and /DecodeParms where no codec (nor predictor) is left
 _DECODED_SKIP = _STREAM_SKIP | {"/Filter"}
+_PLAIN_SKIP = _DECODED_SKIP | {"/DecodeParms"}
 _NO_SKIP: frozenset[str] = frozenset()
 _RESOURCE_KINDS = (
     "/ColorSpace",
@@ -138,6 +140,8 @@ def num(x: float) -> str:
 
 
 _NUMBER_TYPES: set[type] = {int, float}
+#: The media box of a page without one (or with a null one), as pdfium draws it: US Letter.
+LETTER = [0.0, 0.0, 612.0, 792.0]
 
 
 class PageHasher:
@@ -158,12 +162,8 @@ class PageHasher:
     def page(self, page: Any) -> tuple[str, float, float, int]:
         """(identity, width, height, rotation) of a pypdf PageObject or a raw page dictionary."""
         rotation = int(self._value(_get(page, "/Rotate")) or 0) % 360
-        if type(page) is dict:  # from RawObjects.pages()
-            media = self._box(page, "/MediaBox", ())
-            crop = self._box(page, "/CropBox", ("/MediaBox",))
-        else:
-            media = [float(x) for x in page.mediabox]
-            crop = [float(x) for x in page.cropbox]
+        media = self._box(page, "/MediaBox", LETTER)
+        crop = self._box(page, "/CropBox", media)
         h: list[bytes] = [b"page-v%d;r%d;" % (IDENTITY_VERSION, rotation)]
         h.append(" ".join(num(v) for v in media).encode() + b";")
         if crop != media:
@@ -186,20 +186,24 @@ class PageHasher:
             width, height = height, width
         return hash_bytes(b"".join(h)), width, height, rotation
 
-    def _box(self, page: dict[str, Any], key: str, defaults: tuple[str, ...]) -> list[float]:
-        """A page box as pypdf's `mediabox` or `cropbox` reads it; `Fallback` where it warns."""
-        box = self._value(page.get(key))
-        for other in defaults:
-            if box is not None:
-                break
-            box = self._value(page.get(other))
+    def _box(self, page: Any, key: str, default: list[float]) -> list[float]:
+        """A page box: `default` where it is null or missing (pdfium draws a page without a
+        /MediaBox, or with a null one, on US Letter); raw, `Fallback` where it is irregular."""
+        box = self._value(_get(page, key))
+        if box is None or isinstance(box, self._g.NullObject):
+            return default
         if (
-            type(box) is not list
-            or len(box) != 4
-            or any(type(x) is not int and type(x) is not float for x in box)
+            isinstance(box, list)
+            and len(box) == 4
+            and all(type(x) in _NUMBER_TYPES and not isinstance(x, bool) for x in box)
         ):
+            return [float(x) for x in box]
+        if type(page) is dict:  # read raw: pypdf reads what it can of the rest
             raise Fallback(f"irregular {key}")
-        return [float(x) for x in box]
+        try:
+            return [float(x) for x in (page.mediabox if key == "/MediaBox" else page.cropbox)]
+        except (ValueError, TypeError):
+            return default
 
     def _value(self, obj: Any) -> Any:
         """Resolve a reference (raw or pypdf) to its value."""
@@ -433,12 +437,13 @@ class PageHasher:
             self._form(out, obj)
             return
         out.append(b"stream;")
-        digest = _decoded_digest(obj)
-        if digest is None:  # another filter, or data that does not inflate: the raw bytes
+        got = _decoded_digest(obj)
+        if got is None:  # another filter, or data that does not inflate: the raw bytes
             self._dict(out, obj, False, _STREAM_SKIP)
             _feed_bytes(out, stream_raw(obj))
         else:  # so that re-compressing a stream (qpdf, Ghostscript) changes nothing
-            self._dict(out, obj, False, _DECODED_SKIP)
+            digest, codecs = got
+            self._dict(out, obj, False, _DECODED_SKIP if codecs else _PLAIN_SKIP)
             out.append(b"z" + digest)
 
     def _list(self, out: list[bytes], obj: list[Any], scoped: bool) -> None:
@@ -556,24 +561,26 @@ def _skip_of(d: dict[str, Any]) -> frozenset[str]:
     return _SKIP_KEYS if isinstance(kind, str) and kind in _LINKED_TYPES else _NO_SKIP
 
 
-def _decoded_digest(stream: Any) -> bytes | None:
-    """The digest of a stream's data inflated, for a Flate stream or an unfiltered one.
+def _decoded_digest(stream: Any) -> tuple[bytes, bool] | None:
+    """The digest of a stream's data decoded, and whether codecs (or a predictor) are left.
 
-    None for another filter, data that does not inflate, or more than `_MAX_INFLATE` bytes
-    inflated. The data is inflated in chunks into the hasher: memory stays bounded.
+    None for an unknown filter, data that does not decode, or more than `_MAX_INFLATE` bytes
+    decoded. Plain Flate data is inflated in chunks into the hasher: memory stays bounded.
     """
     raw = stream_raw(stream)
     filt = stream.get("/Filter")
     if isinstance(filt, list) and len(filt) == 1:
         filt = filt[0]
     if filt is None:
-        return _xxh3(raw)
-    if filt != "/FlateDecode":  # other transport filters undone; image codecs named
+        return _xxh3(raw), False
+    if filt != "/FlateDecode" or has_parms(stream):  # transport undone; image codecs named
         got = transport_decoded(stream, raw)
         if got is None:
             return None
         data, codecs = got
-        return _xxh3("|".join(codecs).encode() + b"\0" + data) if codecs else _xxh3(data)
+        if codecs:
+            return _xxh3("|".join(codecs).encode() + b"\0" + data), True
+        return _xxh3(data), False
     h, d, total, todo = xxhash.xxh3_128(), zlib.decompressobj(), 0, raw
     try:
         while todo and not d.eof:
@@ -587,7 +594,7 @@ def _decoded_digest(stream: Any) -> bytes | None:
             h.update(d.flush())
     except zlib.error:
         return None
-    return h.digest()
+    return h.digest(), False
 
 
 def _feed_bytes(out: list[bytes], *parts: bytes) -> None:
