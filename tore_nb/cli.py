@@ -1,7 +1,8 @@
 """The `tore-nb` command.
 
     tore-nb process PATH...       process PDFs incrementally (files, folders, globs): one line per
-                                  document and a totals line; --pages for the per-page table
+                                  document and a totals line; --pages for the per-page table;
+                                  --previous FILE: report the changes against an earlier version
     tore-nb warm PATH...          fill the caches for many documents (parallel with --executor ray)
     tore-nb invalidate ...        forget documents (--document), key patterns, stages or old entries
     tore-nb stats                 what the tiers hold, and this process's counters
@@ -112,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--csv",
         help="also write what is printed to this CSV file (documents, or pages with --pages)",
     )
+    proc.add_argument(
+        "--previous",
+        metavar="FILE",
+        help="the earlier version of the one document given, to report its changes against "
+        "(by default a new document is diffed against one seen before that holds at least "
+        "half its pages)",
+    )
     proc.add_argument("--metrics", action="store_true", help="print the cache metrics per tier")
     proc.add_argument("--no-metrics", action="store_true", help=argparse.SUPPRESS)  # the default
 
@@ -208,7 +216,8 @@ def _run(args: argparse.Namespace, cache: MultiLevelCache) -> Any:
         change_threshold=args.threshold,
         progress=progress,
     )
-    return proc.process(args.paths, force=args.force)
+    previous = getattr(args, "previous", None)
+    return proc.process(args.paths, force=args.force, previous=previous)
 
 
 def _print_process(args: argparse.Namespace, run: Any, cache: MultiLevelCache) -> None:
@@ -231,7 +240,11 @@ def _print_process(args: argparse.Namespace, run: Any, cache: MultiLevelCache) -
 
 
 def _report_failures(run: Any) -> bool:
-    """Say on stderr what failed: documents that could not be read, pages whose stage failed."""
+    """Say on stderr what reading documents reported (a damaged file repaired), then what
+    failed: documents that could not be read, pages whose stage failed."""
+    for path, said in run.warnings.items():
+        for message in said:
+            print(f"tore-nb: {path}: warning: {message}", file=sys.stderr)
     for path, why in run.failures.items():
         print(f"tore-nb: {path}: {why}", file=sys.stderr)
     failed_pages = False
@@ -251,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.paths = find_pdfs(args.paths)
         if not args.paths:
             parser.error("no PDF found under the paths given")
+        if getattr(args, "previous", None) and len(args.paths) != 1:
+            parser.error(f"--previous needs one document; the paths name {len(args.paths)}")
     cache = make_cache(args)
     try:
         if args.command in ("process", "warm"):

@@ -66,7 +66,7 @@ def test_process_changed_file_reports_changes(
     assert "modified" in out.splitlines()[1]  # the per-page table: only the changed rows
     assert csv.read_text().count("\n") == 3  # header, the modified page, the removed page
     assert main([*base, "--csv", str(csv)]) == 0  # without --pages: the documents
-    assert csv.read_text().splitlines()[0].startswith("document,mode,pages")
+    assert csv.read_text().splitlines()[0].startswith("document,mode,based_on,pages")
 
 
 def test_folders_and_globs_are_searched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,3 +174,46 @@ def test_entry_point_runs_as_a_module(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "us-036.pdf" in out.stdout
+
+
+def test_a_new_version_under_a_new_name_and_previous(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`process report_v1.pdf` then `report_v2.pdf` says what v2 changed against v1 and what
+    the cache saved; `--previous FILE` names the earlier version for one document."""
+    v1, v2 = tmp_path / "report_v1.pdf", tmp_path / "report_v2.pdf"
+    shutil.copy(pdf("ca-warn-report.pdf"), v1)
+    shutil.copy(pdf("ca-warn-report_v2.pdf"), v2)
+    base = ["--cache-dir", str(tmp_path / "c"), "process", "--stages", "text", "--no-progress"]
+    assert main([*base, str(v1)]) == 0
+    capsys.readouterr()
+    assert main([*base, str(v2)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(
+        "report_v2.pdf: 15 pages, based on report_v1.pdf: 1 modified, 1 removed, 14 unchanged; "
+        "stage results 1 computed, 14 from cache (disk); saved "
+    )
+    assert "saved" in lines[1]
+    assert main([*base, str(v1), "--previous", str(v2)]) == 0
+    out = capsys.readouterr().out
+    assert "report_v1.pdf: 16 pages, based on report_v2.pdf: 1 modified, 1 added, 14 unch" in out
+    with pytest.raises(SystemExit) as exc:
+        main([*base, str(v1), str(v2), "--previous", str(v2)])
+    assert exc.value.code == 2
+    assert "--previous needs one document" in capsys.readouterr().err
+
+
+def test_a_damaged_file_is_processed_and_its_repair_said_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file cut before its `startxref` tail (pdfium opens it) was refused; it is read now,
+    and what pypdf repaired goes to stderr as warnings (exit 0), not into the output lines."""
+    data = pdf("us-036.pdf").read_bytes()
+    cut = tmp_path / "cut.pdf"
+    cut.write_bytes(data[: data.rindex(b"startxref")])
+    args = ["--cache-dir", str(tmp_path / "c"), "process", str(cut), "--stages", "text"]
+    assert main([*args, "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("cut.pdf: 3 pages, new; stage results 3 computed")
+    assert f"tore-nb: {cut}: warning: no startxref at the end of the file" in captured.err
+    assert "warning" not in captured.out

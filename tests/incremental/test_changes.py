@@ -14,10 +14,18 @@ from hypothesis import strategies as st
 from tests.support import SECRET
 from tests.support import sample_pdf as pdf
 from tore_nb.config import CacheConfig
-from tore_nb.incremental.changes import ChangeDetector, ChangeSet, Manifest, diff_pages
+from tore_nb.incremental.changes import (
+    ChangeDetector,
+    ChangeSet,
+    Manifest,
+    best_base,
+    diff_pages,
+)
 from tore_nb.incremental.documents import (
     Document,
     DocumentError,
+    FileFingerprint,
+    Page,
     document_id_for,
     fingerprint_file,
     read_document,
@@ -192,3 +200,34 @@ def test_diff_pages_accounts_for_every_page(old: list[str], new: list[str]) -> N
 def test_diff_pages_identical_is_all_unchanged() -> None:
     out = diff_pages(["a", "b", "a"], ["a", "b", "a"])
     assert [c.status for c in out] == ["unchanged"] * 3
+
+
+def test_a_saved_manifest_makes_its_document_a_base_for_later_new_ones(tmp_path: Path) -> None:
+    """Documents are found by a few of their page identities (one batched read), and only one
+    holding at least the threshold of the new document's pages is taken."""
+    cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "c"), secret=SECRET)
+    det = ChangeDetector(cache)
+    v1, v2 = read_document(pdf("dmca.pdf")), read_document(pdf("dmca_v2.pdf"))
+    other = read_document(pdf("us-036.pdf"))
+    assert det.related([v2]) == {}
+    det.save_manifest(v1)
+    det.save_manifest(other)
+    assert det.related([v2, other]) == {v2.document_id: v1}  # other: itself is no base
+    assert det.related([v2], threshold=0.9) == {}  # 16 of 19 pages shared: 0.84
+    # a fresh cache object on the same directory: the index is persistent
+    again = ChangeDetector(MultiLevelCache(CacheConfig.embedded(tmp_path / "c"), secret=SECRET))
+    assert again.related([v2])[v2.document_id].document_id == v1.document_id
+
+
+def test_best_base_takes_the_candidate_holding_most_pages() -> None:
+    def doc(name: str, ids: str) -> Document:
+        pages = tuple(Page(i, x, 1.0, 1.0, 0) for i, x in enumerate(ids))
+        return Document(f"/{name}.pdf", name, FileFingerprint(1, 1, name), pages)
+
+    new = doc("new", "abcdef")
+    half, most = doc("half", "abcxyz"), doc("most", "abcdeq")
+    assert best_base(new, [half, most]) is most
+    assert best_base(new, [half]) is half and best_base(new, [doc("few", "abxxxx")]) is None
+    assert best_base(new, [doc("new", "abcdef")]) is None  # never itself
+    cs = ChangeSet.compare(Manifest(most, 0.0), new)
+    assert cs.based_on is most and not cs.is_new and "based on most.pdf" in str(cs)

@@ -20,7 +20,7 @@ from tore_nb.incremental.caches import Embedder
 from tore_nb.incremental.executors import SerialExecutor
 from tore_nb.incremental.processor import IncrementalProcessor
 from tore_nb.incremental.progress import TextProgress
-from tore_nb.incremental.report import REPORT_COLUMNS, format_report
+from tore_nb.incremental.report import REPORT_COLUMNS, format_documents, format_report
 from tore_nb.incremental.results import RunResult
 from tore_nb.incremental.stages import PageContext, Pipeline, Stage, code_fingerprint, stage
 from tore_nb.tiered import MultiLevelCache
@@ -524,3 +524,116 @@ def test_unchanged_mode_metadata_is_this_runs(tmp_path: Path) -> None:
     assert meta["mode"] == "unchanged" and meta["changed_pages"] == ()
     assert (meta["modified_pages"], meta["added_pages"], meta["unchanged_pages"]) == (0, 0, 19)
     assert meta["change_threshold"] == 0.1
+
+
+# -- new versions under new names, skipped stages, time saved -----------------------------------
+def named_copy(tmp_path: Path, sample: str, name: str) -> Path:
+    out = tmp_path / name
+    shutil.copy(pdf(sample), out)
+    return out
+
+
+def test_a_new_version_under_a_new_name_is_diffed_against_the_old_one(tmp_path: Path) -> None:
+    """`process report_v1.pdf` then `report_v2.pdf` reported every v2 page as added; a new
+    document sharing at least half its pages with one seen before (here by another processor,
+    as in a later session) is now reported against it, and only its new pages are computed."""
+    v1 = named_copy(tmp_path, "dmca.pdf", "report_v1.pdf")
+    v2 = named_copy(tmp_path, "dmca_v2.pdf", "report_v2.pdf")
+    make_proc(tmp_path, [Stage("n", chars)]).process(v1)
+    CALLS.clear()
+    run = make_proc(tmp_path, [Stage("n", chars)]).process(v2)
+    cs = run.changes[0]
+    assert cs.based_on is not None and cs.based_on.name == "report_v1.pdf"
+    counts = cs.counts()
+    assert (counts["modified"], counts["added"], counts["unchanged"]) == (2, 1, 16)
+    assert computed_pages(run) == [3, 7, 19] and sum(CALLS.values()) == 3
+    row = run.summary().iloc[0]
+    assert (row["based_on"], row["mode"], row["results_computed"]) == ("report_v1.pdf", "full", 3)
+    assert "based on report_v1.pdf: 2 modified, 1 added, 16 unchanged" in "\n".join(
+        format_documents(run)
+    )
+    # its own history from now on: a second run is unchanged, not based on anything
+    again = make_proc(tmp_path, [Stage("n", chars)]).process(v2)
+    assert again[0].metadata["mode"] == "unchanged" and again.changes[0].based_on is None
+
+
+def test_documents_read_earlier_in_the_same_run_are_bases_too(tmp_path: Path) -> None:
+    v1 = named_copy(tmp_path, "ca-warn-report.pdf", "a.pdf")
+    v2 = named_copy(tmp_path, "ca-warn-report_v2.pdf", "b.pdf")
+    other = named_copy(tmp_path, "us-036.pdf", "c.pdf")
+    run = make_proc(tmp_path, [Stage("n", chars)]).process([v1, v2, other])
+    bases = [cs.based_on.name if cs.based_on else None for cs in run.changes]
+    assert bases == [None, "a.pdf", None]
+    assert run.summary().based_on.fillna("").tolist() == ["", "a.pdf", ""]
+
+
+def test_related_threshold_none_reports_new_documents_as_added(tmp_path: Path) -> None:
+    v1 = named_copy(tmp_path, "dmca.pdf", "v1.pdf")
+    v2 = named_copy(tmp_path, "dmca_v2.pdf", "v2.pdf")
+    proc = make_proc(tmp_path, [Stage("n", chars)], related_threshold=None)
+    run = proc.process([v1, v2])
+    assert [cs.based_on for cs in run.changes] == [None, None]
+    assert run.changes[1].counts()["added"] == 19
+    with pytest.raises(ValueError, match="related_threshold"):
+        make_proc(tmp_path, [Stage("n", chars)], related_threshold=0.0)
+
+
+def test_previous_names_the_earlier_version_explicitly(tmp_path: Path) -> None:
+    v1 = named_copy(tmp_path, "dmca.pdf", "old.pdf")
+    v2 = named_copy(tmp_path, "dmca_v2.pdf", "new.pdf")
+    proc = make_proc(tmp_path, [Stage("n", chars)])
+    proc.process(v2)  # its own history says "unchanged"; previous= asks for another diff
+    run = proc.process(v2, previous=v1)  # old.pdf was never processed: it is read, not recorded
+    assert run.changes[0].based_on is not None and run.changes[0].based_on.name == "old.pdf"
+    counts = run.changes[0].counts()
+    assert (counts["modified"], counts["added"], counts["unchanged"]) == (2, 1, 16)
+    assert computed_pages(run) == []  # every page result is in the page cache
+    mapped = proc.process([v1, v2], previous={v1: v2})
+    assert [c.based_on.name if c.based_on else None for c in mapped.changes] == ["new.pdf", None]
+    assert proc.process_document(v1, previous=v2).metadata["based_on"] == "new.pdf"
+    with pytest.raises(ValueError, match="mapping"):
+        proc.process([v1, v2], previous=v1)
+    gone = proc.process(v2, previous=tmp_path / "missing.pdf")
+    assert "previous version" in gone.failures[str(v2)]
+
+
+def maybe(ctx: PageContext) -> int | None:
+    """Nothing to do on odd pages."""
+    return None if ctx.page.index % 2 else ctx.page.index
+
+
+def test_a_stage_with_nothing_to_do_is_reported_skipped_not_computed(tmp_path: Path) -> None:
+    """OCR on a page with a text layer did no work, yet the report said `computed`."""
+    proc = make_proc(tmp_path, [Stage("even", maybe, skip_reason="odd page")])
+    run = proc.process(pdf("us-036.pdf"))  # 3 pages
+    assert run.report().served_by.tolist() == ["computed", "skipped (odd page)", "computed"]
+    row = run.summary().iloc[0]
+    assert (row["results_computed"], row["results_skipped"]) == (2, 1)
+    again = make_proc(tmp_path, [Stage("even", maybe, skip_reason="odd page")]).process(
+        pdf("us-036.pdf")
+    )
+    assert again.report().served_by.tolist() == ["disk", "skipped (odd page)", "disk"]
+    assert "1 skipped (odd page)" in format_documents(again)[0]
+    assert builtin.ocr_stage().skip_reason == "text layer"
+
+
+def slow(ctx: PageContext) -> int:
+    time.sleep(0.01)
+    return ctx.page.index
+
+
+def test_time_saved_is_what_the_served_results_took_to_compute(tmp_path: Path) -> None:
+    """The main job could not say what the cache saved: stored results carried no cost."""
+    work = versioned(tmp_path, "us-036.pdf")
+    first = make_proc(tmp_path, [Stage("slow", slow)]).process(work)
+    assert first.saved_seconds == 0.0
+    took = first.summary().stage_seconds.iloc[0]
+    # the whole document result (a new process), then page results under another name
+    whole = make_proc(tmp_path, [Stage("slow", slow)]).process(work)
+    copy = named_copy(tmp_path, "us-036.pdf", "copy.pdf")
+    pages = make_proc(tmp_path, [Stage("slow", slow)]).process(copy)
+    for run in (whole, pages):
+        assert computed_pages(run) == []
+        assert took * 0.9 <= run.saved_seconds <= took * 1.1
+        assert run.summary().saved_seconds.iloc[0] == pytest.approx(run.saved_seconds, abs=1e-3)
+    assert "saved" in format_documents(pages)[-1]

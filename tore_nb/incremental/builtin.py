@@ -243,6 +243,7 @@ def ocr_stage(
         version=f"1/{_tesseract_tag()}",
         requires=("text",),
         ttl=7 * DAY,
+        skip_reason="text layer",
     )
 
 

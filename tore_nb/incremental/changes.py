@@ -8,6 +8,11 @@ an unmatched page that took the slot of a vanished one is `modified`, the rest `
 `removed`. Manifests live in the cache tiers (memory, disk, Redis, S3), not in process memory,
 so they survive restarts and are shared by workers.
 
+A document seen for the first time that shares most of its pages with one seen before (a new
+version saved under a new name) is diffed against that one (`ChangeSet.based_on`). Each saved
+manifest indexes its document under a few of its page identities (the `SKETCH` smallest: the
+same sample from every document that holds them), so finding it costs one batched read.
+
 >>> [c.status for c in diff_pages(["a", "b", "c"], ["a", "x", "b", "c"])]
 ['unchanged', 'added', 'unchanged', 'unchanged']
 >>> [c.status for c in diff_pages(["a", "b", "c"], ["a", "c", "b"])]
@@ -16,6 +21,7 @@ so they survive restarts and are shared by workers.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import time
@@ -38,17 +44,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MANIFEST_PREFIX",
+    "SKETCH",
     "ChangeDetector",
     "ChangeSet",
     "Manifest",
     "PageChange",
     "PageStatus",
+    "best_base",
     "diff_pages",
     "manifest_key",
 ]
 
 PageStatus = Literal["added", "removed", "moved", "modified", "unchanged"]
 MANIFEST_PREFIX = "manifest"
+SKETCH = 8  # page identities a document is indexed under
 _WORK: frozenset[str] = frozenset({"added", "modified"})
 
 
@@ -134,8 +143,16 @@ class ChangeSet:
 
     @property
     def is_new(self) -> bool:
-        """True when no earlier manifest exists (a first run)."""
+        """True when no earlier version is known (a first run, not based on another document)."""
         return self.previous is None
+
+    @property
+    def based_on(self) -> Document | None:
+        """The other document this one is diffed against (it shares most of its pages), or None
+        when the previous version is this document's own."""
+        if self.previous is None or self.previous.document.document_id == self.document_id:
+            return None
+        return self.previous.document
 
     @property
     def added(self) -> tuple[PageChange, ...]:
@@ -187,7 +204,43 @@ class ChangeSet:
     def __str__(self) -> str:
         parts = ", ".join(f"{n} {s}" for s, n in self.counts().items() if n)
         state = "new" if self.is_new else ("changed" if self.file_changed else "unchanged")
+        if self.based_on is not None:
+            state = f"new, based on {self.based_on.name},"
         return f"{self.document.name}: {state} file; {parts or 'no pages'}"
+
+
+def best_base(
+    document: Document, candidates: Iterable[Document], threshold: float = 0.5
+) -> Document | None:
+    """The candidate (another document) holding the most of `document`'s pages, when it holds
+    at least `threshold` of them; else None.
+
+    >>> from tore_nb.incremental.documents import Page
+    >>> def doc(name, ids):
+    ...     pages = tuple(Page(i, x, 1.0, 1.0, 0) for i, x in enumerate(ids))
+    ...     return Document(f"/{name}.pdf", name, FileFingerprint(1, 1, name), pages)
+    >>> best_base(doc("v2", "abxd"), [doc("v1", "abcd"), doc("other", "xyz")]).name
+    'v1.pdf'
+    """
+    mine = set(document.identities)
+    best, shared = None, 0
+    for other in candidates:
+        if other.document_id == document.document_id:
+            continue
+        n = len(mine.intersection(other.identities))
+        if n > shared:
+            best, shared = other, n
+    return best if best is not None and shared >= threshold * len(mine) else None
+
+
+def _sketch(identities: Iterable[str]) -> list[str]:
+    """A document's `SKETCH` smallest page identities: two documents that share most of their
+    pages share most of these too (identities are digests, so the order is a random one)."""
+    return sorted(set(identities))[:SKETCH]
+
+
+def _index_key(identity: str) -> str:
+    return f"{MANIFEST_PREFIX}-index:{identity}"
 
 
 def _to_process(changes: Iterable[PageChange]) -> tuple[int, ...]:
@@ -276,10 +329,51 @@ class ChangeDetector:
         return out
 
     def save_manifest(self, document: Document) -> Manifest:
-        """Record `document` as processed now; later runs diff against it."""
+        """Record `document` as processed now; later runs diff against it, and new documents
+        that share most of its pages are reported against it (`related`)."""
         manifest = Manifest(document, time.time())
         self.cache.set(manifest_key(document.document_id), manifest)
+        sketch = _sketch(document.identities)
+        if sketch:
+            self.cache.set_many({_index_key(i): document.document_id for i in sketch})
         return manifest
+
+    def related(
+        self,
+        documents: Sequence[Document],
+        *,
+        threshold: float = 0.5,
+    ) -> dict[str, Document]:
+        """For each document, another seen before that holds at least `threshold` of its pages
+        (by identity), the one holding most: document id -> that document. Candidates are the
+        documents last indexed under each one's sketch identities: one batched read for all.
+
+        >>> from tore_nb.incremental.documents import Page
+        >>> def doc(name, ids):
+        ...     pages = tuple(Page(i, x, 1.0, 1.0, 0) for i, x in enumerate(ids))
+        ...     return Document(f"/{name}.pdf", name, FileFingerprint(1, 1, name), pages)
+        >>> import tempfile
+        >>> from tore_nb.config import CacheConfig
+        >>> from tore_nb.tiered import MultiLevelCache
+        >>> det = ChangeDetector(MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp())))
+        >>> v1, v2 = doc("v1", "abcd"), doc("v2", "abxd")
+        >>> _ = det.save_manifest(v1)
+        >>> det.related([v1, v2]) == {"v2": v1}
+        True
+        """
+        keys = {d.document_id: [_index_key(i) for i in _sketch(d.identities)] for d in documents}
+        wanted = [k for ks in keys.values() for k in ks]
+        found = self.cache.get_many(wanted) if wanted else {}
+        ids = {v for v in found.values() if isinstance(v, str)}
+        stored = {d: m.document for d, m in self.load_manifests(sorted(ids)).items()}
+        out: dict[str, Document] = {}
+        for d in documents:
+            named = {found.get(k) for k in keys[d.document_id]}
+            candidates = [stored[v] for v in named if isinstance(v, str) and v in stored]
+            base = best_base(d, candidates, threshold)
+            if base is not None:
+                out[d.document_id] = base
+        return out
 
     def forget(self, document_id: str) -> bool:
         """Drop a document's manifest: its next run is a first run."""
@@ -332,7 +426,7 @@ class ChangeDetector:
         if prev is not None and fp.content_hash == prev.document.fingerprint.content_hash:
             doc = prev.document
             if fp != doc.fingerprint:
-                doc = Document(_abspath(path), document_id, fp, doc.pages)
+                doc = dataclasses.replace(doc, path=_abspath(path), fingerprint=fp)
             cs = ChangeSet.compare(prev, doc, file_changed=False)
         else:
             doc = read_document(path, data=data, fingerprint=fp, document_id=document_id)

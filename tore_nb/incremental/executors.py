@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .caches import refreshing
 from .documents import Page
 from .progress import NullProgress, Progress
-from .stages import DocumentHandle, PageContext, Pipeline
+from .stages import DocumentHandle, PageContext, Pipeline, StageEntry
 
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
@@ -61,7 +61,8 @@ class WorkItem:
 class StageOutcome:
     """The result of one stage on one page: a value, or the error that stopped it.
 
-    `source` is "computed", or the shared tier a worker found the result in.
+    `source` is "computed", or the shared tier a worker found the result in; `seconds` the
+    time computing it took in this run, `cost` the time it took whenever it was computed.
     """
 
     document_id: str
@@ -73,6 +74,7 @@ class StageOutcome:
     seconds: float = 0.0
     source: str = "computed"
     attempts: int = 1
+    cost: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -162,7 +164,8 @@ def run_items(
             pipeline.key(s, it.page.identity) for it in items if not it.force for s in it.stages
         ]
         found = {
-            k: (h.tier, h.value) for k, h in cache.fetch_many(keys, tiers=shared_tiers).items()
+            k: (h.tier, *pipeline.unpack(h.value))
+            for k, h in cache.fetch_many(keys, tiers=shared_tiers).items()
         }
     by_doc: dict[str, list[WorkItem]] = defaultdict(list)
     for it in items:
@@ -181,7 +184,10 @@ def run_items(
 
 
 def _run_page(
-    handle: DocumentHandle, item: WorkItem, pipeline: Pipeline, found: Mapping[str, tuple[str, Any]]
+    handle: DocumentHandle,
+    item: WorkItem,
+    pipeline: Pipeline,
+    found: Mapping[str, tuple[str, Any, float]],
 ) -> list[StageOutcome]:
     ctx = PageContext(handle, item.page, item.known)
     failed: dict[str, str] = {}
@@ -200,7 +206,7 @@ def _run_page(
             hit = None if item.force else found.get(pipeline.key(name, item.page.identity))
             if hit is not None:
                 ctx.results[name] = hit[1]
-                out.append(StageOutcome(*common, value=hit[1], source=hit[0]))
+                out.append(StageOutcome(*common, value=hit[1], source=hit[0], cost=hit[2]))
                 continue
             t0 = time.perf_counter()
             try:
@@ -213,7 +219,8 @@ def _run_page(
                 )
                 continue
             ctx.results[name] = value
-            out.append(StageOutcome(*common, value=value, seconds=time.perf_counter() - t0))
+            took = time.perf_counter() - t0
+            out.append(StageOutcome(*common, value=value, seconds=took, cost=took))
     finally:
         ctx.close()
     return out
@@ -239,11 +246,13 @@ def store_outcomes(
     outcomes: Iterable[StageOutcome],
     tiers: Sequence[str] | None,
 ) -> None:
-    """Store the successful outcomes in `tiers`: one `set_many` for each TTL (`Pipeline.ttl`)."""
+    """Store the successful outcomes in `tiers`, each with its cost (`StageEntry`): one
+    `set_many` for each TTL (`Pipeline.ttl`)."""
     by_ttl: dict[float | None, dict[str, Any]] = defaultdict(dict)
     for o in outcomes:
         if o.ok:
-            by_ttl[pipeline.ttl(o.stage)][pipeline.key(o.stage, o.identity)] = o.value
+            entry = StageEntry(o.value, round(o.cost, 6))
+            by_ttl[pipeline.ttl(o.stage)][pipeline.key(o.stage, o.identity)] = entry
     for ttl, batch in by_ttl.items():
         cache.set_many(batch, ttl=ttl, tiers=tiers)
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..keys import hash_bytes
 from .builtin import default_stages
-from .changes import ChangeDetector, ChangeSet, Manifest
+from .changes import ChangeDetector, ChangeSet, Manifest, best_base
 from .documents import Document, DocumentError, document_id_for
 from .executors import Executor, SerialExecutor, StageOutcome, WorkItem, store_outcomes
 from .progress import NullProgress, Progress
@@ -74,6 +74,11 @@ class IncrementalProcessor:
     A page's stage results are kept `page_ttl` seconds (a day; a stage's own `ttl` wins) in
     every tier, whether the processor or a worker stored them; a document's assembled result
     `result_ttl` seconds (default: the cache's TTL).
+
+    A document seen for the first time that shares at least `related_threshold` of its pages
+    with one seen before, or read earlier in the same run, is reported as a diff against it
+    (a new version saved under a new name); `previous=` of `process` names it explicitly.
+    `related_threshold=None` reports every new document's pages as added.
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class IncrementalProcessor:
         result_ttl: float | None = None,
         progress: Progress | None = None,
         verify_content: bool = False,
+        related_threshold: float | None = 0.5,
     ) -> None:
         if cache is None:
             from ..tiered import get_cache
@@ -99,6 +105,9 @@ class IncrementalProcessor:
         if not 0.0 <= change_threshold <= 1.0:
             raise ValueError("change_threshold must be between 0 and 1")
         self.change_threshold = change_threshold
+        if related_threshold is not None and not 0.0 < related_threshold <= 1.0:
+            raise ValueError("related_threshold must be above 0 and at most 1, or None")
+        self.related_threshold = related_threshold
         self.page_ttl, self.result_ttl = page_ttl, result_ttl
         self.progress: Progress = progress if progress is not None else NullProgress()
 
@@ -118,9 +127,10 @@ class IncrementalProcessor:
         stages: Sequence[Stage] | None = None,
         *,
         force: bool = False,
+        previous: str | os.PathLike[str] | None = None,
     ) -> ProcessingResult:
         """Process one document; raises `DocumentError` when it cannot be read."""
-        run = self.process([path], stages, force=force)
+        run = self.process([path], stages, force=force, previous=previous)
         if run.failures:
             raise DocumentError(next(iter(run.failures.values())))
         return run.documents[0]
@@ -132,23 +142,27 @@ class IncrementalProcessor:
         *,
         force: bool = False,
         progress: Progress | None = None,
+        previous: str | os.PathLike[str] | Mapping[Any, str | os.PathLike[str]] | None = None,
     ) -> RunResult:
         """Process documents incrementally; see the module docstring.
 
         `force=True` ignores every cached result, the stage caches (OCR, embeddings) included,
         and recomputes all pages; the changes are still reported against the last version.
+        `previous` names the earlier version to report changes against: a file when one
+        document is given, else a mapping {document: earlier version}.
         """
         t0 = time.perf_counter()
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
         path_list = list(dict.fromkeys(os.fspath(p) for p in paths))
+        explicit = _explicit_previous(previous, path_list)
         pipeline = Pipeline(stages if stages is not None else self.stages, self.page_ttl)
         ids = [document_id_for(p) for p in path_list]
         # even a forced run diffs against what was seen before, so its report is right
         manifests = self.detector.load_manifests(ids)
         prev_hits = self.cache.fetch_many([result_key(d, pipeline) for d in ids])
         now = time.time()
-        previous: dict[str, tuple[ProcessingResult, str]] = {}
+        earlier: dict[str, tuple[ProcessingResult, str]] = {}
         for doc_id in ids:
             hit = prev_hits.get(result_key(doc_id, pipeline))
             value = hit.value if hit is not None else None
@@ -158,7 +172,7 @@ class IncrementalProcessor:
                 and value.document.document_id == doc_id
                 and _expires_at(value) > now
             ):
-                previous[doc_id] = (value, hit.tier)
+                earlier[doc_id] = (value, hit.tier)
         plans: list[_Plan] = []
         failures: dict[str, str] = {}
         changes: list[ChangeSet] = []
@@ -166,13 +180,16 @@ class IncrementalProcessor:
         for path, doc_id in zip(path_list, ids, strict=True):
             # the manifest is per document, shared by every pipeline; what this pipeline saw
             # last is its previous result's document, so diff against that when there is one
-            prev_doc = previous.get(doc_id)
+            prev_doc = earlier.get(doc_id)
             baseline = (
                 Manifest(prev_doc[0].document, now)
                 if prev_doc is not None
                 else manifests.get(doc_id)
             )
             try:
+                base = explicit.get(doc_id)
+                if base is not None:  # this file's own history is not what was asked for
+                    baseline = Manifest(self._read_previous(base), now)
                 cs, data = self.detector.detect_read(path, previous=baseline)
             except (DocumentError, OSError) as exc:
                 failures[path] = str(exc)
@@ -180,8 +197,10 @@ class IncrementalProcessor:
             changes.append(cs)
             if data is not None:
                 read[doc_id] = data
+        changes = self._rebase(changes, now)
         for cs in changes:
-            prev_doc = None if force else previous.get(cs.document_id)
+            own = cs.based_on is None
+            prev_doc = None if force or not own else earlier.get(cs.document_id)
             prev = prev_doc[0] if prev_doc is not None else None
             plans.append(self._plan(cs, prev, prev_doc[1] if prev_doc is not None else ""))
 
@@ -207,6 +226,33 @@ class IncrementalProcessor:
         )
 
     # -- steps ---------------------------------------------------------------------------------
+    def _read_previous(self, path: str) -> Document:
+        """The document an explicit `previous=` names, as the file is now (not recorded)."""
+        try:
+            return self.detector.detect(path).document
+        except DocumentError as exc:
+            raise DocumentError(f"the previous version given: {exc}") from exc
+
+    def _rebase(self, changes: list[ChangeSet], now: float) -> list[ChangeSet]:
+        """New documents diffed against the document they share most pages with, when one
+        seen before or one earlier in this run holds at least `related_threshold` of them."""
+        threshold = self.related_threshold
+        new = [cs.document for cs in changes if cs.is_new]
+        if threshold is None or not new:
+            return changes
+        seen = self.detector.related(new, threshold=threshold)
+        out: list[ChangeSet] = []
+        for cs in changes:
+            if cs.is_new:
+                doc = cs.document
+                found = seen.get(doc.document_id)
+                earlier = [c.document for c in out]
+                base = best_base(doc, [*earlier, *([found] if found else [])], threshold)
+                if base is not None:
+                    cs = ChangeSet.compare(Manifest(base, now), doc, file_changed=True)
+            out.append(cs)
+        return out
+
     def _plan(self, cs: ChangeSet, prev: ProcessingResult | None, tier: str) -> _Plan:
         doc = cs.document
         if prev is not None and prev.document.document_id != doc.document_id:
@@ -288,7 +334,7 @@ class IncrementalProcessor:
                 for name in need:
                     hit = hits.get(pipeline.key(name, page.identity))
                     if hit is not None:
-                        known[name] = hit.value
+                        known[name] = pipeline.unpack(hit.value)[0]
                 todo = tuple(n for n in need if n not in known)
                 doc_items.append(WorkItem(doc.document_id, page, todo, known, force))
                 doc_scheduled[page.identity] = (doc.document_id, page.index)
@@ -336,43 +382,80 @@ class IncrementalProcessor:
             manifest = manifests.get(doc.document_id)
             if plan.mode == "unchanged" and plan.previous is not None:
                 self._save_manifest(cs, manifest)
-                whole: _Status = (plan.prev_tier, "document", 0.0, None)
-                events.extend(_events(cs, pipeline, lambda c, s, st=whole: st))
+                prev_pages = plan.previous.pages
+                events.extend(
+                    _events(
+                        cs,
+                        pipeline,
+                        lambda c, s, t=plan.prev_tier, pp=prev_pages: (
+                            _served(pipeline, s, pp[c.new_index].results.get(s), t),
+                            "document",
+                            0.0,
+                            None,
+                        ),
+                    )
+                )
                 # this run's own metadata: the previous run's counts and threshold are stale
+                kept = _page_costs(plan.previous)
                 meta = {
                     **plan.previous.metadata,
                     **self._metadata(cs, plan.mode, plan.previous.pages, now),
+                    "page_seconds": kept,
+                    "saved_seconds": round(sum(kept), 6),
                 }
                 results.append(dataclasses.replace(plan.previous, document=doc, metadata=meta))
                 continue
             pages: list[PageResult] = []
             status_of: dict[tuple[int, str], _Status] = {}
+            costs: list[float] = []
+            saved = 0.0
+            prev_costs = (
+                {
+                    p.identity: c
+                    for p, c in zip(plan.previous.pages, _page_costs(plan.previous), strict=True)
+                }
+                if plan.pages and plan.previous is not None
+                else {}
+            )
             for i, page in enumerate(doc.pages):
                 reused = plan.pages.get(i)
                 if reused is not None:
                     pages.append(reused)
                     for s in pipeline.names:
-                        status_of[(i, s)] = (plan.prev_tier, "document", 0.0, None)
+                        by = _served(pipeline, s, reused.results.get(s), plan.prev_tier)
+                        status_of[(i, s)] = (by, "document", 0.0, None)
+                    cost = prev_costs.get(reused.identity, 0.0)
+                    costs.append(cost)
+                    saved += cost
                     continue
                 values: dict[str, Any] = {}
                 errors: dict[str, str] = {}
                 done = by_page.get((doc.document_id, i), {})
+                cost = 0.0
                 for s in pipeline.names:
                     hit = hits.get(pipeline.key(s, page.identity))
                     got = done.get(s)
                     if got is not None:
                         if got.ok:
                             values[s] = got.value
-                            status_of[(i, s)] = (got.source, "page", got.seconds, None)
+                            by = _served(pipeline, s, got.value, got.source)
+                            status_of[(i, s)] = (by, "page", got.seconds, None)
+                            cost += got.cost
+                            saved += got.cost if got.source != "computed" else 0.0
                         else:
                             errors[s] = got.error or "failed"
                             status_of[(i, s)] = ("failed", "page", got.seconds, got.error)
                     elif hit is not None:
-                        values[s] = hit.value
-                        status_of[(i, s)] = (hit.tier, "page", hit.seconds / n_keys, None)
+                        value, took = pipeline.unpack(hit.value)
+                        values[s] = value
+                        by = _served(pipeline, s, value, hit.tier)
+                        status_of[(i, s)] = (by, "page", hit.seconds / n_keys, None)
+                        cost += took
+                        saved += took
                     else:
                         errors[s] = "not computed"
                         status_of[(i, s)] = ("failed", "page", 0.0, "not computed")
+                costs.append(round(cost, 6))
                 pages.append(PageResult(i, page.identity, values, errors))
             # the document result serves its pages' stage results, so it must not outlive the
             # shortest stage TTL, nor the pages it reuses from the previous result
@@ -384,7 +467,12 @@ class IncrementalProcessor:
                 pages=tuple(pages),
                 stages=pipeline.names,
                 pipeline_fingerprint=pipeline.fingerprint,
-                metadata={**self._metadata(cs, plan.mode, pages, now), "expires_at": expires},
+                metadata={
+                    **self._metadata(cs, plan.mode, pages, now),
+                    "expires_at": expires,
+                    "page_seconds": tuple(costs),
+                    "saved_seconds": round(saved, 6),
+                },
             )
             results.append(result)
             if expires > stamp:  # inf - stamp stays inf: no expiry
@@ -401,6 +489,7 @@ class IncrementalProcessor:
             "changed_pages": cs.changed_pages,
             "incremental_update": mode == "incremental",
             "mode": mode,
+            "based_on": cs.based_on.name if cs.based_on is not None else None,
             "change_threshold": self.change_threshold,
             "changed_fraction": cs.changed_fraction,
             "failed_pages": tuple(p.number for p in pages if not p.ok),
@@ -421,10 +510,39 @@ class IncrementalProcessor:
             self.detector.save_manifest(cs.document)
 
 
+def _explicit_previous(previous: Any, paths: Sequence[str]) -> dict[str, str]:
+    """`process(previous=...)` as {document id: path of the earlier version}."""
+    if previous is None:
+        return {}
+    if isinstance(previous, str | os.PathLike):
+        if len(paths) != 1:
+            raise ValueError(
+                "previous= names one file for one document; for several, pass a mapping "
+                "{document: earlier version}"
+            )
+        return {document_id_for(paths[0]): os.fspath(previous)}
+    if not isinstance(previous, Mapping):
+        raise TypeError(f"previous= takes a path or a mapping, not {type(previous).__name__}")
+    return {document_id_for(k): os.fspath(v) for k, v in previous.items()}
+
+
 def _expires_at(result: ProcessingResult) -> float:
     """When a document result's oldest page result expires (epoch seconds; inf: never)."""
     value = result.metadata.get("expires_at")
     return float(value) if isinstance(value, int | float) else math.inf
+
+
+def _page_costs(result: ProcessingResult) -> tuple[float, ...]:
+    """The seconds computing each page's results took (0 where a result predates the record)."""
+    costs = result.metadata.get("page_seconds")
+    if isinstance(costs, tuple) and len(costs) == len(result.pages):
+        return costs
+    return (0.0,) * len(result.pages)
+
+
+def _served(pipeline: Pipeline, stage: str, value: Any, source: str) -> str:
+    """Where a stage result came from, or that the stage had nothing to do on the page."""
+    return pipeline.skipped(stage, value) or source
 
 
 def _moved_on(doc: Document) -> str:

@@ -13,6 +13,7 @@ The rows come from the run's records (`results.py`); this module shapes them for
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from .results import REPORT_COLUMNS, SUMMARY_COLUMNS
@@ -85,23 +86,52 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _sources(counts: Counter[str]) -> str:
+    """`(disk)` or `(memory 3, redis 54)`: the tiers stage results were served from."""
+    if not counts:
+        return ""
+    if len(counts) == 1:
+        return f" ({next(iter(counts))})"
+    return " (" + ", ".join(f"{t} {n}" for t, n in counts.most_common()) + ")"
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.2f} s" if s < 60 else f"{int(s // 60)} min {s % 60:.0f} s"
+
+
 def format_documents(run: RunResult) -> list[str]:
     """One line per document: its pages by change, its stage results by where they came from,
-    its time; then one line of totals. Failed documents are the caller's to show (stderr).
+    the time they saved; then one line of totals. Failed documents are the caller's to show.
 
     >>> from tore_nb.incremental.results import RunResult
     >>> format_documents(RunResult((), (), (), {}, 0.5))
     ['0 documents, 0 pages; 0.50 s']
     """
+    tiers: dict[str, Counter[str]] = {}
+    skips: dict[str, Counter[str]] = {}
+    for e in run.events:  # by path: two documents may share a name
+        for by in e.served.values():
+            if by.startswith("skipped"):
+                skips.setdefault(e.path, Counter())[by] += 1
+            elif by not in ("computed", "failed"):
+                tiers.setdefault(e.path, Counter())[by] += 1
     lines: list[str] = []
-    pages = changed = computed = cached = failed = 0
-    for row in run.summary_rows():
-        name, mode, n, added, removed, moved, modified, unchanged, comp, cach, fail, _, _ = row
-        if mode == "failed":  # could not be read: the caller says why (stderr)
-            continue
+    pages = changed = computed = cached = failed = skipped = 0
+    every_tier: Counter[str] = Counter()
+    # the rows of documents that could not be read come last: the caller says why (stderr)
+    for result, row in zip(run.documents, run.summary_rows(), strict=False):
+        name, _, base, n, added, removed, moved, modified, unchanged = row[:9]
+        comp, cach, fail, skip, _, saved = row[9:15]
+        path = result.path
         pages += n
         changed += added + modified
-        computed, cached, failed = computed + comp, cached + cach, failed + fail
+        computed, cached, failed, skipped = (
+            computed + comp,
+            cached + cach,
+            failed + fail,
+            skipped + skip,
+        )
+        every_tier.update(tiers.get(path, Counter()))
         if added == n and not (removed or moved or modified):
             what = "new" if comp else "new, every page known from other documents"
         else:
@@ -109,18 +139,27 @@ def format_documents(run: RunResult) -> list[str]:
             parts += [f"{removed} removed" if removed else "", f"{moved} moved" if moved else ""]
             parts = [p for p in parts if p]
             what = (", ".join(parts) + f", {unchanged} unchanged") if parts else "unchanged"
-        results = [f"{comp} computed" if comp else "", f"{cach} from cache" if cach else ""]
+            if base:
+                what = f"based on {base}: {what}"
+        results = [f"{comp} computed" if comp else ""]
+        results += [f"{cach} from cache{_sources(tiers.get(path, Counter()))}" if cach else ""]
         results += [f"{fail} failed" if fail else ""]
+        results += [f"{k} {why}" for why, k in skips.get(path, Counter()).items()]
         done = ", ".join(r for r in results if r) or "nothing to do"
-        lines.append(f"{name}: {_plural(n, 'page')}, {what}; stage results {done}")
+        spared = f"; saved {_seconds(saved)}" if saved >= 0.005 else ""
+        lines.append(f"{name}: {_plural(n, 'page')}, {what}; stage results {done}{spared}")
     docs = len(run.documents)
     total = f"{_plural(docs, 'document')}, {_plural(pages, 'page')}"
     if docs:
-        total += (
-            f" ({changed} new or modified); stage results {computed} computed, {cached} from cache"
-        )
+        total += f" ({changed} new or modified); stage results {computed} computed, {cached}"
+        total += f" from cache{_sources(every_tier)}"
         total += f", {failed} failed" if failed else ""
+        total += f", {skipped} skipped" if skipped else ""
     if run.failures:
         total += f"; {len(run.failures)} could not be read"
-    lines.append(f"{total}; {run.seconds:.2f} s")
+    total += f"; {_seconds(run.seconds)}"
+    saved_all = run.saved_seconds
+    if saved_all >= 0.005:
+        total += f", saved {_seconds(saved_all)} of computing"
+    lines.append(total)
     return lines

@@ -52,6 +52,8 @@ REPORT_COLUMNS = [
 SUMMARY_COLUMNS = [
     "document",
     "mode",
+    # a new document diffed against another one that shares most of its pages (its name)
+    "based_on",
     "pages",
     "added",
     "removed",
@@ -62,10 +64,21 @@ SUMMARY_COLUMNS = [
     "results_computed",
     "results_from_cache",
     "results_failed",
+    # a stage with nothing to do on the page (OCR on a page with a text layer)
+    "results_skipped",
     # the time the stages took, summed over pages; the run's wall time is RunResult.seconds
     "stage_seconds",
+    # what computing the results served from a cache took when they were computed
+    "saved_seconds",
     "error",
 ]
+
+
+def _kind(served_by: str) -> str:
+    """computed, failed, skipped or cached: how the summary counts a stage result."""
+    if served_by in ("computed", "failed"):
+        return served_by
+    return "skipped" if served_by.startswith("skipped") else "cached"
 
 
 def result_key(document_id: str, pipeline: Pipeline) -> str:
@@ -109,7 +122,10 @@ class ProcessingResult:
     """A document's pages' results in page order, with the seed's metadata.
 
     `metadata`: last_updated (UTC datetime), changed_pages (1-based), incremental_update, mode
-    ("full", "incremental" or "unchanged"), failed_pages, change counts.
+    ("full", "incremental" or "unchanged"), failed_pages, change counts, page_seconds (what
+    computing each page's results took, wherever and whenever they were computed),
+    saved_seconds (of that, what this run served from a cache), based_on (the document a new
+    one was diffed against, when it shares most of its pages with it).
 
     >>> from tore_nb.incremental.documents import Document, FileFingerprint
     >>> doc = Document("/a/b.pdf", "b-1", FileFingerprint(1, 1, "h"), ())
@@ -156,7 +172,8 @@ class PageEvent:
 
     Positions are 1-based (None where the page is absent). Per stage, in pipeline order:
     `served` says where the result came from (memory, disk, redis, s3, computed, this-run (an
-    identical page computed in the same run) or failed), `levels` whether from the page's own
+    identical page computed in the same run) or failed) or that the stage had nothing to do
+    (`skipped (text layer)`), `levels` whether from the page's own
     cache entry ("page") or from the previous document result ("document"), `timings` its
     seconds and `errors` why it failed. A removed page has no stages.
 
@@ -252,7 +269,7 @@ class RunResult:
             c = by_doc.setdefault(e.path, Counter())
             total = secs.get(e.path, 0.0)
             for s, by in e.served.items():
-                c[by if by in ("computed", "failed") else "cached"] += 1
+                c[_kind(by)] += 1
                 total += e.timings[s]
             secs[e.path] = total
         rows: list[tuple[Any, ...]] = []
@@ -263,6 +280,7 @@ class RunResult:
                 (
                     result.document.name,
                     result.metadata.get("mode"),
+                    result.metadata.get("based_on"),
                     result.document.page_count,
                     counts["added"],
                     counts["removed"],
@@ -272,13 +290,27 @@ class RunResult:
                     c["computed"],
                     c["cached"],
                     c["failed"],
+                    c["skipped"],
                     round(secs.get(result.path, 0.0), 4),
+                    round(float(result.metadata.get("saved_seconds", 0.0)), 4),
                     None,
                 )
             )
         for path, why in self.failures.items():  # documents that could not be read
-            rows.append((os.path.basename(path), "failed", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, why))
+            name = os.path.basename(path)
+            rows.append((name, "failed", None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, why))
         return rows
+
+    @property
+    def warnings(self) -> dict[str, tuple[str, ...]]:
+        """What reading each document reported (a damaged file repaired, pypdf's messages):
+        path -> messages, for the documents that have any."""
+        return {r.path: r.document.warnings for r in self.documents if r.document.warnings}
+
+    @property
+    def saved_seconds(self) -> float:
+        """What computing the results this run served from a cache took when they were made."""
+        return sum(float(r.metadata.get("saved_seconds", 0.0)) for r in self.documents)
 
     def report(self) -> pd.DataFrame:
         """The change report: one row per page and stage, plus one per removed page."""

@@ -34,6 +34,7 @@ __all__ = [
     "PageContext",
     "Pipeline",
     "Stage",
+    "StageEntry",
     "code_fingerprint",
     "stage",
 ]
@@ -65,7 +66,9 @@ class Stage:
     """A named function of a page with its parameters, resources and cache lifetime.
 
     `fn(ctx, **params)` receives a `PageContext`. `requires` names earlier stages whose results
-    it reads from `ctx.results`. `num_gpus` > 0 makes Ray schedule it on a GPU.
+    it reads from `ctx.results`. `num_gpus` > 0 makes Ray schedule it on a GPU. With
+    `skip_reason`, a None result means the stage had nothing to do on the page, and reports say
+    `skipped (<skip_reason>)` (OCR on a page with a text layer: "text layer").
 
     >>> s = Stage("chars", lambda ctx: len(ctx.text()))
     >>> s.key("abc").startswith("page:chars:")
@@ -81,6 +84,7 @@ class Stage:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     fingerprint: str = field(default="", compare=False)
+    skip_reason: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or ":" in self.name:
@@ -133,6 +137,7 @@ class Stage:
                 self.num_cpus,
                 self.num_gpus,
                 self.fingerprint,
+                self.skip_reason,
             ),
         )
 
@@ -188,6 +193,19 @@ def stage(
     return wrap(fn) if fn is not None else wrap
 
 
+@dataclass(frozen=True, slots=True)
+class StageEntry:
+    """A stage result as the cache keeps it: the value and the seconds computing it took, so a
+    later run served from the cache can say how much time that saved.
+
+    >>> Pipeline.unpack(StageEntry("text", 0.25)), Pipeline.unpack("an older, bare entry")
+    (('text', 0.25), ('an older, bare entry', 0.0))
+    """
+
+    value: Any
+    seconds: float
+
+
 class Pipeline:
     """Stages in order, with their effective fingerprints (own + required stages').
 
@@ -225,6 +243,19 @@ class Pipeline:
     def key(self, stage_name: str, identity: str) -> str:
         """Cache key of a stage's result for a page identity."""
         return self.by_name[stage_name].key(identity, self.fingerprints[stage_name])
+
+    @staticmethod
+    def unpack(stored: Any) -> tuple[Any, float]:
+        """(value, seconds it took to compute) of a stored stage result (`StageEntry`); an
+        entry stored bare by an earlier release gives 0 seconds."""
+        if isinstance(stored, StageEntry):
+            return stored.value, stored.seconds
+        return stored, 0.0
+
+    def skipped(self, stage_name: str, value: Any) -> str | None:
+        """`skipped (<reason>)` when the stage's result says it had nothing to do, else None."""
+        reason = self.by_name[stage_name].skip_reason
+        return f"skipped ({reason})" if reason and value is None else None
 
     def ttl(self, stage_name: str) -> float | None:
         """How long a result of the stage is kept: its own `ttl`, else the pipeline's default."""
