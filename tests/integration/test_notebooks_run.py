@@ -113,7 +113,7 @@ EXPECTED = {
         "pages: 3/3 done, 16 cached, 0 failed",
         "changed_pages=[3, 7, 19]",
         "pages: 19/19 done",
-        "report.pdf: 19 pages, unchanged; stage results 57 from cache",  # tore-nb process
+        "report.pdf: 19 pages, unchanged; stage results 38 from cache (disk), 19 skipped",
     ),
     "dashboard.ipynb": ("hits per tier: {'memory': 10, 'disk': 5}",),
 }
