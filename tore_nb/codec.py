@@ -125,10 +125,31 @@ def load_secret(env: dict[str, str] | None = None, key_file: Path | None = None)
 
 
 def _read_key_file(path: Path) -> bytes:
-    st = path.stat()
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"key file {path} must not be readable by others (chmod 600 it)")
-    data = path.read_bytes().strip()
+    """The secret in `path`: a regular file of this user's, readable by no one else.
+
+    The owner is checked on the file opened (a symlink is followed, then its target checked),
+    so a link planted to another user's key is refused, as root too; a file this user cannot
+    read is a ConfigError that says what to do, not a PermissionError in every call.
+    """
+    fix = "set TORE_NB_SECRET, or TORE_NB_KEY_FILE to a key file of your own"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted there must not block
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot read key file {path}: {exc.strerror or exc}; {fix}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"key file {path} is not a regular file; {fix}")
+        if st.st_uid != os.geteuid():
+            raise ConfigError(
+                f"key file {path} is owned by uid {st.st_uid}, not by this user (uid "
+                f"{os.geteuid()}): another user's key is never used; {fix}"
+            )
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"key file {path} must not be readable by others (chmod 600 it)")
+        data = f.read(4096).strip()
     if len(data) < 16:
         raise ConfigError(f"key file {path} is too short; delete it to create a new one")
     return data

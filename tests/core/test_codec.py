@@ -117,6 +117,68 @@ def test_secret_from_env_and_key_file(tmp_path: Path) -> None:
         load_secret({}, key_file)
 
 
+def test_a_key_file_of_another_user_is_refused_even_through_a_symlink(tmp_path: Path) -> None:
+    """Regression: running as root, a symlink planted at the key file's path to another user's
+    key file made that key the secret; the owner of the file opened is checked now."""
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs.key"
+        theirs.write_bytes(b"k" * 64)
+        os.chmod(theirs, 0o600)
+        os.chown(theirs, 65534, 65534)
+    else:  # a file of root's
+        theirs = Path("/etc/passwd")
+    link = tmp_path / "cfg" / "secret.key"
+    link.parent.mkdir()
+    link.symlink_to(theirs)
+    with pytest.raises(ConfigError, match=r"owned by uid \d+, not by this user"):
+        load_secret({}, link)
+    with pytest.raises(ConfigError, match="owned by uid"):
+        load_secret({"TORE_NB_KEY_FILE": str(theirs)})
+
+
+def test_a_key_file_this_user_cannot_read_is_a_config_error(tmp_path: Path) -> None:
+    """Regression: a root-owned 0600 key file read by another user raised a raw
+    PermissionError from every cached call; it is a ConfigError that says what to do."""
+    key_file = tmp_path / "secret.key"
+    key_file.write_bytes(b"k" * 64)
+    os.chmod(key_file, 0o600)
+    if os.geteuid() != 0:
+        os.chmod(key_file, 0)
+        with pytest.raises(ConfigError, match="cannot read key file .*TORE_NB_SECRET"):
+            load_secret({}, key_file)
+        return
+    os.chmod(tmp_path, 0o755)  # another user may reach the file, not read it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child becomes nobody and tries
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                load_secret({}, key_file)
+                said = b"read it"
+            except ConfigError as exc:
+                said = str(exc).encode()
+            except BaseException as exc:
+                said = f"{type(exc).__name__}: {exc}".encode()
+            os.write(write, said)
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as f:
+        said = f.read().decode()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert said.startswith(f"cannot read key file {key_file}: Permission denied; set TORE_NB")
+
+
+def test_a_fifo_at_the_key_files_path_does_not_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "secret.key"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_secret({}, fifo)
+
+
 def test_repr_hides_secret() -> None:
     assert "0123" not in repr(Codec(SECRET))
 
