@@ -144,7 +144,7 @@ def test_a_key_file_this_user_cannot_read_is_a_config_error(tmp_path: Path) -> N
     os.chmod(key_file, 0o600)
     if os.geteuid() != 0:
         os.chmod(key_file, 0)
-        with pytest.raises(ConfigError, match="cannot read key file .*TORE_NB_SECRET"):
+        with pytest.raises(ConfigError, match=r"cannot read key file .*TORE_NB_SECRET"):
             load_secret({}, key_file)
         return
     os.chmod(tmp_path, 0o755)  # another user may reach the file, not read it

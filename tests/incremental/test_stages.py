@@ -32,7 +32,7 @@ from tore_nb.incremental.caches import (
     ParsingCache,
     TableExtractionCache,
 )
-from tore_nb.incremental.documents import read_document
+from tore_nb.incremental.documents import DocumentError, read_document
 from tore_nb.incremental.processor import IncrementalProcessor
 from tore_nb.incremental.stages import DocumentHandle, PageContext, Stage, code_fingerprint
 from tore_nb.memo import cached
@@ -83,15 +83,16 @@ def test_tables_stage_on_the_award_table(cache: MultiLevelCache) -> None:
     assert table.to_frame().shape[1] == 11
 
 
-def test_a_page_used_twice_gets_no_tables_rather_than_another_pages(
+def test_a_page_used_twice_gets_its_own_tables_and_every_other_page_too(
     cache: MultiLevelCache, tmp_path: Path
 ) -> None:
     """A page object inserted twice (pypdf's `insert_page(w.pages[i], index=j)`, as merge tools
     do) is two pages to pdfium and pypdf but one to pdfplumber. The tables stage took its page
     by position, so every page after the duplicate got the next page's tables, and they were
     cached under the real pages' identities: the untouched original processed later with the
-    same cache was served wrong tables. Now the document's tables fail loudly, nothing is
-    stored, and the original's tables equal a from-scratch run's."""
+    same cache was served wrong tables. Pages are matched by page object now: every page of
+    the doubled file has its own page's tables, equal to the original's, and the original
+    processed later with the same cache equals a from-scratch run."""
     import pypdf
 
     original = data("pdfs/us-001.pdf")
@@ -102,14 +103,29 @@ def test_a_page_used_twice_gets_no_tables_rather_than_another_pages(
         writer.write(f)
     stages = [text_stage(), tables_stage()]
     run = IncrementalProcessor(cache, stages=stages).process(doubled)
-    assert len(run[0].pages) == 4
-    for page in run[0].pages:
-        assert "tables" in page.errors and "a page used twice" in page.errors["tables"]
-        assert "text" in page.results  # the other stages are not affected
-    cached = IncrementalProcessor(cache, stages=stages).process(original)
     fresh_cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "fresh"), secret=SECRET)
     fresh = IncrementalProcessor(fresh_cache, stages=stages).process(original)
-    assert [p["tables"] for p in cached[0].pages] == [p["tables"] for p in fresh[0].pages]
+    tables = [p["tables"] for p in fresh[0].pages]
+    assert any(tables) and len(set(map(repr, tables))) == 3  # pages that tell apart
+    assert [p["tables"] for p in run[0].pages] == [tables[i] for i in (0, 1, 0, 2)]
+    cached = IncrementalProcessor(cache, stages=stages).process(original)
+    assert [p["tables"] for p in cached[0].pages] == tables
+
+
+def test_pages_that_cannot_be_matched_by_object_fail_loudly(tmp_path: Path) -> None:
+    """When pdfplumber and pdfium count differently and the pages cannot be matched by object
+    number, the tables stage fails on that document rather than guess a page."""
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=str(data("pdfs/us-001.pdf")))
+    writer.insert_page(writer.pages[0], index=2)
+    doubled = tmp_path / "doubled.pdf"
+    with open(doubled, "wb") as f:
+        writer.write(f)
+    with DocumentHandle(str(doubled)) as handle:
+        handle.plumber.pages.pop()  # as if pdfplumber had missed a page
+        with pytest.raises(DocumentError, match="cannot be matched by page object"):
+            handle.plumber_page(0)
 
 
 def test_ocr_stage_recall_and_ocr_cache(cache: MultiLevelCache) -> None:

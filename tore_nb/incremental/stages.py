@@ -15,6 +15,7 @@ text extractor also recomputes the embeddings made from its text.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, overload
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 StageFn = Callable[..., Any]
+log = logging.getLogger(__name__)
 
 
 def code_fingerprint(fn: Any) -> str:
@@ -299,6 +301,7 @@ class DocumentHandle:
         self.cache = cache
         self._pdfium: pypdfium2.PdfDocument | None = None
         self._plumber: Any = None
+        self._plumber_pages: list[Any] | None = None
 
     @property
     def pdfium(self) -> pypdfium2.PdfDocument:
@@ -315,24 +318,52 @@ class DocumentHandle:
             import pdfplumber
 
             src = io.BytesIO(self.source) if isinstance(self.source, bytes) else self.source
-            plumber = pdfplumber.open(src)
-            # pdfplumber (pdfminer) lists a page object used twice once, pdfium twice: with the
-            # counts apart, page i of one is not page i of the other, and tables taken by index
-            # would be stored under another page's identity. Refuse rather than guess.
-            if len(plumber.pages) != len(self.pdfium):
-                found = len(plumber.pages)
-                plumber.close()
-                raise DocumentError(
-                    f"{self.path or 'the document'}: pdfplumber reads {found} pages where pdfium"
-                    f" reads {len(self.pdfium)} (a page used twice?); its tables are not computed"
-                )
-            self._plumber = plumber
+            self._plumber = pdfplumber.open(src)
         return self._plumber
+
+    def plumber_page(self, index: int) -> Any:
+        """Page `index` (pdfium's numbering, the one every stage uses) as a pdfplumber Page.
+
+        pdfplumber (pdfminer) lists a page object used twice once, where pdfium and pypdf
+        list it twice: by position, every page after the duplicate would get the next page's
+        tables, stored under the wrong identities. So when the counts differ, pages are matched
+        by page object number; a page that cannot be matched fails rather than guessing.
+        """
+        plumber = self.plumber
+        if self._plumber_pages is None:
+            self._plumber_pages = (
+                list(plumber.pages)
+                if len(plumber.pages) == len(self.pdfium)
+                else self._pages_by_object(plumber)
+            )
+        return self._plumber_pages[index]
+
+    def _pages_by_object(self, plumber: Any) -> list[Any]:
+        import io
+
+        import pypdf
+
+        src = io.BytesIO(self.source) if isinstance(self.source, bytes) else self.source
+        try:
+            refs = [p.indirect_reference for p in pypdf.PdfReader(src).pages]
+            ids = [r.idnum if r is not None else -1 for r in refs]
+        except Exception as exc:  # a file pypdf cannot list: no page can be matched
+            ids = []
+            log.debug("pages of %s not listed by pypdf: %s", self.path, exc)
+        by_id = {p.page_obj.pageid: p for p in plumber.pages}
+        if len(ids) != len(self.pdfium) or not all(i in by_id for i in ids):
+            raise DocumentError(
+                f"{self.path or 'the document'}: pdfplumber reads {len(plumber.pages)} pages "
+                f"where pdfium reads {len(self.pdfium)}, and they cannot be matched by page "
+                "object; its tables are not computed"
+            )
+        return [by_id[i] for i in ids]
 
     def close(self) -> None:
         if self._plumber is not None:
             self._plumber.close()
             self._plumber = None
+            self._plumber_pages = None
         if self._pdfium is not None:
             self._pdfium.close()
             self._pdfium = None
@@ -400,7 +431,7 @@ class PageContext:
     @property
     def plumber_page(self) -> Any:
         """The page as a pdfplumber Page (for tables)."""
-        return self.handle.plumber.pages[self.page.index]
+        return self.handle.plumber_page(self.page.index)
 
     def close(self) -> None:
         if self._textpage is not None:
