@@ -118,18 +118,19 @@ class GuardedTier:
         try:
             got = fn(*args)
         except Exception as exc:
-            self.fail(exc, quiet)
+            self.fail(exc, quiet, write)
             return FAILED
         if breaker is not None:
             breaker.success(write)
         return got
 
-    def fail(self, exc: BaseException, quiet: bool = False) -> None:
-        """Count a failure of the tier (unless `quiet`) and tell its breaker."""
+    def fail(self, exc: BaseException, quiet: bool = False, write: bool = False) -> None:
+        """Count a failure of the tier (unless `quiet`) and tell its breaker (`write`: of a
+        write or delete, which a full disk fails while reads go on)."""
         if not quiet:
             self.stats.errors += 1
         if self.breaker is not None:
-            self.breaker.failure(exc)
+            self.breaker.failure(exc, write)
 
     # -- capabilities -------------------------------------------------------------------------
     def key_fits(self, key: str) -> bool:
@@ -173,7 +174,8 @@ class GuardedTier:
             for k in keys:
                 gone.append(bool(tier.delete(k)))
 
-        failed = self.call(each) is FAILED
+        # a write: a full disk or a Redis out of memory refusing it must not stop reads
+        failed = self.call(each, write=True) is FAILED
         n = sum(gone)
         stale = self.stale
         if failed:
@@ -274,7 +276,7 @@ class GuardedTier:
     def _recover(self) -> None:
         try:
             for op in self.journal():
-                if self.call(self._apply, op[0]) is FAILED:
+                if self.call(self._apply, op[0], write=True) is FAILED:
                     return
                 self.applied([op])
         finally:

@@ -24,6 +24,7 @@ redis-py's own (C) parsing is kept.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import socket
@@ -40,7 +41,12 @@ from .base import TierCapabilities, TierUsage, glob_match
 if TYPE_CHECKING:
     import redis as redis_mod
 
-__all__ = ["RedisTier"]
+__all__ = ["LOCK_LEASE", "RedisTier"]
+
+log = logging.getLogger("tore_nb.cache")
+
+#: Seconds a single-flight lock outlives its holder's last renewal (renewed every third).
+LOCK_LEASE = 12.0
 
 # bookkeeping keys begin here: namespaces are [A-Za-z0-9_.-]+, so no "<namespace>|..." can
 _META = "tore_nb#"
@@ -68,6 +74,7 @@ class RedisTier:
         retries: int = 1,
         max_item_bytes: int = 100_000_000,
         prefix: str = "tore_nb|",
+        lock_lease: float = LOCK_LEASE,
     ) -> None:
         self._url = url
         self._kw: dict[str, Any] = {"host": host, "port": port, "db": db, "password": password}
@@ -87,6 +94,7 @@ class RedisTier:
         self._pid = 0
         self._own_reader: bool | None = None  # whether get_many reads MGET replies itself
         self._lock = threading.Lock()
+        self.lock_lease = lock_lease
         require("redis", "redis")
 
     def __repr__(self) -> str:
@@ -370,25 +378,40 @@ class RedisTier:
         return dropped
 
     @contextlib.contextmanager
-    def lock(self, key: str, timeout: float = 300.0, wait: float = 120.0) -> Iterator[bool]:
+    def lock(self, key: str, wait: float = 120.0) -> Iterator[bool]:
         """A lock shared by every process on this Redis (single flight); yields whether it was
-        acquired. It expires after `timeout` so a crashed holder cannot block others forever.
+        acquired within `wait` seconds.
+
+        It is held on a lease of `lock_lease` seconds that a thread of the holder renews every
+        third of it while the holder runs: a holder that dies (SIGKILL, a kernel killed out of
+        memory) gives the key up within one lease, while a live one computing for longer keeps
+        it. A caller that has to wait says so once, as a warning.
         """
         import redis
 
-        lk = self.client.lock(
-            self.lock_prefix + key, timeout=timeout, sleep=0.05, blocking_timeout=wait
-        )
+        lease = self.lock_lease
+        # thread_local=False: the renewing thread must see the token the holder's thread got
+        lk = self.client.lock(self.lock_prefix + key, timeout=lease, sleep=0.05, thread_local=False)
         try:
-            got = bool(lk.acquire())
+            got = bool(lk.acquire(blocking=False))
+            if not got:
+                log.warning(
+                    "tcache: waiting for another process computing %s (lock held on Redis, "
+                    "lease %.0f s renewed while it runs; taken over if it lapses)",
+                    key[:80],
+                    lease,
+                )
+                got = bool(lk.acquire(blocking_timeout=wait))
         except redis.exceptions.RedisError:
             got = False
+        renewer = _Renewer(lk, lease / 3) if got else None
         try:
             yield got
         finally:
-            if got:
+            if renewer is not None:
+                renewer.stop()
                 with contextlib.suppress(redis.exceptions.RedisError):
-                    lk.release()
+                    lk.release()  # a lease lost meanwhile (LockNotOwnedError) is no error
 
     def ping(self) -> bool:
         return bool(self._run(self.client.ping))
@@ -398,6 +421,35 @@ class RedisTier:
             if self._client is not None and self._pid == os.getpid():
                 self._client.close()
             self._client = None
+
+
+class _Renewer:
+    """A daemon thread that renews a held lock's lease every `every` seconds until stopped."""
+
+    __slots__ = ("_done", "_lock", "_thread")
+
+    def __init__(self, lk: Any, every: float) -> None:
+        self._lock = lk
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(every,), name="tore_nb-lock-lease", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        import redis
+
+        while not self._done.wait(every):
+            try:
+                self._lock.reacquire()  # the lease starts over
+            except redis.exceptions.LockNotOwnedError:
+                return  # lapsed and taken over (a stalled holder): nothing left to renew
+            except redis.exceptions.RedisError:
+                continue  # Redis unreachable for now: try again at the next beat
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5.0)
 
 
 def _plain_resp2(conn: Any) -> bool:
