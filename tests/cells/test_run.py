@@ -6,6 +6,7 @@ import doctest
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -751,3 +752,38 @@ def test_a_failing_state_probe_never_breaks_the_cell(cache: MultiLevelCache) -> 
         assert outcome.status == "not-cached" and ns["y"] == 1
     finally:
         unregister_probe("test.broken")
+
+
+def test_an_outage_is_said_once_not_by_every_cell(
+    tmp_path: Path, private_redis: Any, recwarn: pytest.WarningsRecorder
+) -> None:
+    """Regression: while the Redis breaker was open every `%%tcache --tiers redis` cell printed
+    its own warning (43, 21 and 165 in three runs); one per outage now, and the next outage is
+    said again once a cell was stored."""
+    config = CacheConfig.from_env(
+        {"REDIS_URL": private_redis.url, "DISK_CACHE_PATH": str(tmp_path / "disk")}
+    )
+    cache = MultiLevelCache(config, secret=b"s" * 32)
+    try:
+        assert run("a = 1", {}, cache, tiers=("redis",)) == "stored"
+        private_redis.kill()
+        statuses = [run(f"b = {i}", {}, cache, tiers=("redis",)) for i in range(20)]
+        assert set(statuses) == {"not-cached"}
+        said = [str(w.message) for w in recwarn if "cell not cached" in str(w.message)]
+        assert len(said) == 1 and "redis down" in said[0], said
+        private_redis.start()
+        recwarn.clear()
+        stored = False
+        for i in range(200):  # until the breaker lets a write through again
+            stored = run(f"c = {i}", {}, cache, tiers=("redis",)) == "stored"
+            if stored:
+                break
+            time.sleep(0.05)
+        assert stored
+        private_redis.kill()
+        for i in range(5):
+            run(f"d = {i}", {}, cache, tiers=("redis",))
+        said = [str(w.message) for w in recwarn if "cell not cached" in str(w.message)]
+        assert len(said) == 1, said
+    finally:
+        cache.close()

@@ -47,6 +47,9 @@ from .snapshot import ObjectIndex
 from .state import State, capture_state
 from .store import NotCached, Run, store, watch_aliases, watched_inputs
 
+# outages already said to the user (the tiers that were down): one warning per outage
+_OUTAGES_SAID: set[tuple[str, ...]] = set()
+
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
 
@@ -174,13 +177,24 @@ def run_cached_cell(
         parts,
     )
     try:
-        return store(cache, namespace, opts, run_, t0)
+        stored = store(cache, namespace, opts, run_, t0)
+        _OUTAGES_SAID.clear()  # a tier took an entry: the next outage is said again
+        return stored
     except Exception as exc:  # NotCached says why; anything else is a failure of ours
         reason = str(exc)
         if not isinstance(exc, NotCached):
             log.warning("tcache: could not store the cell", exc_info=True)
             reason = f"tore_nb failed storing it ({type(exc).__name__}: {exc})"
-        if opts.warn:
+        outage = exc.outage if isinstance(exc, NotCached) else ()
+        if outage in _OUTAGES_SAID:  # said once for this outage: every cell would repeat it
+            log.debug("tcache: cell not cached: %s", reason)
+        elif opts.warn:
+            if outage:
+                _OUTAGES_SAID.add(outage)
+                reason += (
+                    f"; {', '.join(outage)} down: cells are not cached there until it is back"
+                    " (said once)"
+                )
             warn_uncached(f"cell not cached: {reason}")
         return CellOutcome(
             "not-cached",

@@ -45,7 +45,12 @@ _CODE = (types.ModuleType, type, types.BuiltinFunctionType, types.MethodType, fu
 
 
 class NotCached(Exception):
-    """Why a run that succeeded cannot be stored."""
+    """Why a run that succeeded cannot be stored; `outage` names the tiers that were down
+    when that is why (their breakers open), so the caller can say it once per outage."""
+
+    def __init__(self, reason: str, *, outage: tuple[str, ...] = ()) -> None:
+        super().__init__(reason)
+        self.outage = outage
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,12 @@ def store(
                 f"its entry ({format_bytes(nbytes)}) is larger than every enabled tier "
                 f"allows (largest variable: {biggest!r})"
             )
-        raise NotCached("no cache tier accepted the entry (see the log)")
+        down = tuple(
+            t
+            for t in cache.tier_names
+            if (opts.tiers is None or t in opts.tiers) and cache.breaker_state(t) != "closed"
+        )
+        raise NotCached("no cache tier accepted the entry (see the log)", outage=down)
     return CellOutcome(
         "stored",
         r.key,
