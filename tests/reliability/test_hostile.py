@@ -4,8 +4,15 @@ rejected and never unpickled; passwords never leak; malformed configuration name
 from __future__ import annotations
 
 import datetime
+import json
 import logging
+import os
 import pickle
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -173,3 +180,145 @@ def test_disk_rows_diskcache_would_unpickle_are_never_loaded(tmp_path: Path) -> 
     assert cache.get("real") == {"v": 1}
     assert cache.breaker_state("disk") == "closed"
     assert not canary.exists()
+
+
+# -- an attacker who can write the shared disk cache --------------------------------------------
+NS = "tore_nb|"  # the default namespace's key prefix on disk
+BIG = {"blob": os.urandom(200_000)}  # incompressible: kept by diskcache as a file
+
+
+def _disk_cache(path: Path) -> MultiLevelCache:
+    cfg = CacheConfig.embedded(path, memory_enabled=False, breaker_reset_seconds=60)
+    return MultiLevelCache(cfg, secret=SECRET)
+
+
+def _filenames(path: Path) -> dict[str, str]:
+    """key -> the entry file its row names, read from diskcache's table as an attacker would."""
+    con = sqlite3.connect(path / "cache.db")
+    try:
+        rows = con.execute("SELECT key, filename FROM Cache WHERE filename IS NOT NULL")
+        return {k.removeprefix(NS): f for k, f in rows.fetchall()}
+    finally:
+        con.close()
+
+
+def _point_rows(path: Path, rows: dict[str, tuple[str, float | None]]) -> None:
+    """Rewrite rows as an attacker: key -> (file name, expire time)."""
+    con = sqlite3.connect(path / "cache.db")
+    with con:
+        for key, (filename, expire) in rows.items():
+            sql = "UPDATE Cache SET filename = ?, expire_time = ? WHERE key = ?"
+            assert con.execute(sql, (filename, expire, NS + key)).rowcount == 1
+    con.close()
+
+
+def test_planted_file_names_never_delete_the_victims_files(
+    tmp_path: Path, figures: Figures
+) -> None:
+    """Rows naming files outside the cache (`../x`, an absolute path, a symlinked directory or
+    file, expired rows) made the victim's process delete those files and their emptied
+    directories: when it rejected the entry, and when diskcache culled, replaced or cleared
+    the rows later. Only regular files inside the cache directory may be deleted."""
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    path = home / "cache"
+    victims = {
+        "notes": home / "notes.txt",
+        "thesis": home / "docs" / "thesis.tex",  # alone in its directory
+        "data": tmp_path / "abs" / "data.csv",
+        "linked-dir": outside / "cd" / ("0" * 28 + ".val"),
+        "linked-file": tmp_path / "linked.txt",
+    }
+    for f in victims.values():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("the victim's own file")
+    cache = _disk_cache(path)
+    cache.set("good", {"v": 1})
+    path.joinpath("ee").symlink_to(outside)  # a cache subdirectory leading out
+    path.joinpath("ef", "01").mkdir(parents=True)
+    path.joinpath("ef", "01", "1" * 28 + ".val").symlink_to(victims["linked-file"])
+    names = {
+        "notes": "../notes.txt",
+        "thesis": "../docs/thesis.tex",
+        "data": str(victims["data"]),
+        "linked-dir": "ee/cd/" + "0" * 28 + ".val",
+        "linked-file": "ef/01/" + "1" * 28 + ".val",
+    }
+    ways = ("get", "cull", "replace", "clear")  # how the victim's process comes to delete a row
+    for way in ways:
+        for what in names:
+            cache.set(f"{way}-{what}", BIG)
+    expired = time.time() - 60
+    _point_rows(
+        path,
+        {
+            f"{way}-{what}": (name, expired if way == "cull" else None)
+            for way in ways
+            for what, name in names.items()
+        },
+    )
+    figures.faults = len(ways) * len(names)
+    for what in names:  # rejected on reading
+        assert figures.timed(lambda k=f"get-{what}": cache.get(k)) is None
+    figures.timed(lambda: cache.set("new", BIG))  # diskcache culls expired rows on a write
+    for what in names:
+        figures.timed(lambda k=f"replace-{what}": cache.set(k, {"v": 2}))
+    assert cache.get("good") == {"v": 1} and cache.breaker_state("disk") == "closed"
+    figures.timed(lambda: cache.expire_older_than(0))
+    figures.timed(cache.clear)
+    figures.rejected = cache.get_stats()["tiers"]["disk"]["corrupt"]
+    deleted = sorted(k for k, f in victims.items() if not f.exists())
+    figures.notes.append(f"victim files deleted: {len(deleted)}/{len(victims)} {deleted}")
+    assert deleted == []
+    assert figures.rejected == len(names) and figures.exceptions == 0
+    assert path.joinpath("ee").is_symlink() and home.is_dir()
+
+
+HANGS_CHILD = r"""
+import json, sys, time
+from tore_nb import CacheConfig, MultiLevelCache
+cfg = CacheConfig.embedded(sys.argv[1], memory_enabled=False, breaker_reset_seconds=60)
+cache = MultiLevelCache(cfg)
+keys = json.loads(sys.argv[2])
+t0 = time.monotonic()
+one = sum(cache.get(k) is not None for k in keys)
+many = len(cache.get_many(keys))
+print(json.dumps({"one": one, "many": many, "state": cache.breaker_state("disk"),
+                  "rejected": cache.get_stats()["tiers"]["disk"]["corrupt"],
+                  "seconds": time.monotonic() - t0}))
+"""
+
+
+def test_entry_file_replaced_by_a_fifo_or_directory_is_one_rejected_entry(
+    tmp_path: Path, figures: Figures
+) -> None:
+    """A value file replaced by a FIFO made `get` block forever; one replaced by a directory
+    took the whole disk tier offline (0 of 8 good entries served). Each is now one rejected
+    entry, and the tier goes on serving the others."""
+    path = tmp_path / "c"
+    cache = _disk_cache(path)
+    keys = [f"big{i}" for i in range(10)]
+    for k in keys:
+        cache.set(k, BIG)
+    cache.close()
+    files = _filenames(path)
+    fifo, folder = path / files["big0"], path / files["big1"]
+    fifo.unlink()
+    os.mkfifo(fifo)
+    folder.unlink()
+    folder.mkdir()
+    figures.faults = 2
+    env = {**os.environ, "TORE_NB_SECRET": SECRET.decode()}
+    cmd = [sys.executable, "-c", HANGS_CHILD, str(path), json.dumps(keys)]
+    # a hang fails the test instead of hanging it
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    figures.operations, figures.longest_call_s = 2 * len(keys), got["seconds"]
+    figures.rejected = got["rejected"]
+    figures.notes.append(
+        f"good entries served: {got['one']}/8 by get, {got['many']}/8 by get_many; "
+        f"disk tier {got['state']}"
+    )
+    assert got["one"] == got["many"] == 8
+    assert got["state"] == "closed" and got["rejected"] == 2
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # not ours to delete: left where it was

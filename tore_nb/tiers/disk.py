@@ -7,10 +7,12 @@ planted row would run code before any signature check), and its Python wrapper c
 than the query. A hit on a small entry is one SELECT of its value alone (each further column
 costs ~0.1 us, a sixth of a hit's overhead); only when that finds nothing does a second
 SELECT look for an entry kept as a file. Those are read into fresh writable memory, which the
-codec then hands to unpickled arrays without a second copy. A database that SQLite cannot
-open is set aside (renamed) and rebuilt, so a corrupt cache costs its contents, never the
-user's run. Keys are stored under `prefix` (the namespace), so namespaces sharing a directory
-neither see nor clear each other's entries.
+codec then hands to unpickled arrays without a second copy. A database SQLite finds corrupt
+is set aside (renamed, once, see disk_index) and rebuilt, so a corrupt cache costs its
+contents, never the user's run; one this process may not write is read, its writes refused.
+Entry files are opened only as regular files inside the directory (see disk_files). Keys are
+stored under `prefix` (the namespace), so namespaces sharing a directory neither see nor
+clear each other's entries.
 
 >>> import tempfile
 >>> d = DiskTier(tempfile.mkdtemp(), size_limit=10**7)
@@ -37,6 +39,17 @@ import diskcache
 from .. import clock
 from ..errors import TierUnavailable, TierWriteError
 from .base import TierCapabilities, TierUsage, glob_match
+from .disk_files import SafeCache, UnsafeEntry, open_entry
+from .disk_index import (
+    DB_NAME,
+    DENIED_ERRNOS,
+    ReadOnlyIndex,
+    aside_lock,
+    db_inode,
+    is_corrupt,
+    is_denied,
+    still_corrupt,
+)
 
 __all__ = ["DiskTier"]
 
@@ -77,7 +90,9 @@ class DiskTier:
         self._where, self._span = _under(prefix)
         self.size_limit = size_limit
         self.max_item_bytes = max_item_bytes if max_item_bytes is not None else size_limit
-        self._cache: diskcache.Cache | None = None
+        self._cache: diskcache.Cache | ReadOnlyIndex | None = None
+        self._inode: int | None = None
+        self._warned_unsafe = False
         self._lock = threading.Lock()
         self._dir = str(self.directory)
         self._local = threading.local()
@@ -86,7 +101,7 @@ class DiskTier:
         return f"DiskTier({str(self.directory)!r}, prefix={self.prefix!r})"
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def _open(self) -> diskcache.Cache:
+    def _open(self) -> diskcache.Cache | ReadOnlyIndex:
         cache = self._cache
         if cache is not None:
             return cache
@@ -95,26 +110,23 @@ class DiskTier:
                 self._cache = self._open_or_rebuild()
             return self._cache
 
-    def _open_or_rebuild(self) -> diskcache.Cache:
+    def _open_or_rebuild(self) -> diskcache.Cache | ReadOnlyIndex:
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             return self._make()
         except sqlite3.DatabaseError as exc:
-            aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
-            log.warning(
-                "disk cache at %s is unreadable (%s); set aside as %s and rebuilt",
-                self.directory,
-                exc,
-                aside,
-            )
-            os.replace(self.directory, aside)
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return self._make()
+            if is_corrupt(exc):
+                return self._rebuild_at_open(exc)
+            if is_denied(exc):
+                return self._read_only(exc)
+            raise TierUnavailable(f"disk cache at {self.directory}: {exc}") from exc
         except OSError as exc:
+            if exc.errno in DENIED_ERRNOS and (self.directory / DB_NAME).exists():
+                return self._read_only(exc)
             raise TierUnavailable(f"disk cache at {self.directory}: {exc}") from exc
 
     def _make(self) -> diskcache.Cache:
-        return diskcache.Cache(
+        cache = SafeCache(
             str(self.directory),
             size_limit=self.size_limit,
             # reads go around Cache.get (see _read): this policy needs no bookkeeping on reads
@@ -122,21 +134,76 @@ class DiskTier:
             timeout=1.0,
             disk_min_file_size=64 * 1024,
         )
+        self._inode = db_inode(self.directory)  # the database a later corruption is about
+        return cache
 
-    def _call(self, fn: Callable[[diskcache.Cache], Any], write: bool = False) -> Any:
+    def _read_only(self, exc: BaseException) -> ReadOnlyIndex:
+        """Read a cache this process may not write; writes are refused (one warning, by the
+        breaker's write circuit). Not a corrupt cache: nothing is set aside."""
+        try:
+            index = ReadOnlyIndex(self.directory, exc)
+        except (sqlite3.Error, OSError) as error:
+            raise TierUnavailable(f"disk cache at {self.directory}: {exc}; {error}") from error
+        log.info("disk cache at %s is read-only for this process (%s)", self.directory, exc)
+        self._inode = None  # nothing to write, so nothing to check before writing
+        return index
+
+    def _rebuild_at_open(self, exc: sqlite3.DatabaseError) -> diskcache.Cache:
+        """Set aside a database found corrupt on opening, unless another process did so
+        meanwhile (then its rebuilt one opens)."""
+        try:
+            with aside_lock(self.directory):
+                try:
+                    return self._make()  # rebuilt by another process while we waited?
+                except sqlite3.DatabaseError as again:
+                    if not is_corrupt(again):
+                        raise
+                self._set_aside(exc)
+                return self._make()
+        except (OSError, sqlite3.Error) as error:
+            raise TierUnavailable(f"disk cache at {self.directory}: {error}") from error
+
+    def _set_aside(self, exc: BaseException) -> None:
+        """Rename the damaged directory and make a new one; call holding `aside_lock`."""
+        aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
+        try:
+            os.rename(self.directory, aside)  # fails (not overwrites) if one was set aside now
+        except OSError as error:
+            log.warning(
+                "disk cache at %s is corrupt (%s) but could not be set aside (%s); "
+                "the disk tier is unavailable until it is removed",
+                self.directory,
+                exc,
+                error.strerror,
+            )
+            raise
+        log.warning(
+            "disk cache at %s is corrupt (%s); set aside as %s and rebuilt",
+            self.directory,
+            exc,
+            aside,
+        )
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _call(self, fn: Callable[[Any], Any], write: bool = False) -> Any:
+        if write and self._inode is not None and db_inode(self.directory) != self._inode:
+            self._reopen()  # set aside by another process: a write there would be lost
         try:
             return fn(self._open())
+        except TierUnavailable:  # a read-only index refusing a write (an OSError too)
+            if write:
+                self._retry_writable()
+            raise
         except sqlite3.DatabaseError as exc:
             text = str(exc)
             if write and ("full" in text or "readonly" in text):
                 raise TierWriteError(f"disk cache refuses writes: {exc}") from exc
-            if isinstance(exc, sqlite3.OperationalError):
-                # locked, unable to open, I/O errors: the database itself may be fine
+            if not is_corrupt(exc) or isinstance(self._cache, ReadOnlyIndex):
+                # locked, unable to open, I/O errors: the database itself may be fine; and a
+                # cache this process cannot write is never set aside by it
                 raise TierUnavailable(f"disk cache: {exc}") from exc
             self._rebuild(exc)
-            raise TierUnavailable(
-                f"disk cache database was corrupt and was rebuilt: {exc}"
-            ) from exc
+            raise TierUnavailable(f"disk cache database is corrupt: {exc}") from exc
         except diskcache.Timeout as exc:
             raise TierUnavailable(f"disk cache busy: {exc}") from exc
         except OSError as exc:
@@ -144,20 +211,36 @@ class DiskTier:
                 raise TierWriteError(f"disk cache refuses writes: {exc.strerror}") from exc
             raise TierUnavailable(f"disk cache I/O error: {exc}") from exc
 
-    def _rebuild(self, exc: BaseException) -> None:
+    def _reopen(self) -> None:
         with self._lock:
             if self._cache is not None:
                 self._cache.close()
                 self._cache = None
-            aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
-            log.warning(
-                "disk cache at %s is corrupt (%s); set aside as %s and rebuilt",
-                self.directory,
-                exc,
-                aside,
-            )
-            with contextlib.suppress(OSError):
-                os.replace(self.directory, aside)
+
+    def _retry_writable(self) -> None:
+        """After a while read-only, the next write attempt (the breaker's probe) opens the
+        cache afresh: its permissions may have been fixed."""
+        with self._lock:
+            cache = self._cache
+            if isinstance(cache, ReadOnlyIndex) and time.monotonic() - cache.since > 30:
+                cache.close()
+                self._cache = None
+
+    def _rebuild(self, exc: BaseException) -> None:
+        """Set aside the database this process found corrupt while using it, unless another
+        process has already replaced it (or it reads fine again); reopened on the next call."""
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
+            try:
+                with aside_lock(self.directory):
+                    if db_inode(self.directory) != self._inode:
+                        log.info("disk cache at %s was rebuilt by another process", self._dir)
+                    elif still_corrupt(self.directory):
+                        self._set_aside(exc)
+            except OSError as error:
+                raise TierUnavailable(f"disk cache at {self.directory}: {error}") from error
 
     # -- Tier protocol -------------------------------------------------------------------------
     def get(self, key: str) -> bytes | memoryview | None:
@@ -190,14 +273,21 @@ class DiskTier:
             return self._read_file(filename, size) if 0 < size <= self.max_item_bytes else None
         return None  # a file row without a name or a size: not diskcache's, not ours
 
-    def _read_file(self, filename: str, size: int) -> memoryview | None:
+    def _read_file(self, filename: str, size: int) -> bytes | memoryview | None:
         import numpy as np  # uninitialised memory: a bytearray would be zeroed first
 
-        buf = np.empty(size, np.uint8).data
         try:
-            fd = os.open(os.path.join(self._dir, filename), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:  # evicted or replaced between the query and the open
+            fd = open_entry(self._dir, filename)
+        except UnsafeEntry as exc:
+            # one planted entry, not a failing tier: empty bytes are rejected (counted, the
+            # row removed) by the codec, and the tier goes on serving the others
+            if not self._warned_unsafe:
+                self._warned_unsafe = True
+                log.warning("disk cache at %s: entry rejected: %s", self._dir, exc)
+            return b""
+        if fd is None:  # evicted or replaced between the query and the open
             return None
+        buf = np.empty(size, np.uint8).data
         try:
             n = os.readv(fd, [buf])
             while 0 < n < size:  # a regular file gives all at once, but a read may stop short
@@ -294,9 +384,15 @@ class DiskTier:
         from ..keys import hash_bytes
 
         folder = self.directory / "locks"
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         name = hash_bytes((self.prefix + key).encode())
-        fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno not in DENIED_ERRNOS:
+                raise
+            yield False  # a cache this process may only read: it computes without the lock
+            return
         got = False
         deadline = time.monotonic() + wait
         try:
