@@ -24,6 +24,7 @@ tore_nb.errors.ConfigError: redis_port must be an integer from 1 to 65535, got 0
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import math
 import numbers
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .errors import ConfigError
-from .redaction import is_secret, redact_setting, redact_url
+from .redaction import is_secret, redact_url, redact_value, url_problem
 
 __all__ = ["TIER_NAMES", "CacheConfig", "redact_url"]
 
@@ -429,8 +430,13 @@ _RULES: dict[str, _Rule] = {
     "disk_cache_path": _TEXT,
     "disk_cache_size_gb": _POSITIVE,
     "disk_max_item_mb": _POSITIVE,
-    "redis_url": _string("a redis://, rediss:// or unix:// URL", r"(?s)(rediss?|unix)://.*", True),
-    "redis_host": _OPT_TEXT,
+    "redis_url": (
+        "None or a redis://, rediss:// or unix:// URL with '/', '?', '#', '[' and ']' of its "
+        "password percent-encoded",
+        lambda v: v is None or (isinstance(v, str) and _url_ok(v)),
+    ),
+    # a host, never a URL: a password typed here would reach connection errors unredacted
+    "redis_host": ("None or a host name or address", lambda v: v is None or _host_ok(v)),
     "redis_port": _integer(1, 65535),
     "redis_db": _integer(0),
     "redis_password": _OPT_TEXT,
@@ -456,12 +462,32 @@ _RULES: dict[str, _Rule] = {
 }
 
 
+def _host_ok(v: Any) -> bool:
+    """A host name, an IPv4 or an IPv6 address (bracketed or not): no '@', '/', space, nor a
+    ':' outside an IPv6 address."""
+    if not isinstance(v, str) or not v:
+        return False
+    if re.fullmatch(r"[^@/\s:\[\]]+", v):
+        return True
+    try:
+        return ipaddress.ip_address(v.removeprefix("[").removesuffix("]")).version == 6
+    except ValueError:
+        return False
+
+
+def _url_ok(v: str) -> bool:
+    return re.match(r"(rediss?|unix)://", v) is not None and url_problem(v) is None
+
+
 def _show(name: str, value: Any) -> str:
-    """A value for an error message: secrets hidden, URLs redacted, long values cut."""
+    """A value for an error message: secrets hidden, URLs redacted whatever their shape (a
+    mistyped one may land in any field), long values cut."""
     if is_secret(name):
         return "***"
-    if isinstance(value, str | bool | numbers.Number) or value is None:
-        text = repr(redact_setting(name, value))
+    if isinstance(value, str):
+        text = repr(redact_value(value))
+    elif isinstance(value, bool | numbers.Number) or value is None:
+        text = repr(value)
     else:
         text = f"a {type(value).__name__}"
     return text if len(text) <= 80 else text[:77] + "..."
@@ -530,12 +556,12 @@ _port.__name__ = "port number (1-65535)"
 
 
 def _url(v: Any) -> str:
-    if not isinstance(v, str) or not re.match(r"(rediss?|unix)://", v):
+    if not isinstance(v, str) or not _url_ok(v):
         raise ValueError(v)
     return v
 
 
-_url.__name__ = "redis:// URL"
+_url.__name__ = "redis:// URL (with '/', '?' and '#' of its password percent-encoded)"
 
 
 def _text(v: Any) -> str:

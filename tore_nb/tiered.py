@@ -39,13 +39,13 @@ from .stats import CacheMetrics, MetricsSnapshot
 from .tiers import Tier, build_tiers, capabilities_of, fanout
 from .tiers.base import MISSING, ObjectTier
 from .tiers.checks import check_key, check_keys, check_ttl, plain_key
-from .tiers.flight import Flights, shared_lock
+from .tiers.fanout import EXIT_WAIT_S, BoundedJanitor
+from .tiers.flight import Flights
 from .tiers.guarded import FAILED, GuardedTier
-from .tiers.janitor import Janitor
-from .tiers.reads import Reader
+from .tiers.reads import Reader, Versions
 from .tiers.routing import ReadPlan, SizeRoutes, plan_reads
 from .tiers.stamps import WriteStamps
-from .tiers.writes import plan_writes
+from .tiers.writes import Placed, plan_writes
 
 __all__ = [
     "CacheManager",
@@ -109,7 +109,7 @@ class MultiLevelCache:
         self._mem: ObjectTier | None = None
         if first is not None and capabilities_of(first).holds_objects:
             self._mem = cast(ObjectTier, first)
-        self._janitor = Janitor()
+        self._janitor = BoundedJanitor()
         self._guarded = [
             GuardedTier(
                 t,
@@ -130,7 +130,12 @@ class MultiLevelCache:
         self.shared_tiers = tuple(n for n, g in self._guard.items() if g.caps.shared)
         self._routes = SizeRoutes(self._guarded, cfg)
         self._stamps = WriteStamps()
-        self._reader = Reader(self.codec, self._stamps, self._gmem)
+        # tiers that take no small entries (S3): looking there for a stale copy of every small
+        # write would be a billed request each, so this process deletes one only where it knows
+        # the key may be (it wrote or read it there); older copies others left are superseded
+        self._placed = {g.name: Placed() for g in self._remote if "small" not in g.caps.sizes}
+        self._versions = Versions()
+        self._reader = Reader(self.codec, self._stamps, self._gmem, self._versions, self._placed)
         self._flights = Flights()
         # reads planned once per selection of tiers (see _plan)
         self._plans: dict[tuple[str, ...] | None, ReadPlan] = {}
@@ -282,8 +287,9 @@ class MultiLevelCache:
         last = max(
             (i for i, g in enumerate(self._remote) if g.name in (explicit or ())), default=-1
         )
+        created: dict[str, float] = {}
         plan, encoded, dropped = plan_writes(
-            keys, items.values(), ttl, self.codec, self._guarded, self._routes, explicit
+            keys, items.values(), ttl, self.codec, self._guarded, self._routes, explicit, created
         )
         stored: set[str] = set()
         self._stamps.begin(keys)
@@ -302,23 +308,34 @@ class MultiLevelCache:
                     mem.delete(key)
             for i, g in enumerate(self._remote):
                 batch = plan[g.name]
-                if batch and g.write(batch, ttl):
-                    stored.update(batch)
+                placed = self._placed.get(g.name)
+                if batch:
+                    if placed is not None:  # even when it failed: part of it may have landed
+                        placed.add(batch)
+                    if g.write(batch, ttl):
+                        stored.update(batch)
                 # a stale copy in a tier that routing skipped could surface once faster tiers
                 # evict: delete it (in the background; reads skip it meanwhile)
                 if explicit is None or i <= last:
                     stale = [k for k, _, _ in encoded if k not in batch]
+                    if stale and placed is not None:
+                        stale = placed.take(stale)
                     if stale:
                         g.discard_later(stale)
-                if dropped:
-                    g.delete(dropped)
+                gone = dropped if placed is None or not dropped else placed.take(dropped)
+                if gone:
+                    g.delete(gone)
         finally:
+            # once the write has landed (a read overlapping it may still get the old value),
+            # entries older than this one are superseded for this process
+            self._versions.wrote_many(created)
             self._stamps.finish(keys)
         return len(stored)
 
-    def flush(self) -> None:
-        """Wait for background clean-up (stale copies being deleted) to finish."""
-        self._janitor.flush()
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for background clean-up (stale copies being deleted) to finish, at most
+        `timeout` seconds; whether it did."""
+        return self._janitor.flush(timeout)
 
     def delete(self, key: str) -> bool:
         """Remove a key from every tier; True when some tier held it."""
@@ -340,23 +357,55 @@ class MultiLevelCache:
         """The cached value, or compute it once even when many threads miss together.
 
         Threads of one process wait on a per-key lock; processes that share Redis or a disk
-        tier wait on the tier's lock where it offers one.
+        tier wait on the tier's lock where it offers one. A miss reads each tier once; once
+        the locks are taken, a second look goes only where a value may have come meanwhile:
+        everywhere when a thread of this process wrote the key since the first look; else,
+        under a shared lock, the tiers up to the lock's (where the process that held it wrote
+        an entry of every size but the huge ones, which only S3 takes: those may be computed
+        twice). Slower tiers missed a moment ago and are not read again.
         """
         key = check_key(key)
         check_ttl(ttl)  # a bad ttl raises before computing, not after
         tiers = None if tiers is None else tuple(tiers)
+        tick = self._stamps.tick  # before looking: a write of this process since shows there
         hit = self._find(key, tiers)
         if hit is None:
-            # a second look once this key's lock is ours: another caller may have filled it
-            with self._flights.lock(key), shared_lock(self._remote, key, tiers):
-                hit = self._find(key, tiers, quiet=True)
-                if hit is None:
-                    self._count(False)
-                    value = compute()
-                    self.set(key, value, ttl, tiers)
-                    return value
+            with self._flights.lock(key):
+                locking = self._lock_tier(tiers)
+                with contextlib.nullcontext() if locking is None else locking.lock(key):
+                    hit = self._second_look(key, tiers, tick, locking)
+                    if hit is None:
+                        self._count(False)
+                        value = compute()
+                        self.set(key, value, ttl, tiers)
+                        return value
         self._count(True)
         return hit.value  # type: ignore[no-any-return]
+
+    def _lock_tier(self, names: tuple[str, ...] | None) -> GuardedTier | None:
+        """The tier whose lock single flight takes across processes: the most widely shared
+        one in use that offers a lock and is closed (as `flight.shared_lock` picks it)."""
+        for g in reversed(self._remote):
+            if g.caps.lock and (names is None or g.name in names) and g.state == "closed":
+                return g
+        return None
+
+    def _second_look(
+        self, key: str, tiers: tuple[str, ...] | None, tick: int, locking: GuardedTier | None
+    ) -> Hit | None:
+        """`get_or_compute`'s look once its locks are taken (see there); None: compute."""
+        with self._stamps.lock:
+            ours = not self._stamps.fresh(key, tick)
+        if ours:
+            return self._find(key, tiers, quiet=True)
+        if locking is None:
+            return None
+        upto: list[str] = [] if self._gmem is None else [self._gmem.name]
+        for g in self._remote:
+            upto.append(g.name)
+            if g is locking:
+                break
+        return self._find(key, tuple(n for n in upto if tiers is None or n in tiers), quiet=True)
 
     # -- maintenance ------------------------------------------------------------------------------
     def clear(self, tiers: Iterable[str] | None = None) -> int:
@@ -454,7 +503,8 @@ class MultiLevelCache:
             g.breaker.reset()
 
     def close(self) -> None:
-        self.flush()
+        """Close every tier, after waiting for background clean-up (at most `EXIT_WAIT_S`)."""
+        self.flush(EXIT_WAIT_S)
         for tier in self._tiers:
             with contextlib.suppress(Exception):
                 tier.close()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tore_nb.config import _RULES, CacheConfig, redact_url
 from tore_nb.errors import ConfigError
@@ -424,3 +426,153 @@ def test_tier_list_picks_local_tiers() -> None:
     assert CacheConfig.from_env(redis_only).enabled_tiers() == ("redis",)
     both = {"TORE_NB_TIERS": "disk,s3", "S3_CACHE_BUCKET": "b", "REDIS_HOST": "h"}
     assert CacheConfig.from_env(both).enabled_tiers() == ("disk", "redis", "s3")
+
+
+# -- secrets in mistyped URLs, whatever their shape (issue 14) ----------------------------------
+MARK = "SeKrEt"
+# shapes a user may type: the scheme mistyped or missing, the password with unencoded '/'
+# '?' '#', a password and no user, a user and no host...; {pw} is where the password goes
+MISTYPED = [
+    "redis//:{pw}@host:6379/0",
+    ":{pw}@host",
+    ":{pw}@host:6379/0",
+    "redis:/:{pw}@host/0",
+    "redis:{pw}@host",
+    "redis ://:{pw}@host",
+    "redis: //:{pw}@host",
+    "//:{pw}@host:1",
+    "redis//user:{pw}@host",
+    "rediss//u:{pw}@h/1",
+    "{pw}@host",
+    "redis//{pw}@host",
+    "redis:\\\\:{pw}@h",
+    "http://:{pw}@host/0",
+    "tcp://u:{pw}@h",
+    "REDIS_URL=redis://:{pw}@h",
+    "redis://:{pw}/x@host/0",
+    "redis://:a?{pw}@host/0",
+    "redis://:12/{pw}@host/0",
+    "redis://:a#{pw}@host/0",
+    "redis://u:{pw}[x@host/0",
+]
+# shapes without an '@' after the password: one typed in the password would read as a host
+NO_AT = ["redis//:{pw}", ":{pw}", "redis://:{pw}"]
+PW_CHARS = "abcXYZ019/?#:!$%&'()*+,;=-._~ "
+
+
+def config_errors(url: str) -> list[str]:
+    """What a mistyped REDIS_URL makes tore_nb say, everywhere it reaches: each ConfigError's
+    str, repr and traceback, from the constructor, `replace`, the environment (as REDIS_URL
+    and as REDIS_HOST) and YAML (as a mapping and as text)."""
+    makers: list[Callable[[], object]] = [
+        lambda: CacheConfig(redis_url=url),
+        lambda: CacheConfig().replace(redis_url=url),
+        lambda: CacheConfig.from_env({"REDIS_URL": url}),
+        lambda: CacheConfig.from_env({"REDIS_HOST": url}),
+        lambda: CacheConfig(redis_host=url),
+        lambda: CacheConfig.from_yaml({"caching": {"redis": {"enabled": True, "url": url}}}),
+        lambda: CacheConfig.from_yaml({"caching": {"redis": {"enabled": True, "host": url}}}),
+        lambda: CacheConfig.from_yaml({"caching": {"redis": {"enabled": True, "port": url}}}),
+        lambda: CacheConfig.from_env({"REDIS_PORT": url}),
+    ]
+    seen: list[str] = []
+    for make_config in makers:
+        try:
+            cfg = make_config()
+        except ConfigError as exc:
+            seen += [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
+        else:
+            seen += [repr(cfg), str(cfg)]
+    return seen
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=st.sampled_from(MISTYPED),
+    before=st.text(PW_CHARS + "@", max_size=6),
+    after=st.text(PW_CHARS + "@", max_size=6),
+)
+def test_mistyped_url_never_shows_its_password(shape: str, before: str, after: str) -> None:
+    """Regression: `redis//...` or `:pw@host` put the whole URL, password and all, in the
+    ConfigError (constructor, environment, YAML, CLI traceback)."""
+    url = shape.format(pw=before + MARK + after)
+    assert [s for s in config_errors(url) if MARK in s] == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.sampled_from(NO_AT), pw=st.text(PW_CHARS, max_size=6))
+def test_mistyped_url_without_a_host_never_shows_its_password(shape: str, pw: str) -> None:
+    url = shape.format(pw=pw + MARK)
+    assert [s for s in config_errors(url) if MARK in s] == []
+
+
+def test_unencoded_slash_in_password_is_refused_before_any_connection() -> None:
+    """Regression: a password holding an unencoded '/' (or '?', '#') was read by redis-py as a
+    port and path, and the outage warning quoted it ("Port could not be cast to integer value
+    as 'hun'"). Such a URL is now refused with a ConfigError that says to percent-encode it."""
+    for url in (f"redis://:hun/{MARK}@127.0.0.1:1/0", f"redis://:hun?{MARK}@h/0"):
+        with pytest.raises(ConfigError, match="percent-encode") as err:
+            CacheConfig(redis_url=url)
+        assert MARK not in str(err.value)
+    ok = CacheConfig(redis_url=f"redis://:hun%2F{MARK}@127.0.0.1:1/0")
+    assert MARK not in repr(ok)
+
+
+@pytest.mark.redis
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pw=st.text("abcXYZ019:@!$&'()*+,;=-._~%", max_size=6))
+def test_outage_warnings_never_show_a_password(pw: str) -> None:
+    """A URL the config accepts, whatever its password, never shows it in logs once Redis is
+    down (the tier's repr, its outage warning, the cache's repr)."""
+    pytest.importorskip("redis")
+    import tempfile
+
+    from tests.support import SECRET
+    from tore_nb import MultiLevelCache
+    from tore_nb.testing import free_port
+
+    url = f"redis://u:{pw}{MARK}@127.0.0.1:{free_port()}/0"
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("tore_nb")
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            cfg = CacheConfig(
+                redis_url=url, disk_cache_path=d, redis_connect_timeout=0.05, memory_enabled=False
+            )
+            cache = MultiLevelCache(cfg, secret=SECRET)
+            cache.set("k", 1, tiers=["redis"])
+            cache.get("missing")
+            seen = [repr(cache), repr(cache.tier("redis")), repr(cfg)]
+            seen += [r.getMessage() for r in records]
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    assert any("unavailable" in s for s in seen)
+    assert [s for s in seen if MARK in s] == []
+
+
+def test_cli_with_a_mistyped_url_never_shows_its_password(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis//:pw-{MARK}@host:6379/0",
+        "DISK_CACHE_PATH": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "tore_nb.cli", "stats"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "REDIS_URL" in proc.stderr
+    assert MARK not in proc.stdout + proc.stderr
