@@ -23,6 +23,7 @@ import threading
 import time
 
 from .errors import TierWriteError
+from .redaction import redact_url
 
 __all__ = ["FIRST_PROBE", "Breaker", "refuses_writes"]
 
@@ -155,7 +156,7 @@ class Breaker:
                     log.warning(
                         "cache tier %s disabled (%s); fix the cause and call reset_tier(%r)",
                         self.name,
-                        exc,
+                        redact_url(str(exc)),  # a client's error may quote its URL
                         self.name,
                     )
             elif c.probing or c.fails >= self.threshold:
@@ -173,7 +174,7 @@ class Breaker:
                         "up to %.0f s",
                         self.name,
                         what,
-                        exc,
+                        redact_url(str(exc)),
                         rest,
                         pause,
                         self.reset_after,

@@ -308,3 +308,22 @@ def test_cache_infinite_ttl_keeps_redis_up(tmp_path: Path, redis_url: str) -> No
     assert c.breaker_state("redis") == "closed"
     assert c.get("k", tiers=["redis"]) == 1
     c.close()
+
+
+def test_a_redis_url_that_does_not_parse_never_quotes_its_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: a password with an unencoded '/' made redis-py raise "Port could not be
+    cast to integer value as 'hun'", and the outage warning quoted that piece of it."""
+    from tore_nb.breaker import Breaker
+    from tore_nb.errors import TierUnavailable
+    from tore_nb.tiers.redis import RedisTier
+
+    tier = RedisTier(url="redis://:hun/ter2@127.0.0.1:1/0")
+    with pytest.raises(TierUnavailable) as exc:
+        tier.get("k")
+    assert "hun" not in str(exc.value) and "ter2" not in str(exc.value)
+    assert exc.value.permanent and "percent-encode" in str(exc.value)
+    with caplog.at_level("WARNING"):
+        Breaker("redis", 1, 30.0).failure(exc.value)
+    assert caplog.records and "hun" not in caplog.text and "ter2" not in caplog.text

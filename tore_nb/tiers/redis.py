@@ -129,7 +129,14 @@ class RedisTier:
             "protocol": 2,
         }
         if self._url:
-            return redis.Redis.from_url(self._url, **opts)
+            try:
+                return redis.Redis.from_url(self._url, **opts)
+            except ValueError:  # its message may quote a piece of the password
+                raise TierUnavailable(
+                    f"the Redis URL {redact_url(self._url)} cannot be parsed (percent-encode "
+                    "'/', '?', '#', '@' and ':' in a password)",
+                    permanent=True,
+                ) from None
         return redis.Redis(**self._kw, **opts)
 
     def _run(self, fn: Any, *args: Any) -> Any:
@@ -137,6 +144,8 @@ class RedisTier:
 
         try:
             return fn(*args)
+        except TierUnavailable:  # said already (a URL that does not parse)
+            raise
         except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
             raise TierUnavailable(f"redis: {type(exc).__name__}", permanent=True) from None
         except redis.exceptions.ResponseError as exc:
