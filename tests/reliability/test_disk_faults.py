@@ -20,6 +20,7 @@ import pytest
 
 from tests.support import SECRET
 from tore_nb import CacheConfig, MultiLevelCache
+from tore_nb.tiers.disk import DiskTier
 
 from .conftest import Figures, expected, outage_warnings, workload
 
@@ -387,3 +388,22 @@ def test_processes_that_see_one_corrupt_database_set_it_aside_once(
     # but a process must not go on writing into a set-aside database: before, all of the
     # in-use processes' writes went there (150 of 150 lost in 3 trials of 4 processes)
     assert lost < trials * n * 50 // 4
+
+
+def test_a_disk_cache_other_users_may_write_is_said_at_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No reader survives a truncated `cache.db-shm` (see the expected failure above), and
+    anyone who can write the directory can do it: a shared directory is said once, at open."""
+    private, shared = tmp_path / "private", tmp_path / "shared"
+    private.mkdir(mode=0o700)
+    shared.mkdir()
+    shared.chmod(0o777)
+    with caplog.at_level("WARNING", logger="tore_nb"):
+        for d in (private, shared):
+            tier = DiskTier(str(d), size_limit=10**7)
+            tier.set("k", b"v", None)
+            assert tier.get("k") == b"v"
+            tier.close()
+    said = [r.getMessage() for r in caplog.records if "is shared" in r.getMessage()]
+    assert len(said) == 1 and str(shared) in said[0] and "other users may write it" in said[0]

@@ -39,7 +39,7 @@ import diskcache
 from .. import clock
 from ..errors import TierUnavailable, TierWriteError
 from .base import TierCapabilities, TierUsage, glob_match
-from .disk_files import SafeCache, UnsafeEntry, open_entry
+from .disk_files import SafeCache, UnsafeEntry, open_entry, shared_with_others
 from .disk_index import (
     DB_NAME,
     DENIED_ERRNOS,
@@ -135,6 +135,14 @@ class DiskTier:
             disk_min_file_size=64 * 1024,
         )
         self._inode = db_inode(self.directory)  # the database a later corruption is about
+        why = shared_with_others(self.directory)
+        if why:  # the one hostile state no reader survives: say so once, at open
+            log.warning(
+                "disk cache %s is shared: %s. Anyone who can write it can crash this process "
+                "(SQLite maps cache.db-shm into memory); share it only with users you trust",
+                self.directory,
+                why,
+            )
         return cache
 
     def _read_only(self, exc: BaseException) -> ReadOnlyIndex:

@@ -199,3 +199,18 @@ class SafeCache(diskcache.Cache):  # type: ignore[misc]
             con.execute("PRAGMA mmap_size = 0")
             local.unmapped = con
         return con
+
+
+def shared_with_others(directory: str | os.PathLike[str]) -> str:
+    """Why other users can write the cache `directory` (group- or world-writable, or owned by
+    someone else), or "". Such a user can damage what is inside in ways no reader survives
+    (SQLite maps its WAL index into memory: a truncated `-shm` kills the process)."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return ""
+    if st.st_uid != os.geteuid():
+        return f"it is owned by uid {st.st_uid}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "other users may write it" if st.st_mode & stat.S_IWOTH else "its group may write it"
+    return ""
