@@ -273,15 +273,38 @@ class MultiLevelCache:
         return self.set_many({key: value}, ttl, tiers) == 1
 
     def set_many(
-        self, items: Mapping[str, Any], ttl: float | None = None, tiers: Iterable[str] | None = None
+        self,
+        items: Mapping[str, Any],
+        ttl: float | None = None,
+        tiers: Iterable[str] | None = None,
+        *,
+        within: Iterable[str] | None = None,
     ) -> int:
         """Store several values with batched writes per tier; returns how many were stored.
 
-        `ttl` in seconds (default: the config's `cache_ttl`); None or inf: no expiry.
+        `ttl` in seconds (default: the config's `cache_ttl`); None or inf: no expiry. `tiers`
+        places every entry in those tiers whatever its size; `within` routes each by its size
+        as usual, but only among those tiers, and leaves the others alone (a worker writing
+        the shared tiers: a small result to Redis, a large one to Redis and S3).
+
+        >>> import tempfile
+        >>> c = MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp()))
+        >>> c.set_many({"a": 1, "b": 2}, within=["disk"]), c.tier("memory").get("a")
+        (2, None)
         """
         keys = check_keys(items)
         ttl = check_ttl(self.config.cache_ttl if ttl is None else ttl)
         explicit = None if tiers is None else tuple(tiers)
+        scope = None if within is None else frozenset(within)
+        if scope is not None:
+            routes = self._routes
+            explicit = None
+
+            def route(size: int) -> tuple[str, ...]:
+                return tuple(n for n in routes(size) if n in scope)
+
+        else:
+            route = self._routes
         # explicit `tiers` place entries deliberately: tiers slower than every target are left
         # alone, but a copy in a faster one would shadow the new value, so it goes
         last = max(
@@ -289,13 +312,13 @@ class MultiLevelCache:
         )
         created: dict[str, float] = {}
         plan, encoded, dropped = plan_writes(
-            keys, items.values(), ttl, self.codec, self._guarded, self._routes, explicit, created
+            keys, items.values(), ttl, self.codec, self._guarded, route, explicit, created
         )
         stored: set[str] = set()
         self._stamps.begin(keys)
         try:
             mem, gmem = self._mem, self._gmem
-            if mem is not None and gmem is not None:
+            if mem is not None and gmem is not None and (scope is None or gmem.name in scope):
                 in_memory = plan[gmem.name]
                 expired = ttl is not None and ttl <= 0  # the memory tier would keep the old one
                 for key, value, size in encoded:
@@ -307,6 +330,8 @@ class MultiLevelCache:
                 for key in dropped:
                     mem.delete(key)
             for i, g in enumerate(self._remote):
+                if scope is not None and g.name not in scope:
+                    continue
                 batch = plan[g.name]
                 placed = self._placed.get(g.name)
                 if batch:

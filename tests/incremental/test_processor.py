@@ -3,6 +3,8 @@ bytes executed are the bytes detected, TTLs, forced runs and the metadata and re
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import shutil
 import time
 from collections import Counter
@@ -17,7 +19,7 @@ from tests.support import SECRET, missing
 from tests.support import sample_pdf as pdf
 from tore_nb.config import CacheConfig
 from tore_nb.incremental.caches import Embedder
-from tore_nb.incremental.executors import SerialExecutor
+from tore_nb.incremental.executors import SerialExecutor, result_tiers
 from tore_nb.incremental.processor import IncrementalProcessor
 from tore_nb.incremental.progress import TextProgress
 from tore_nb.incremental.report import REPORT_COLUMNS, format_documents, format_report
@@ -637,3 +639,39 @@ def test_time_saved_is_what_the_served_results_took_to_compute(tmp_path: Path) -
         assert took * 0.9 <= run.saved_seconds <= took * 1.1
         assert run.summary().saved_seconds.iloc[0] == pytest.approx(run.saved_seconds, abs=1e-3)
     assert "saved" in format_documents(pages)[-1]
+
+
+def big_result(ctx: PageContext) -> bytes:
+    # over `small_item_mb` (1 MB) even compressed: a large entry
+    return random.Random(ctx.page.index).randbytes(2_000_000)
+
+
+def test_page_results_are_routed_by_size_and_s3_read_only_without_redis(
+    tmp_path: Path, full_config: CacheConfig
+) -> None:
+    """Regression: every page result went to S3 whatever its size (median 330 B, billed as
+    128 KB each), and each miss asked S3 after Redis had answered. Results are routed like
+    every entry now (small: Redis; large: Redis and S3), and S3 is read for a result only while
+    Redis is down."""
+    cache = MultiLevelCache(full_config, secret=SECRET)
+    stages = [Stage("chars", chars), Stage("big", big_result)]
+    run = IncrementalProcessor(cache, stages=stages).process(pdf("us-036.pdf"))
+    pipeline = Pipeline(stages, 86400.0)
+    idents = [p.identity for p in run[0].pages]
+    in_s3 = set(cache.tier("s3").iter_keys("page:*"))
+    in_redis = set(cache.tier("redis").iter_keys("page:*"))
+    small = {pipeline.key("chars", i) for i in idents}
+    large = {pipeline.key("big", i) for i in idents}
+    assert in_s3 == large and in_redis == small | large
+    # another machine (empty local tiers) is served by Redis, S3 not asked
+    other = MultiLevelCache(
+        dataclasses.replace(full_config, disk_cache_path=str(tmp_path / "other")), secret=SECRET
+    )
+    s3 = other.metrics.tier("s3")
+    again = IncrementalProcessor(other, stages=stages).process(pdf("us-036.pdf"))
+    assert computed_pages(again) == []
+    assert set(again.report().served_by) == {"redis"}
+    assert s3.hits + s3.misses == 0
+    assert result_tiers(other) == ("memory", "disk", "redis")
+    other.close()
+    cache.close()

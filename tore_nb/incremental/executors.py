@@ -40,6 +40,7 @@ __all__ = [
     "SerialExecutor",
     "StageOutcome",
     "WorkItem",
+    "result_tiers",
     "run_items",
     "store_outcomes",
 ]
@@ -93,6 +94,34 @@ class Executor(Protocol):
         cache: MultiLevelCache | None = None,
         progress: Progress | None = None,
     ) -> list[StageOutcome]: ...
+
+
+def result_tiers(cache: MultiLevelCache, tiers: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The tiers to read page results from, fastest first: all of `tiers` (default: the
+    cache's), but a tier that takes no small entries (S3) only while no faster shared tier that
+    takes large ones (Redis) answers. Results are routed by size, so Redis holds every result
+    S3 holds but the huge ones (over `large_item_mb`): asking S3 after Redis missed would be a
+    billed request that almost always misses too.
+
+    >>> import tempfile
+    >>> from tore_nb.config import CacheConfig
+    >>> from tore_nb.tiered import MultiLevelCache
+    >>> result_tiers(MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp())))
+    ('memory', 'disk')
+    """
+    from ..tiers import capabilities_of
+
+    names = tuple(tiers) if tiers is not None else cache.tier_names
+    out: list[str] = []
+    covered = False  # a faster shared tier that takes large entries is up
+    for name in names:
+        caps = capabilities_of(cache.tier(name))
+        if "small" not in caps.sizes and covered:
+            continue
+        out.append(name)
+        if caps.shared and "large" in caps.sizes and cache.breaker_state(name) == "closed":
+            covered = True
+    return tuple(out)
 
 
 def _shared(cache: MultiLevelCache | None) -> tuple[str, ...]:
@@ -163,9 +192,10 @@ def run_items(
         keys = [
             pipeline.key(s, it.page.identity) for it in items if not it.force for s in it.stages
         ]
+        shared = result_tiers(cache, shared_tiers)
         found = {
             k: (h.tier, *pipeline.unpack(h.value))
-            for k, h in cache.fetch_many(keys, tiers=shared_tiers).items()
+            for k, h in cache.fetch_many(keys, tiers=shared).items()
         }
     by_doc: dict[str, list[WorkItem]] = defaultdict(list)
     for it in items:
@@ -246,15 +276,16 @@ def store_outcomes(
     outcomes: Iterable[StageOutcome],
     tiers: Sequence[str] | None,
 ) -> None:
-    """Store the successful outcomes in `tiers`, each with its cost (`StageEntry`): one
-    `set_many` for each TTL (`Pipeline.ttl`)."""
+    """Store the successful outcomes among `tiers`, routed by size like every entry (a small
+    result never goes to S3), each with its cost (`StageEntry`): one `set_many` for each TTL
+    (`Pipeline.ttl`)."""
     by_ttl: dict[float | None, dict[str, Any]] = defaultdict(dict)
     for o in outcomes:
         if o.ok:
             entry = StageEntry(o.value, round(o.cost, 6))
             by_ttl[pipeline.ttl(o.stage)][pipeline.key(o.stage, o.identity)] = entry
     for ttl, batch in by_ttl.items():
-        cache.set_many(batch, ttl=ttl, tiers=tiers)
+        cache.set_many(batch, ttl=ttl, within=tiers)
 
 
 def _known(outcomes: Iterable[StageOutcome]) -> dict[tuple[str, int], dict[str, Any]]:

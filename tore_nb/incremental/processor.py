@@ -31,7 +31,14 @@ from ..keys import hash_bytes
 from .builtin import default_stages
 from .changes import ChangeDetector, ChangeSet, Manifest, best_base
 from .documents import Document, DocumentError, document_id_for
-from .executors import Executor, SerialExecutor, StageOutcome, WorkItem, store_outcomes
+from .executors import (
+    Executor,
+    SerialExecutor,
+    StageOutcome,
+    WorkItem,
+    result_tiers,
+    store_outcomes,
+)
 from .progress import NullProgress, Progress
 
 # The run records live in results.py; they are re-exported here for one release, so that
@@ -287,7 +294,7 @@ class IncrementalProcessor:
             for i in p.lookup
             for s in pipeline.stages
         ]
-        return self.cache.fetch_many(keys) if keys else {}
+        return self.cache.fetch_many(keys, tiers=result_tiers(self.cache)) if keys else {}
 
     def _work(
         self,
