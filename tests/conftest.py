@@ -201,3 +201,26 @@ def ray_session() -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+# -- a Redis Cluster of three private masters ----------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A real 3-master Redis Cluster on loopback (`tore_nb.testing.RedisClusterServers`) for
+    the session; only its own processes are stopped after."""
+    from tore_nb.testing import RedisClusterServers
+
+    if not RedisClusterServers.available():
+        missing("redis-server and redis-cli")
+    cluster = RedisClusterServers().start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: Any) -> str:
+    """The session cluster's `redis+cluster://` URL, every master flushed before each test."""
+    redis_cluster.flush()
+    return str(redis_cluster.url)

@@ -6,6 +6,8 @@
     tore-nb warm PATH...          fill the caches for many documents (parallel with --executor ray)
     tore-nb invalidate ...        forget documents (--document), key patterns, stages or old entries
     tore-nb stats                 what the tiers hold, and this process's counters
+    tore-nb s3-lifecycle          install the bucket's lifecycle rules that make S3 expire
+                                  entries; --print: print them (JSON) for an admin to apply
 
 The cache is configured as the library's is: from the environment (REDIS_URL, S3_CACHE_BUCKET,
 DISK_CACHE_PATH, ...), by default memory and disk under $XDG_CACHE_HOME/tore_nb. `--local`
@@ -133,7 +135,59 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--older-than", type=float, metavar="SECONDS")
 
     sub.add_parser("stats", help="cache metrics and usage per tier")
+
+    life = sub.add_parser(
+        "s3-lifecycle",
+        help="install the S3 lifecycle rules that expire entries by their TTL",
+        description="Merge the rules that make S3 delete expired entries (by the object tag "
+        "tore_nb-expires, under this namespace's prefix) into the bucket's lifecycle "
+        "configuration, keeping its other rules. Needs S3_CACHE_BUCKET.",
+    )
+    life.add_argument(
+        "--print",
+        action="store_true",
+        help="print the rules as JSON for put-bucket-lifecycle-configuration instead "
+        "(when this identity may not change the bucket's lifecycle)",
+    )
     return p
+
+
+def _s3_lifecycle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`tore-nb s3-lifecycle [--print]`: install the expiry rules, or print them."""
+    import json
+
+    from .config import CacheConfig
+    from .errors import TierUnavailable
+    from .tiers import build_tier
+
+    cfg = CacheConfig.from_env()
+    if not cfg.s3_enabled:
+        parser.error("s3-lifecycle needs S3_CACHE_BUCKET (and S3_ENDPOINT_URL for a non-AWS store)")
+    tier: Any = build_tier("s3", cfg)
+    where = f"s3://{tier.bucket}/{tier.prefix}"
+    try:
+        if args.print:
+            print(json.dumps({"Rules": tier.lifecycle_rules()}, indent=2))
+            print(
+                f"tore-nb: the rules for {where}; put-bucket-lifecycle-configuration replaces "
+                "the bucket's rules: add these to the ones it has",
+                file=sys.stderr,
+            )
+            return 0
+        try:
+            changed = tier.install_lifecycle()
+        except TierUnavailable as exc:
+            print(
+                f"tore-nb: {where}: {exc}; an identity without s3:PutLifecycleConfiguration can "
+                "print the rules for an admin: tore-nb s3-lifecycle --print",
+                file=sys.stderr,
+            )
+            return 1
+        n = len(tier.lifecycle_rules())
+        print(f"{where}: {n} lifecycle rules {'installed' if changed else 'already installed'}")
+        return 0
+    finally:
+        tier.close()
 
 
 def make_cache(args: argparse.Namespace) -> MultiLevelCache:
@@ -260,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `tore-nb`; returns the exit status (1 when a document or page failed)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "s3-lifecycle":  # the bucket only: no cache to open
+        return _s3_lifecycle(args, parser)
     if args.command in ("process", "warm"):
         args.paths = find_pdfs(args.paths)
         if not args.paths:

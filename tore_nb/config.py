@@ -91,7 +91,9 @@ class CacheConfig:
     s3_cache_bucket: str | None = None
     s3_cache_region: str | None = None
     s3_prefix: str = "tore-cache/"
-    s3_storage_class: str = "STANDARD_IA"
+    s3_storage_class: str = "STANDARD_IA"  # for large, long-lived objects only:
+    s3_ia_min_bytes: int = 131_072  # smaller objects are STANDARD (IA bills each as 128 KiB)
+    s3_ia_min_ttl_days: float = 30.0  # and so are shorter-lived ones (IA bills 30 days at least)
     s3_endpoint_url: str | None = None
     s3_connect_timeout: float = 1.0
     s3_read_timeout: float = 2.0
@@ -431,8 +433,8 @@ _RULES: dict[str, _Rule] = {
     "disk_cache_size_gb": _POSITIVE,
     "disk_max_item_mb": _POSITIVE,
     "redis_url": (
-        "None or a redis://, rediss:// or unix:// URL with '/', '?', '#', '[' and ']' of its "
-        "password percent-encoded",
+        "None or a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL with "
+        "'/', '?', '#', '[' and ']' of its password percent-encoded",
         lambda v: v is None or (isinstance(v, str) and _url_ok(v)),
     ),
     # a host, never a URL: a password typed here would reach connection errors unredacted
@@ -448,6 +450,8 @@ _RULES: dict[str, _Rule] = {
     "s3_cache_region": _OPT_TEXT,
     "s3_prefix": _string("a string"),
     "s3_storage_class": _TEXT,
+    "s3_ia_min_bytes": _integer(0),  # 0 and 0.0: s3_storage_class for every object
+    "s3_ia_min_ttl_days": _NONNEG,
     "s3_endpoint_url": _OPT_TEXT,
     "s3_connect_timeout": _POSITIVE,
     "s3_read_timeout": _POSITIVE,
@@ -476,7 +480,8 @@ def _host_ok(v: Any) -> bool:
 
 
 def _url_ok(v: str) -> bool:
-    return re.match(r"(rediss?|unix)://", v) is not None and url_problem(v) is None
+    # redis+cluster:// and rediss+cluster:// name a Redis Cluster (see tiers.redis.cluster_url)
+    return re.match(r"(rediss?(\+cluster)?|unix)://", v) is not None and url_problem(v) is None
 
 
 def _show(name: str, value: Any) -> str:

@@ -2,7 +2,8 @@
 fault-injecting tier.
 
 `RedisServer` starts a real `redis-server` on a free loopback port in a temporary directory and
-stops it by PID (it can also be paused with SIGSTOP, killed and restarted). `MotoS3` runs moto's
+stops it by PID (it can also be paused with SIGSTOP, killed and restarted); `RedisClusterServers`
+joins three of them into a Redis Cluster with `redis-cli --cluster create`. `MotoS3` runs moto's
 ThreadedMotoServer on 127.0.0.1. `TierContract` is a pytest mixin: subclass it and provide a
 `tier` fixture to run the same tests against any Tier implementation, third-party ones included.
 
@@ -37,7 +38,14 @@ from .tiers.base import (
     capabilities_of,
 )
 
-__all__ = ["FlakyTier", "MotoS3", "RedisServer", "TierContract", "free_port"]
+__all__ = [
+    "FlakyTier",
+    "MotoS3",
+    "RedisClusterServers",
+    "RedisServer",
+    "TierContract",
+    "free_port",
+]
 
 
 def free_port() -> int:
@@ -61,8 +69,10 @@ class RedisServer:
         password: str | None = None,
         maxmemory: str | None = None,
         policy: str = "allkeys-lru",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
+        self.extra_args = list(extra_args)
         self.password = password
         self.maxmemory = maxmemory
         self.policy = policy
@@ -116,6 +126,7 @@ class RedisServer:
             args += ["--requirepass", self.password]
         if self.maxmemory:
             args += ["--maxmemory", self.maxmemory, "--maxmemory-policy", self.policy]
+        args += self.extra_args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -182,6 +193,112 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RedisClusterServers:
+    """A Redis Cluster of `masters` private redis-server processes on loopback (no replicas).
+
+    Each node gets a free client port and a free cluster-bus port (`cluster-port`, so that
+    port + 10000 need not be free) and its `nodes.conf` in its own temporary directory;
+    `redis-cli --cluster create` assigns the slots. `close()` stops only the processes it
+    started, by PID. `url` is a `redis+cluster://` URL that `RedisTier` reads as a cluster.
+
+    >>> RedisClusterServers.available() in (True, False)
+    True
+    """
+
+    def __init__(self, masters: int = 3) -> None:
+        self.nodes = [
+            RedisServer(
+                extra_args=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    str(free_port()),
+                    "--cluster-node-timeout",
+                    "5000",
+                ]
+            )
+            for _ in range(masters)
+        ]
+
+    @staticmethod
+    def available() -> bool:
+        return RedisServer.available() and shutil.which("redis-cli") is not None
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self, timeout: float = 60.0) -> RedisClusterServers:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed (apt-get install redis-tools)")
+        try:
+            for node in self.nodes:
+                node.start()
+            nodes = [f"127.0.0.1:{p}" for p in self.ports]
+            subprocess.run(
+                [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=timeout,
+            )
+            self._wait_ok(time.monotonic() + timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _wait_ok(self, deadline: float) -> None:
+        """Until every node says cluster_state:ok (slots assigned and gossip agreed)."""
+        waiting = list(self.ports)
+        while waiting:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis Cluster not ok on ports {waiting}")
+            waiting = [p for p in waiting if b"cluster_state:ok" not in _ask(p, b"CLUSTER INFO")]
+            if waiting:
+                time.sleep(0.05)
+
+    def flush(self) -> None:
+        """Empty every node (FLUSHALL on each master)."""
+        for port in self.ports:
+            _ask(port, b"FLUSHALL")
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> RedisClusterServers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ask(port: int, command: bytes) -> bytes:
+    """One inline command to 127.0.0.1:`port`; its raw reply (b"" when it cannot be asked)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(command + b"\r\n")
+            got = s.recv(65536)
+            # a bulk reply ($<n>) may come in pieces: read until its announced length
+            if got.startswith(b"$"):
+                size = int(got[1 : got.index(b"\r\n")])
+                while len(got) < size + len(str(size)) + 5:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+            return got
+    except (OSError, ValueError):
+        return b""
 
 
 class MotoS3:

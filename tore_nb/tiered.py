@@ -34,6 +34,7 @@ from . import clock
 from .breaker import Breaker
 from .codec import Codec, load_secret
 from .config import CacheConfig
+from .errors import ConfigError
 from .keys import make_key
 from .stats import CacheMetrics, MetricsSnapshot
 from .tiers import Tier, build_tiers, capabilities_of, fanout
@@ -96,8 +97,9 @@ class MultiLevelCache:
         self._by_name = {t.name: t for t in self._tiers}
         self.tier_names: tuple[str, ...] = tuple(self._by_name)
         self._secret = secret
+        self._signing = secret if secret is not None else load_secret()
         self.codec = Codec(
-            secret if secret is not None else load_secret(),
+            self._signing,
             namespace=cfg.namespace,
             compression=cfg.compression,
             compression_min_bytes=cfg.compression_min_bytes,
@@ -149,6 +151,23 @@ class MultiLevelCache:
         # a cache travels to other processes (Ray, multiprocessing) as its config; each process
         # opens its own clients. The secret travels only when it was given explicitly.
         return (_rebuild, (self.config, self._secret))
+
+    def secret_env(self) -> dict[str, str]:
+        """The environment that makes another process sign as this cache does (for Ray
+        workers: `runtime_env={"env_vars": cache.secret_env()}`); it carries the secret.
+
+        >>> import tempfile
+        >>> c = MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp()), secret=b"s" * 32)
+        >>> list(c.secret_env())
+        ['TORE_NB_SECRET']
+        """
+        try:
+            return {"TORE_NB_SECRET": self._signing.decode()}
+        except UnicodeDecodeError:
+            raise ConfigError(
+                "this cache's secret is not text, so it cannot travel as TORE_NB_SECRET: set "
+                "TORE_NB_SECRET on every node instead"
+            ) from None
 
     # -- keys -------------------------------------------------------------------------------------
     def generate_key(self, *args: Any, **kwargs: Any) -> str:

@@ -13,6 +13,7 @@ import pytest
 from tests.support import REPO
 from tests.support import sample_pdf as pdf
 from tore_nb.cli import main
+from tore_nb.testing import MotoS3
 
 
 def test_process_twice_second_run_all_cached(
@@ -217,3 +218,64 @@ def test_a_damaged_file_is_processed_and_its_repair_said_on_stderr(
     assert captured.out.startswith("cut.pdf: 3 pages, new; stage results 3 computed")
     assert f"tore-nb: {cut}: warning: no startxref at the end of the file" in captured.err
     assert "warning" not in captured.out
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch, moto_server: MotoS3, s3_bucket: str) -> str:
+    """S3_* pointing the CLI at the moto server's fresh bucket."""
+    monkeypatch.setenv("S3_CACHE_BUCKET", s3_bucket)
+    monkeypatch.setenv("S3_ENDPOINT_URL", moto_server.endpoint_url)
+    monkeypatch.setenv("S3_CACHE_REGION", "us-east-1")
+    monkeypatch.setenv("TORE_NB_NAMESPACE", "cli")
+    return s3_bucket
+
+
+@pytest.mark.s3
+def test_s3_lifecycle_installs_then_says_installed(
+    s3_env: str, moto_server: MotoS3, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["s3-lifecycle"]) == 0
+    assert capsys.readouterr().out == (
+        f"s3://{s3_env}/tore-cache/cli/: 4 lifecycle rules installed\n"
+    )
+    client = moto_server.client()
+    rules = client.get_bucket_lifecycle_configuration(Bucket=s3_env)["Rules"]
+    assert [r["Expiration"]["Days"] for r in rules] == [1, 7, 30, 365]
+    assert main(["s3-lifecycle"]) == 0
+    assert "4 lifecycle rules already installed" in capsys.readouterr().out
+
+
+@pytest.mark.s3
+def test_s3_lifecycle_print_shows_the_rules_and_changes_nothing(
+    s3_env: str, moto_server: MotoS3, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tore_nb.tiers.s3 import lifecycle_rules
+
+    assert main(["s3-lifecycle", "--print"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"Rules": lifecycle_rules("tore-cache/cli/")}
+    assert "replaces the bucket's rules" in out.err
+    client = moto_server.client()
+    with pytest.raises(client.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
+        client.get_bucket_lifecycle_configuration(Bucket=s3_env)
+
+
+@pytest.mark.s3
+def test_s3_lifecycle_refused_says_to_print(
+    s3_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("S3_CACHE_BUCKET", "no-such-bucket")
+    assert main(["s3-lifecycle"]) == 1
+    err = capsys.readouterr().err
+    assert "NoSuchBucket" in err and "tore-nb s3-lifecycle --print" in err
+
+
+def test_s3_lifecycle_without_a_bucket_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["s3-lifecycle", "--print"])
+    assert exc.value.code == 2
+    assert "S3_CACHE_BUCKET" in capsys.readouterr().err

@@ -19,11 +19,12 @@ from tests.support import SECRET, missing
 from tests.support import sample_pdf as pdf
 from tore_nb.config import CacheConfig
 from tore_nb.incremental.caches import Embedder
-from tore_nb.incremental.executors import SerialExecutor, result_tiers
+from tore_nb.incremental.executors import SerialExecutor
 from tore_nb.incremental.processor import IncrementalProcessor
 from tore_nb.incremental.progress import TextProgress
 from tore_nb.incremental.report import REPORT_COLUMNS, format_documents, format_report
 from tore_nb.incremental.results import RunResult
+from tore_nb.incremental.shared import result_tiers
 from tore_nb.incremental.stages import PageContext, Pipeline, Stage, code_fingerprint, stage
 from tore_nb.tiered import MultiLevelCache
 

@@ -149,3 +149,31 @@ def test_workers_write_shared_redis_tier(ray_session: Any, tmp_path: Path, redis
     second = make_proc(tmp_path, stages, config=cfg2).process(pdf("us-036.pdf"))
     df = second.report()
     assert set(df.served_by) == {"redis"}
+
+
+def test_a_worker_without_the_drivers_secret_fails_the_run_with_the_fix(
+    ray_session: Any, tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a node started without TORE_NB_SECRET signed with its own key file; every
+    later kernel rejected its pages as unsigned and recomputed them, silently. A worker now
+    proves it holds the driver's secret before any work: otherwise the run fails naming the
+    node and the fix, and `share_secret=True` hands the tasks the driver's secret."""
+    from tore_nb.incremental.shared import WorkerSecretError
+
+    # the driver signs with a secret its Ray workers (started earlier) do not have
+    monkeypatch.setenv("TORE_NB_SECRET", "the-drivers-own-secret-0123456789")
+    cfg = CacheConfig(disk_cache_path=str(tmp_path / "c1"), redis_url=redis_url)
+    stages = [Stage("chars", n_chars)]
+
+    def proc(**kw: Any) -> IncrementalProcessor:
+        executor = RayExecutor(inline_below=0, **kw)
+        return IncrementalProcessor(MultiLevelCache(cfg), stages=stages, executor=executor)
+
+    with pytest.raises(WorkerSecretError, match=r"Ray node .* TORE_NB_SECRET.*share_secret"):
+        proc().process(pdf("us-036.pdf"))
+    shared = proc(share_secret=True).process(pdf("us-036.pdf"))
+    assert computed(shared) == [1, 2, 3]
+    # what those workers stored verifies for another kernel with the driver's secret
+    other = cfg.replace(disk_cache_path=str(tmp_path / "c2"))
+    again = IncrementalProcessor(MultiLevelCache(other), stages=stages).process(pdf("us-036.pdf"))
+    assert set(again.report().served_by) == {"redis"}

@@ -166,3 +166,61 @@ def test_s3_endpoint_never_answers(
     assert total < 12.0
     assert figures.warnings == 1
     assert aws_canary not in outage_log.text
+
+
+class TagDeniedServer:
+    """A loopback S3 that denies a PUT carrying an object tag (no s3:PutObjectTagging) and
+    takes any other PUT."""
+
+    def __init__(self) -> None:
+        self.puts: list[str | None] = []  # the x-amz-tagging header of each PUT
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                tagging = self.headers.get("x-amz-tagging")
+                outer.puts.append(tagging)
+                body = b""
+                if tagging:
+                    body = (
+                        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied'
+                        b"</Code><Message>Access Denied</Message></Error>"
+                    )
+                self.send_response(403 if tagging else 200)
+                self.send_header("ETag", '"0"')
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_s3_denied_object_tags_write_untagged_and_say_so_once(
+    aws_canary: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A policy written for untagged PUTs lacks s3:PutObjectTagging: entries are still written
+    (untagged, so S3 does not expire them), with one warning, and the tier is not disabled."""
+    from tore_nb.tiers.s3 import S3Tier
+
+    server = TagDeniedServer()
+    tier = S3Tier(bucket="b", endpoint_url=server.url, region="us-east-1")
+    try:
+        with caplog.at_level("WARNING"):
+            tier.set("a", b"v", 3600.0)
+            tier.set("b", b"v", 3600.0)
+    finally:
+        tier.close()
+        server.close()
+    assert server.puts == ["tore_nb-expires=1d", None, None]
+    assert caplog.text.count("s3:PutObjectTagging") == 1
+    assert aws_canary not in caplog.text

@@ -77,9 +77,16 @@ class TestS3Tier(TierContract):
     def test_storage_class_is_configurable(
         self, tier: Tier, moto_server: MotoS3, s3_bucket: str
     ) -> None:
-        tier.set("k", b"v", None)
-        head = moto_server.client().head_object(Bucket=s3_bucket, Key="cache/ns/k")
-        assert head.get("StorageClass", "STANDARD") == "STANDARD_IA"
+        """STANDARD_IA (billed as 128 KB for 30 days) only for large entries kept long."""
+        tier.set("small", b"v", None)
+        tier.set("large", bytes(131_072), None)
+        tier.set("brief", bytes(131_072), 3600)
+        head = moto_server.client().head_object
+        classes = [
+            head(Bucket=s3_bucket, Key=f"cache/ns/{k}").get("StorageClass", "STANDARD")
+            for k in ("small", "large", "brief")
+        ]
+        assert classes == ["STANDARD", "STANDARD_IA", "STANDARD"]
 
     def test_usage_of_a_large_prefix_is_unknown_not_listed(self, tier: Tier) -> None:
         tier.set_many({f"k{i}": b"v" for i in range(5)}, None)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .caches import refreshing
 from .documents import Page
 from .progress import NullProgress, Progress
+from .shared import WorkerSecretError, env_of, make_probe, prove_secret, result_tiers
 from .stages import DocumentHandle, PageContext, Pipeline, StageEntry
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ __all__ = [
     "SerialExecutor",
     "StageOutcome",
     "WorkItem",
-    "result_tiers",
     "run_items",
     "store_outcomes",
 ]
@@ -94,34 +94,6 @@ class Executor(Protocol):
         cache: MultiLevelCache | None = None,
         progress: Progress | None = None,
     ) -> list[StageOutcome]: ...
-
-
-def result_tiers(cache: MultiLevelCache, tiers: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The tiers to read page results from, fastest first: all of `tiers` (default: the
-    cache's), but a tier that takes no small entries (S3) only while no faster shared tier that
-    takes large ones (Redis) answers. Results are routed by size, so Redis holds every result
-    S3 holds but the huge ones (over `large_item_mb`): asking S3 after Redis missed would be a
-    billed request that almost always misses too.
-
-    >>> import tempfile
-    >>> from tore_nb.config import CacheConfig
-    >>> from tore_nb.tiered import MultiLevelCache
-    >>> result_tiers(MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp())))
-    ('memory', 'disk')
-    """
-    from ..tiers import capabilities_of
-
-    names = tuple(tiers) if tiers is not None else cache.tier_names
-    out: list[str] = []
-    covered = False  # a faster shared tier that takes large entries is up
-    for name in names:
-        caps = capabilities_of(cache.tier(name))
-        if "small" not in caps.sizes and covered:
-            continue
-        out.append(name)
-        if caps.shared and "large" in caps.sizes and cache.breaker_state(name) == "closed":
-            covered = True
-    return tuple(out)
 
 
 def _shared(cache: MultiLevelCache | None) -> tuple[str, ...]:
@@ -387,7 +359,10 @@ class RayExecutor:
     one `ray start` runs here). Stages with `num_gpus` run in tasks that reserve a GPU (Ray
     sets CUDA_VISIBLE_DEVICES for each). Documents travel through the object store, so cluster
     nodes need no shared disk. With Redis or S3 configured, workers read and write those tiers
-    themselves. `ray.init` is called only when needed and not already done (`init_kwargs` go to it).
+    themselves; each task first proves that it holds the driver's secret (`prove_secret`), else
+    the run fails with `WorkerSecretError` naming the node (`share_secret=True` hands the tasks
+    the driver's secret in their environment). `ray.init` is called only when needed and not
+    already done (`init_kwargs` go to it).
 
     >>> RayExecutor(num_cpus=2).inline_below
     4
@@ -404,16 +379,25 @@ class RayExecutor:
         retries: int = 1,
         inline_below: int = 4,
         init_kwargs: Mapping[str, Any] | None = None,
+        share_secret: bool = False,
     ) -> None:
         self.address = address
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.chunks_per_worker = chunks_per_worker
         self.max_retries, self.retries, self.inline_below = max_retries, retries, inline_below
         self.init_kwargs = dict(init_kwargs or {})
+        self.share_secret = share_secret
 
     def __repr__(self) -> str:
         where = self.address or "local"
         return f"RayExecutor(address={where!r}, num_cpus={self.num_cpus})"
+
+    def _runtime_env(self, cache: MultiLevelCache | None) -> dict[str, Any] | None:
+        """With `share_secret`, the tasks' environment carries the driver's secret."""
+        if not self.share_secret or cache is None:
+            return None
+        # a task's env_vars stand in for the job's: tore_nb must stay importable
+        return {"env_vars": {"PYTHONPATH": _pythonpath(), **cache.secret_env()}}
 
     def ensure_ray(self) -> Any:
         """Import Ray and connect (ray.init) unless this process already did."""
@@ -464,6 +448,9 @@ class RayExecutor:
         doc_refs = {d: ray.put(_bytes_of(p)) for d, p in sources.items() if d in needed}
         pipe_ref = ray.put(pipeline)
         cache_ref = ray.put(cache) if shared else None
+        # workers write the shared tiers: each proves first that it signs as the driver does
+        probe = make_probe(cache) if cache is not None and shared else None
+        env = self._runtime_env(cache) if shared else None
         groups = _resource_groups(pipeline)
         chunks = self._chunks(ray, items, pipeline)
         progress.start(sum(len(c) for c in chunks), "pages")
@@ -485,8 +472,8 @@ class RayExecutor:
                     continue
                 docs = {it.document_id: doc_refs[it.document_id] for it in sub}
                 ref = task.options(
-                    num_cpus=cpus, num_gpus=gpus, max_retries=self.max_retries
-                ).remote(sub, pipe_ref, docs, cache_ref, shared, *upstream)
+                    num_cpus=cpus, num_gpus=gpus, max_retries=self.max_retries, **env_of(env)
+                ).remote(sub, pipe_ref, docs, cache_ref, shared, probe, *upstream)
                 pending[ref] = (sub, last.count(gi))
                 upstream = [*upstream, ref]
         out: list[StageOutcome] = []
@@ -497,6 +484,8 @@ class RayExecutor:
                     sub, finished = pending.pop(ref)
                     try:
                         out.extend(ray.get(ref))
+                    except WorkerSecretError:
+                        raise  # the whole run: every result of that node would be rejected
                     except Exception as exc:  # a lost chunk fails its pages only
                         msg = _brief(exc)
                         out.extend(
@@ -510,7 +499,9 @@ class RayExecutor:
                         progress.advance(finished)
         finally:
             progress.close()
-        return self._retry_failed(ray, items, out, pipe_ref, doc_refs, cache_ref, shared, pipeline)
+        return self._retry_failed(
+            ray, items, out, pipe_ref, doc_refs, cache_ref, shared, pipeline, probe, env
+        )
 
     def _chunks(
         self, ray: Any, items: Sequence[WorkItem], pipeline: Pipeline
@@ -533,6 +524,8 @@ class RayExecutor:
         cache_ref: Any,
         shared: tuple[str, ...],
         pipeline: Pipeline,
+        probe: bytes | None,
+        env: dict[str, Any] | None,
     ) -> list[StageOutcome]:
         failed = {_slot(o) for o in out if not o.ok}
         if not failed or self.retries <= 0:
@@ -550,13 +543,15 @@ class RayExecutor:
                         num_cpus=stage_cpus,
                         num_gpus=stage_gpus,
                         max_retries=self.retries,
-                        retry_exceptions=True,
+                        retry_exceptions=[StageFailed],
+                        **env_of(env),
                     ).remote(
                         [it],
                         pipe_ref,
                         {it.document_id: doc_refs[it.document_id]},
                         cache_ref,
                         shared,
+                        probe,
                     ),
                 )
             )
@@ -564,6 +559,8 @@ class RayExecutor:
         for it, ref in refs:
             try:
                 got = ray.get(ref)
+            except WorkerSecretError:
+                raise
             except Exception as exc:  # still failing after Ray's retries
                 msg = _cause(exc)
                 got = [
@@ -642,10 +639,13 @@ def _ray_chunk(
     docs: Mapping[str, Any],
     cache: MultiLevelCache | None,
     shared: tuple[str, ...],
+    probe: bytes | None,
     *upstream: list[StageOutcome],
 ) -> list[StageOutcome]:
     """A Ray task: one chunk of pages, for the stages of one resource group."""
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    if cache is not None and probe is not None:  # before any work: see `prove_secret`
+        prove_secret(cache, probe)
     merged = _merge_upstream(items, upstream)
     # forced items never take shared-tier results (run_items skips them per item)
     return run_items(merged, pipeline, _ray_sources(docs), cache, shared)
@@ -657,9 +657,10 @@ def _ray_strict(
     docs: Mapping[str, Any],
     cache: MultiLevelCache | None,
     shared: tuple[str, ...],
+    probe: bytes | None,
 ) -> list[StageOutcome]:
     """A Ray task that raises when a stage fails, so that Ray's `retry_exceptions` applies."""
-    out = _ray_chunk(items, pipeline, docs, cache, shared)
+    out = _ray_chunk(items, pipeline, docs, cache, shared, probe)
     bad = [o for o in out if not o.ok]
     if bad:
         raise StageFailed(bad[0].error or "stage failed")

@@ -31,20 +31,14 @@ from ..keys import hash_bytes
 from .builtin import default_stages
 from .changes import ChangeDetector, ChangeSet, Manifest, best_base
 from .documents import Document, DocumentError, document_id_for
-from .executors import (
-    Executor,
-    SerialExecutor,
-    StageOutcome,
-    WorkItem,
-    result_tiers,
-    store_outcomes,
-)
+from .executors import Executor, SerialExecutor, StageOutcome, WorkItem, store_outcomes
 from .progress import NullProgress, Progress
 
 # The run records live in results.py; they are re-exported here for one release, so that
 # `from tore_nb.incremental.processor import RunResult` (and pickles of ProcessingResult made
 # before the move) keep working.
 from .results import PageEvent, PageResult, ProcessingResult, RunResult, result_key
+from .shared import result_tiers
 from .stages import Pipeline, Stage
 
 if TYPE_CHECKING:

@@ -101,6 +101,8 @@ def _s3(config: CacheConfig) -> Tier:
         region=config.s3_cache_region,
         endpoint_url=config.s3_endpoint_url,
         storage_class=config.s3_storage_class,
+        ia_min_bytes=config.s3_ia_min_bytes,
+        ia_min_ttl=config.s3_ia_min_ttl_days * 86_400,
         connect_timeout=config.s3_connect_timeout,
         read_timeout=config.s3_read_timeout,
         max_attempts=config.s3_max_attempts,
