@@ -13,26 +13,35 @@ as single tasks with `retry_exceptions`; a handful of pages run inline instead o
 
 from __future__ import annotations
 
-import contextlib
 import itertools
+import logging
 import math
 import os
-import time
-import traceback
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .caches import refreshing
-from .documents import Page
 from .progress import NullProgress, Progress
-from .shared import WorkerSecretError, env_of, make_probe, prove_secret, result_tiers
-from .stages import DocumentHandle, PageContext, Pipeline, StageEntry
+from .shared import WorkerSecretError, env_of, make_probe, prove_secret
+from .stages import Pipeline
+
+# the work itself lives in `work`; these names are re-exported from here, where they were
+from .work import (
+    OpenDocuments,
+    StageOutcome,
+    WorkItem,
+    brief,
+    known_values,
+    run_items,
+    slot,
+    store_outcomes,
+)
 
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
+
+log = logging.getLogger("tore_nb.incremental")
 
 __all__ = [
     "Executor",
@@ -44,42 +53,6 @@ __all__ = [
     "run_items",
     "store_outcomes",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class WorkItem:
-    """A page of a document and the stages still to compute for it."""
-
-    document_id: str
-    page: Page
-    stages: tuple[str, ...]
-    known: Mapping[str, Any] = field(default_factory=dict)
-    # a forced run: second-level caches (OCR, embeddings) and shared tiers are not read
-    force: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StageOutcome:
-    """The result of one stage on one page: a value, or the error that stopped it.
-
-    `source` is "computed", or the shared tier a worker found the result in; `seconds` the
-    time computing it took in this run, `cost` the time it took whenever it was computed.
-    """
-
-    document_id: str
-    page_index: int
-    identity: str
-    stage: str
-    value: Any = None
-    error: str | None = None
-    seconds: float = 0.0
-    source: str = "computed"
-    attempts: int = 1
-    cost: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 class Executor(Protocol):
@@ -102,173 +75,6 @@ def _shared(cache: MultiLevelCache | None) -> tuple[str, ...]:
     return cache.shared_tiers
 
 
-class OpenDocuments:
-    """The documents of a run, each opened once (pdfium, and pdfplumber when a stage asks) and
-    shared by every page and stage that needs it; at most `keep` stay open, the least recently
-    used closed first (pages come grouped by document).
-
-    >>> with OpenDocuments({}, None) as docs:
-    ...     docs.keep
-    4
-    """
-
-    def __init__(
-        self, sources: Mapping[str, str | bytes], cache: MultiLevelCache | None, keep: int = 4
-    ) -> None:
-        self.sources = sources
-        self.cache = cache
-        self.keep = keep
-        self._open: dict[str, DocumentHandle] = {}
-
-    def __getitem__(self, document_id: str) -> DocumentHandle:
-        handle = self._open.pop(document_id, None)
-        if handle is None:
-            handle = DocumentHandle(
-                self.sources[document_id], document_id=document_id, cache=self.cache
-            )
-            while len(self._open) >= self.keep:
-                self._open.pop(next(iter(self._open))).close()
-        self._open[document_id] = handle  # the most recently used last
-        return handle
-
-    def close(self) -> None:
-        for handle in self._open.values():
-            handle.close()
-        self._open.clear()
-
-    def __enter__(self) -> OpenDocuments:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def run_items(
-    items: Sequence[WorkItem],
-    pipeline: Pipeline,
-    sources: Mapping[str, str | bytes],
-    cache: MultiLevelCache | None = None,
-    shared_tiers: Sequence[str] = (),
-    *,
-    recheck: bool = True,
-    documents: OpenDocuments | None = None,
-) -> list[StageOutcome]:
-    """Compute the stages of `items`, opening each document once (or taking it from
-    `documents`, which the caller keeps open across calls). Used by every executor.
-
-    With `shared_tiers` (Redis, S3) new results are written there, and with `recheck` results
-    that another worker stored there meanwhile are taken instead of computed.
-    """
-    found: dict[str, Any] = {}
-    if cache is not None and shared_tiers and recheck:
-        keys = [
-            pipeline.key(s, it.page.identity) for it in items if not it.force for s in it.stages
-        ]
-        shared = result_tiers(cache, shared_tiers)
-        found = {
-            k: (h.tier, *pipeline.unpack(h.value))
-            for k, h in cache.fetch_many(keys, tiers=shared).items()
-        }
-    by_doc: dict[str, list[WorkItem]] = defaultdict(list)
-    for it in items:
-        by_doc[it.document_id].append(it)
-    out: list[StageOutcome] = []
-    with contextlib.ExitStack() as stack:
-        if documents is None:
-            documents = stack.enter_context(OpenDocuments(sources, cache))
-        for doc_id, doc_items in by_doc.items():
-            handle = documents[doc_id]
-            for it in doc_items:
-                out.extend(_run_page(handle, it, pipeline, found))
-    if cache is not None and shared_tiers:
-        store_outcomes(cache, pipeline, [o for o in out if o.source == "computed"], shared_tiers)
-    return out
-
-
-def _run_page(
-    handle: DocumentHandle,
-    item: WorkItem,
-    pipeline: Pipeline,
-    found: Mapping[str, tuple[str, Any, float]],
-) -> list[StageOutcome]:
-    ctx = PageContext(handle, item.page, item.known)
-    failed: dict[str, str] = {}
-    out = []
-    try:
-        for name in item.stages:
-            stage = pipeline.by_name[name]
-            common = (item.document_id, item.page.index, item.page.identity, name)
-            # a requirement that is neither known nor computed here failed upstream (maybe in
-            # another Ray task): running without it would cache a wrong value
-            bad = [r for r in stage.requires if r in failed or r not in ctx.results]
-            if bad:
-                failed[name] = f"required stage {bad[0]!r} failed"
-                out.append(StageOutcome(*common, error=failed[name]))
-                continue
-            hit = None if item.force else found.get(pipeline.key(name, item.page.identity))
-            if hit is not None:
-                ctx.results[name] = hit[1]
-                out.append(StageOutcome(*common, value=hit[1], source=hit[0], cost=hit[2]))
-                continue
-            t0 = time.perf_counter()
-            try:
-                with refreshing(item.force):
-                    value = stage(ctx)
-            except Exception as exc:  # a failing page must not stop the others
-                failed[name] = _describe(exc)
-                out.append(
-                    StageOutcome(*common, error=failed[name], seconds=time.perf_counter() - t0)
-                )
-                continue
-            ctx.results[name] = value
-            took = time.perf_counter() - t0
-            out.append(StageOutcome(*common, value=value, seconds=took, cost=took))
-    finally:
-        ctx.close()
-    return out
-
-
-def _describe(exc: BaseException) -> str:
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-    return f"{type(exc).__name__}: {exc}{where}"
-
-
-def _brief(exc: BaseException) -> str:
-    return _describe(exc).splitlines()[0][:500]
-
-
-def _slot(o: StageOutcome) -> tuple[str, int, str]:
-    return (o.document_id, o.page_index, o.stage)
-
-
-def store_outcomes(
-    cache: MultiLevelCache,
-    pipeline: Pipeline,
-    outcomes: Iterable[StageOutcome],
-    tiers: Sequence[str] | None,
-) -> None:
-    """Store the successful outcomes among `tiers`, routed by size like every entry (a small
-    result never goes to S3), each with its cost (`StageEntry`): one `set_many` for each TTL
-    (`Pipeline.ttl`)."""
-    by_ttl: dict[float | None, dict[str, Any]] = defaultdict(dict)
-    for o in outcomes:
-        if o.ok:
-            entry = StageEntry(o.value, round(o.cost, 6))
-            by_ttl[pipeline.ttl(o.stage)][pipeline.key(o.stage, o.identity)] = entry
-    for ttl, batch in by_ttl.items():
-        cache.set_many(batch, ttl=ttl, within=tiers)
-
-
-def _known(outcomes: Iterable[StageOutcome]) -> dict[tuple[str, int], dict[str, Any]]:
-    """(document, page index) -> the values of its stages that succeeded."""
-    known: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
-    for o in outcomes:
-        if o.ok:
-            known[(o.document_id, o.page_index)][o.stage] = o.value
-    return known
-
-
 def _retry_inline(
     items: Sequence[WorkItem],
     outcomes: list[StageOutcome],
@@ -279,16 +85,16 @@ def _retry_inline(
 ) -> list[StageOutcome]:
     """Run failed (page, stage) pairs again, up to `retries` times."""
     for attempt in range(2, retries + 2):
-        failed = {_slot(o) for o in outcomes if not o.ok}
+        failed = {slot(o) for o in outcomes if not o.ok}
         if not failed:
             break
         redo = _redo_items(items, outcomes, failed)
         again = {
-            _slot(o): o
+            slot(o): o
             for o in run_items(redo, pipeline, sources, cache, _shared(cache), recheck=False)
         }
         outcomes = [
-            replace(again.get(_slot(o), o), attempts=attempt) if _slot(o) in failed else o
+            replace(again.get(slot(o), o), attempts=attempt) if slot(o) in failed else o
             for o in outcomes
         ]
     return outcomes
@@ -297,7 +103,7 @@ def _retry_inline(
 def _redo_items(
     items: Sequence[WorkItem], outcomes: Sequence[StageOutcome], failed: set[tuple[str, int, str]]
 ) -> list[WorkItem]:
-    ok = _known(outcomes)
+    ok = known_values(outcomes)
     redo = []
     for it in items:
         stages = tuple(s for s in it.stages if (it.document_id, it.page.index, s) in failed)
@@ -336,15 +142,16 @@ class SerialExecutor:
         shared = _shared(cache)
         out: list[StageOutcome] = []
         try:
-            # one page at a time for progress, each document opened once for all its pages
-            with OpenDocuments(sources, cache) as docs:
-                for it in items:
-                    out.extend(
-                        run_items(
-                            [it], pipeline, sources, cache, shared, recheck=False, documents=docs
-                        )
-                    )
-                    progress.advance(1)
+            # each document opened once for all its pages; progress as each page is done
+            out = run_items(
+                items,
+                pipeline,
+                sources,
+                cache,
+                shared,
+                recheck=False,
+                on_page=lambda: progress.advance(1),
+            )
         finally:
             progress.close()
         if self.retries > 0:
@@ -487,7 +294,7 @@ class RayExecutor:
                     except WorkerSecretError:
                         raise  # the whole run: every result of that node would be rejected
                     except Exception as exc:  # a lost chunk fails its pages only
-                        msg = _brief(exc)
+                        msg = brief(exc)
                         out.extend(
                             StageOutcome(
                                 it.document_id, it.page.index, it.page.identity, s, error=msg
@@ -527,7 +334,7 @@ class RayExecutor:
         probe: bytes | None,
         env: dict[str, Any] | None,
     ) -> list[StageOutcome]:
-        failed = {_slot(o) for o in out if not o.ok}
+        failed = {slot(o) for o in out if not o.ok}
         if not failed or self.retries <= 0:
             return out
         strict = ray.remote(_ray_strict)
@@ -568,13 +375,13 @@ class RayExecutor:
                     for s in it.stages
                 ]
             for o in got:
-                again[_slot(o)] = replace(o, attempts=1 + (1 if o.ok else 1 + self.retries))
-        return [again.get(_slot(o), o) for o in out]
+                again[slot(o)] = replace(o, attempts=1 + (1 if o.ok else 1 + self.retries))
+        return [again.get(slot(o), o) for o in out]
 
 
 def _cause(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)
-    return _brief(cause if isinstance(cause, BaseException) else exc)
+    return brief(cause if isinstance(cause, BaseException) else exc)
 
 
 def _bytes_of(source: str | bytes) -> bytes:
@@ -620,7 +427,7 @@ def _merge_upstream(
 ) -> list[WorkItem]:
     if not upstream:
         return list(items)
-    known = _known(itertools.chain.from_iterable(upstream))
+    known = known_values(itertools.chain.from_iterable(upstream))
     return [
         WorkItem(
             it.document_id,

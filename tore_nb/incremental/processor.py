@@ -473,6 +473,7 @@ class IncrementalProcessor:
                     "expires_at": expires,
                     "page_seconds": tuple(costs),
                     "saved_seconds": round(saved, 6),
+                    **_work_counts(by_page, doc.document_id),
                 },
             )
             results.append(result)
@@ -533,6 +534,18 @@ def _expires_at(result: ProcessingResult) -> float:
     return float(value) if isinstance(value, int | float) else math.inf
 
 
+def _work_counts(
+    by_page: Mapping[tuple[str, int], Mapping[str, StageOutcome]], document_id: str
+) -> dict[str, int]:
+    """This run's stage results of a document that were computed twice across the cluster
+    (`duplicates`: a claim lost while working) and that took more than one attempt."""
+    mine = [o for (d, _), done in by_page.items() if d == document_id for o in done.values()]
+    return {
+        "duplicates": sum(o.duplicate for o in mine),
+        "retries": sum(max(0, o.attempts - 1) for o in mine),
+    }
+
+
 def _page_costs(result: ProcessingResult) -> tuple[float, ...]:
     """The seconds computing each page's results took (0 where a result predates the record)."""
     costs = result.metadata.get("page_seconds")
@@ -589,6 +602,8 @@ def _copied(outcomes: Sequence[StageOutcome], copies: Sequence[_Copy]) -> list[S
             page_index=index,
             seconds=0.0,
             source=SHARED if o.ok else o.source,
+            attempts=1,
+            duplicate=False,
         )
         for src_doc, src_index, doc, index in copies
         for o in by_page.get((src_doc, src_index), ())

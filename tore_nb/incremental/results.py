@@ -70,6 +70,10 @@ SUMMARY_COLUMNS = [
     "stage_seconds",
     # what computing the results served from a cache took when they were computed
     "saved_seconds",
+    # stage results computed twice across the cluster (a claim lost while working): 0
+    "duplicates",
+    # further attempts at stage results that failed first (a worker lost, a stage raising)
+    "retries",
     "error",
 ]
 
@@ -125,7 +129,8 @@ class ProcessingResult:
     ("full", "incremental" or "unchanged"), failed_pages, change counts, page_seconds (what
     computing each page's results took, wherever and whenever they were computed),
     saved_seconds (of that, what this run served from a cache), based_on (the document a new
-    one was diffed against, when it shares most of its pages with it).
+    one was diffed against, when it shares most of its pages with it), duplicates (stage
+    results computed twice across a cluster) and retries (further attempts).
 
     >>> from tore_nb.incremental.documents import Document, FileFingerprint
     >>> doc = Document("/a/b.pdf", "b-1", FileFingerprint(1, 1, "h"), ())
@@ -293,12 +298,14 @@ class RunResult:
                     c["skipped"],
                     round(secs.get(result.path, 0.0), 4),
                     round(float(result.metadata.get("saved_seconds", 0.0)), 4),
+                    int(result.metadata.get("duplicates", 0)),
+                    int(result.metadata.get("retries", 0)),
                     None,
                 )
             )
         for path, why in self.failures.items():  # documents that could not be read
             name = os.path.basename(path)
-            rows.append((name, "failed", None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, why))
+            rows.append((name, "failed", None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0, 0, why))
         return rows
 
     @property

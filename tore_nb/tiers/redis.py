@@ -44,7 +44,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import clock
@@ -196,6 +196,11 @@ class RedisTier:
             kw = {k: v for k, v in self._kw.items() if k != "db"}
             return cls(**kw, **opts)
         return cls(**self._kw, **opts)
+
+    def command(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` (which talks to `client`) with the tier's error mapping: a Redis failure
+        is a `TierUnavailable` (or `TierWriteError`) that quotes no password."""
+        return self._run(fn)
 
     def _run(self, fn: Any, *args: Any) -> Any:
         import redis

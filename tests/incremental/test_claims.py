@@ -1,0 +1,120 @@
+"""Claims: every page computed once across kernels that process the same documents at once,
+and a page whose claimant died taken over within one lease (real processes, a private Redis)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import REPO, SECRET
+from tests.support import sample_pdf as pdf
+from tore_nb.incremental.claims import claim_lease
+
+KERNEL = r"""
+import json, os, sys, time
+from tore_nb import CacheConfig, MultiLevelCache
+from tore_nb.incremental import IncrementalProcessor, Stage
+
+log, hang_on = sys.argv[1], sys.argv[2]
+
+def chars(ctx):
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()} {ctx.page.identity}\n")
+    if ctx.page.identity.startswith(hang_on):
+        time.sleep(60)  # killed meanwhile
+    time.sleep(0.2)  # pages take a while, so that the kernels overlap
+    return len(ctx.text())
+
+cache = MultiLevelCache(CacheConfig.from_env())
+run = IncrementalProcessor(cache, stages=[Stage("chars", chars)]).process(sys.argv[3:])
+s = run.summary()
+print(json.dumps({
+    "computed": int(s.results_computed.sum()), "duplicates": int(s.duplicates.sum()),
+    "results": [[p["chars"] for p in d.pages] for d in run.documents],
+}))
+"""
+
+
+def kernel(
+    tmp_path: Path, name: str, redis_url: str, log: Path, docs: list[Path], hang_on: str = "-"
+) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DISK_CACHE_PATH": str(tmp_path / name),  # another machine: its own disk
+        "TORE_NB_SECRET": SECRET.decode(),
+        "TORE_NB_CLAIM_LEASE": "1.5",
+        "PYTHONPATH": str(REPO),
+    }
+    args = [sys.executable, "-c", KERNEL, str(log), hang_on, *map(str, docs)]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+
+
+def computations(log: Path) -> list[tuple[int, str]]:
+    return [(int(p), i) for p, i in (line.split() for line in log.read_text().splitlines())]
+
+
+def test_two_kernels_on_the_same_new_documents_compute_each_page_once(
+    tmp_path: Path, private_redis: Any
+) -> None:
+    """Regression: two kernels processing the same new documents with spare capacity computed
+    all 115 pages twice (twice the Redis writes and S3 PUTs). Each page is claimed before it
+    is computed now: the kernels share the work, each page is computed once, both get every
+    result, equal to each other, and the report counts 0 duplicates."""
+    log = tmp_path / "computed.log"
+    docs = [pdf("dmca.pdf"), pdf("us-036.pdf")]
+    kernels = [kernel(tmp_path, f"k{i}", private_redis.url, log, docs) for i in range(2)]
+    outs = [json.loads(k.communicate(timeout=180)[0]) for k in kernels]
+    assert [k.returncode for k in kernels] == [0, 0]
+    done = computations(log)
+    assert len(done) == len({i for _, i in done}) == 18 + 3  # each page once
+    assert len({p for p, _ in done}) == 2  # and both kernels did some of the work
+    assert outs[0]["results"] == outs[1]["results"]
+    assert sum(o["computed"] for o in outs) == 21 and [o["duplicates"] for o in outs] == [0, 0]
+
+
+def test_a_page_whose_claimant_died_is_taken_over_within_a_lease(
+    tmp_path: Path, private_redis: Any
+) -> None:
+    """A kernel killed while computing a page (out of memory, interrupted) leaves its claim:
+    the other kernel waits for that page's result, then takes it over once the lease lapses."""
+    log = tmp_path / "computed.log"
+    doc = pdf("us-036.pdf")
+    from tore_nb.incremental.documents import read_document
+
+    first = read_document(doc).pages[0].identity
+    doomed = kernel(tmp_path, "doomed", private_redis.url, log, [doc], hang_on=first)
+    deadline = time.monotonic() + 60
+    while not (log.exists() and first in log.read_text()):
+        assert time.monotonic() < deadline and doomed.poll() is None
+        time.sleep(0.05)
+    survivor = kernel(tmp_path, "survivor", private_redis.url, log, [doc])
+    time.sleep(0.5)  # the survivor finds the first page claimed and waits for it
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    t0 = time.monotonic()
+    out = json.loads(survivor.communicate(timeout=60)[0])
+    assert survivor.returncode == 0
+    assert time.monotonic() - t0 < 3 * claim_lease({"TORE_NB_CLAIM_LEASE": "1.5"}) + 5
+    by_pid: dict[int, list[str]] = {}
+    for pid, ident in computations(log):
+        by_pid.setdefault(pid, []).append(ident)
+    assert by_pid[doomed.pid] == [first]  # it got no further
+    assert sorted(by_pid[survivor.pid]) == sorted(p.identity for p in read_document(doc).pages)
+    assert out["computed"] == 3 and out["duplicates"] == 0
+
+
+@pytest.mark.parametrize("raw", ["0", "abc", "nan", "99999"])
+def test_a_bad_claim_lease_is_a_config_error(raw: str) -> None:
+    from tore_nb.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="TORE_NB_CLAIM_LEASE"):
+        claim_lease({"TORE_NB_CLAIM_LEASE": raw})
