@@ -118,6 +118,10 @@ def ray_head() -> Iterator[str]:
             if any("raylet" in _cmdline(p) for p in started):
                 break
             time.sleep(0.5)
+        # a raylet process is not a cluster that takes drivers: under load the GCS was not yet
+        # serving when the driver connected, and ray.init timed out. Wait until `ray status`
+        # sees the node (the GCS answers and the raylet registered), with its own deadline.
+        _wait_until_serving(f"{HOST}:{port}", env, deadline=time.monotonic() + 120)
         yield f"{HOST}:{port}"
     finally:
         if ray.is_initialized():
@@ -132,6 +136,30 @@ def ray_head() -> Iterator[str]:
         for pid in [head.pid, *started]:
             _signal(pid, signal.SIGKILL)
         head.wait(timeout=10)
+
+
+def _wait_until_serving(address: str, env: dict[str, str], deadline: float) -> None:
+    """Until `ray status --address` reports a node (the GCS serves, the raylet registered)."""
+    host, port = address.rsplit(":", 1)
+    said = ""
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(1.0)
+            if s.connect_ex((host, int(port))) != 0:
+                time.sleep(0.5)
+                continue
+        status = subprocess.run(
+            [sys.executable, "-m", "ray.scripts.scripts", "status", f"--address={address}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=max(5.0, deadline - time.monotonic()),
+        )
+        if status.returncode == 0 and "node_" in status.stdout:
+            return
+        said = (status.stderr or status.stdout).strip()[-300:]
+        time.sleep(1.0)
+    pytest.fail(f"the Ray head at {address} never served: {said}", pytrace=False)
 
 
 def _cmdline(pid: int) -> str:

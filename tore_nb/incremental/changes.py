@@ -38,6 +38,7 @@ from .documents import (
     fingerprint_file,
     read_document,
 )
+from .shared import result_tiers
 
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
@@ -314,13 +315,13 @@ class ChangeDetector:
     # manifests ------------------------------------------------------------------------------
     def load_manifest(self, document_id: str) -> Manifest | None:
         """The last recorded manifest of a document, from whichever tier holds it."""
-        value = self.cache.get(manifest_key(document_id))
+        value = self.cache.get(manifest_key(document_id), tiers=result_tiers(self.cache))
         return value if isinstance(value, Manifest) else None
 
     def load_manifests(self, document_ids: Iterable[str]) -> dict[str, Manifest]:
         """Several manifests in one batched lookup."""
         ids = list(document_ids)
-        found = self.cache.get_many([manifest_key(d) for d in ids])
+        found = self.cache.get_many([manifest_key(d) for d in ids], tiers=result_tiers(self.cache))
         out = {}
         for d in ids:
             m = found.get(manifest_key(d))
@@ -363,7 +364,7 @@ class ChangeDetector:
         """
         keys = {d.document_id: [_index_key(i) for i in _sketch(d.identities)] for d in documents}
         wanted = [k for ks in keys.values() for k in ks]
-        found = self.cache.get_many(wanted) if wanted else {}
+        found = self.cache.get_many(wanted, tiers=result_tiers(self.cache)) if wanted else {}
         ids = {v for v in found.values() if isinstance(v, str)}
         stored = {d: m.document for d, m in self.load_manifests(sorted(ids)).items()}
         out: dict[str, Document] = {}

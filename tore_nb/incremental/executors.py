@@ -2,9 +2,11 @@
 
 Both receive `WorkItem`s (a page, the stages to compute, the results it already has) and return
 one `StageOutcome` per (page, stage). A stage that raises fails that page's stage (and the
-stages that require it) and nothing else. The Ray executor sends pages in chunks, about one
-per worker, retries chunks whose worker died (Ray's task retries) and re-runs failed pages
-as single tasks with `retry_exceptions`; a handful of pages run inline instead of starting Ray.
+stages that require it) and nothing else. The Ray executor sends pages in small units (a few
+pages a task, twice as many units in flight as the cluster runs at once, the next sent as one
+returns), retries units whose worker died (Ray's task retries) and re-runs failed pages as
+single tasks with `retry_exceptions`; a handful of pages run inline instead of starting Ray.
+Either way each page is claimed, computed and stored by `work.run_items`.
 
 >>> from tore_nb.incremental.stages import Pipeline, Stage
 >>> SerialExecutor().run([], Pipeline([Stage("n", lambda ctx: 1)]), {})
@@ -171,7 +173,7 @@ class RayExecutor:
     the driver's secret in their environment). `ray.init` is called only when needed and not
     already done (`init_kwargs` go to it).
 
-    >>> RayExecutor(num_cpus=2).inline_below
+    >>> RayExecutor(num_cpus=2).pages_per_task
     4
     """
 
@@ -182,6 +184,7 @@ class RayExecutor:
         num_cpus: int | None = None,
         num_gpus: int | None = None,
         chunks_per_worker: float = 1.0,
+        pages_per_task: int = 4,
         max_retries: int = 3,
         retries: int = 1,
         inline_below: int = 4,
@@ -190,7 +193,8 @@ class RayExecutor:
     ) -> None:
         self.address = address
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
-        self.chunks_per_worker = chunks_per_worker
+        self.chunks_per_worker = chunks_per_worker  # kept for callers; units are now small
+        self.pages_per_task = pages_per_task
         self.max_retries, self.retries, self.inline_below = max_retries, retries, inline_below
         self.init_kwargs = dict(init_kwargs or {})
         self.share_secret = share_secret
@@ -259,10 +263,12 @@ class RayExecutor:
         probe = make_probe(cache) if cache is not None and shared else None
         env = self._runtime_env(cache) if shared else None
         groups = _resource_groups(pipeline)
-        chunks = self._chunks(ray, items, pipeline)
+        chunks, workers = self._chunks(ray, items, pipeline)
         progress.start(sum(len(c) for c in chunks), "pages")
-        pending: dict[Any, tuple[list[WorkItem], int]] = {}
-        for chunk in chunks:
+        pending: dict[Any, tuple[list[WorkItem], int, int]] = {}  # ref -> items, done, chunk
+        left: dict[int, int] = {}  # chunk -> its tasks not returned yet
+
+        def submit(cid: int, chunk: list[WorkItem]) -> None:
             # a page counts as done when the last group with work for it returns
             last = [
                 max((i for i, g in enumerate(groups) if not g[0].isdisjoint(it.stages)), default=-1)
@@ -281,19 +287,27 @@ class RayExecutor:
                 ref = task.options(
                     num_cpus=cpus, num_gpus=gpus, max_retries=self.max_retries, **env_of(env)
                 ).remote(sub, pipe_ref, docs, cache_ref, shared, probe, *upstream)
-                pending[ref] = (sub, last.count(gi))
+                pending[ref] = (sub, last.count(gi), cid)
+                left[cid] = left.get(cid, 0) + 1
                 upstream = [*upstream, ref]
+
+        # small units, a bounded number in flight: a lost node loses only what it was running,
+        # and a worker that is done early takes the next unit instead of idling
+        queue = list(enumerate(chunks))[::-1]
+        limit = max(1, workers * 2)
+        while queue and len(left) < limit:
+            submit(*queue.pop())
         out: list[StageOutcome] = []
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    sub, finished = pending.pop(ref)
+                    sub, finished, cid = pending.pop(ref)
                     try:
                         out.extend(ray.get(ref))
                     except WorkerSecretError:
                         raise  # the whole run: every result of that node would be rejected
-                    except Exception as exc:  # a lost chunk fails its pages only
+                    except Exception as exc:  # a lost unit fails its pages only
                         msg = brief(exc)
                         out.extend(
                             StageOutcome(
@@ -304,6 +318,11 @@ class RayExecutor:
                         )
                     if finished:
                         progress.advance(finished)
+                    left[cid] -= 1
+                    if not left[cid]:
+                        del left[cid]
+                        while queue and len(left) < limit:
+                            submit(*queue.pop())
         finally:
             progress.close()
         return self._retry_failed(
@@ -312,14 +331,16 @@ class RayExecutor:
 
     def _chunks(
         self, ray: Any, items: Sequence[WorkItem], pipeline: Pipeline
-    ) -> list[list[WorkItem]]:
+    ) -> tuple[list[list[WorkItem]], int]:
+        """Units of at most `pages_per_task` pages of one document order, and how many run
+        at once on this cluster (its CPUs over the stages' CPU needs)."""
         cpus = ray.cluster_resources().get("CPU", 1.0)
         per_task = max(s.num_cpus for s in pipeline.stages) or 1.0
         workers = max(1, int(cpus // per_task))
-        n = max(1, min(len(items), math.ceil(workers * self.chunks_per_worker)))
         ordered = sorted(items, key=lambda it: (it.document_id, it.page.index))
-        size = math.ceil(len(ordered) / n)
-        return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        # a few pages a task, fewer when there are few pages: every worker gets some
+        size = max(1, min(self.pages_per_task, math.ceil(len(ordered) / workers)))
+        return [ordered[i : i + size] for i in range(0, len(ordered), size)], workers
 
     def _retry_failed(
         self,

@@ -161,7 +161,10 @@ class IncrementalProcessor:
         ids = [document_id_for(p) for p in path_list]
         # even a forced run diffs against what was seen before, so its report is right
         manifests = self.detector.load_manifests(ids)
-        prev_hits = self.cache.fetch_many([result_key(d, pipeline) for d in ids])
+        # small records: S3 holds them only when Redis cannot answer (see `result_tiers`)
+        prev_hits = self.cache.fetch_many(
+            [result_key(d, pipeline) for d in ids], tiers=result_tiers(self.cache)
+        )
         now = time.time()
         earlier: dict[str, tuple[ProcessingResult, str]] = {}
         for doc_id in ids:

@@ -32,11 +32,12 @@ __all__ = [
 
 
 def result_tiers(cache: MultiLevelCache, tiers: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The tiers to read page results from, fastest first: all of `tiers` (default: the
-    cache's), but a tier that takes no small entries (S3) only while no faster shared tier that
-    takes large ones (Redis) answers. Results are routed by size, so Redis holds every result
-    S3 holds but the huge ones (over `large_item_mb`): asking S3 after Redis missed would be a
-    billed request that almost always misses too.
+    """The tiers to read page results and document records (manifests, results) from,
+    fastest first: all of `tiers` (default: the cache's), but a tier that takes no small
+    entries (S3) only while no faster shared tier that takes large ones (Redis) answers. Entries
+    are routed by size, so Redis holds every entry S3 holds but the huge ones (over
+    `large_item_mb`): asking S3 after Redis missed would be a billed request that almost always
+    misses too.
 
     >>> import tempfile
     >>> from tore_nb.config import CacheConfig
