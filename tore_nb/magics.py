@@ -358,20 +358,31 @@ class TcacheMagics(Magics):
     @argument(
         "action",
         choices=["stats", "explain", "clear", "keys", "config", "dashboard", "auto"],
-        help="stats: per tier figures; dashboard: live per tier widget; "
+        help="stats [--all]: per tier figures, rounded (--all: every one); "
+        "dashboard: live per tier widget; "
         "explain [name]: what changed in a cell's key; "
         "clear [pattern]: remove entries (default: every cell and @cached entry); "
         "keys [pattern]: list keys; config: settings in force; "
         "auto [off]: cache every following cell without a %%tcache line",
     )
     @argument("target", nargs="?", default=None, help="a cell name, a key glob pattern, or on/off")
+    @argument(
+        "--all",
+        action="store_true",
+        dest="everything",
+        help="stats: every figure (p99, failed verification, refused writes, promoted, writes, "
+        "deletes, MB read and written), not only the ones read first",
+    )
     @line_magic("tcache")
     def tcache_line(self, line: str) -> Any:
         """Inspect and manage the notebook cache: stats, dashboard, explain, clear, keys, config."""
         args = parse_argstring(self.tcache_line, line)
         cache = self.cache
         if args.action == "stats":
-            return cache.to_frame()
+            from .widgets.figures import stats_frame
+
+            # the dashboard's names and rounding: one word per figure wherever it shows
+            return stats_frame(cache.snapshot(), everything=args.everything)
         if args.action == "dashboard":
             from .widgets import CacheDashboard
 

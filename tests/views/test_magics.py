@@ -159,6 +159,25 @@ def test_line_magic_stats_keys_clear_config(ip: Any, capsys: pytest.CaptureFixtu
     run(ip, "%%tcache\na = 1")
     stats = run(ip, "%tcache stats")
     assert isinstance(stats, pd.DataFrame) and stats["hits"].to_dict()["memory"] >= 1
+    # the columns read first, rounded; every figure with --all, each with one plain name
+    assert list(stats.columns) == [
+        "hit rate %",
+        "hits",
+        "misses",
+        "entries",
+        "size MB",
+        "p50 ms",
+        "p95 ms",
+        "errors",
+        "breaker",
+    ]
+    hits, misses = stats.loc["memory", "hits"], stats.loc["memory", "misses"]
+    assert stats.loc["memory", "hit rate %"] == round(100 * hits / (hits + misses), 1)
+    assert stats.loc["memory", "p50 ms"] == round(stats.loc["memory", "p50 ms"], 3)
+    everything = run(ip, "%tcache stats --all")
+    assert len(everything.columns) == 17 and list(everything.columns[:9]) == list(stats.columns)
+    assert {"failed verification", "refused writes", "promoted", "writes"} <= set(everything)
+    assert "rejected" not in everything.columns and "corrupt" not in everything.columns
     keys = run(ip, "%tcache keys")
     assert len(keys) == 1 and keys[0].startswith("tcache:cell:a:")
     capsys.readouterr()

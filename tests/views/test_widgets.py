@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import doctest
 import html
+import itertools
 import re
 import shutil
 import subprocess
@@ -22,11 +23,12 @@ from tore_nb.config import CacheConfig
 from tore_nb.tiered import MultiLevelCache
 
 if TYPE_CHECKING:
-    from tore_nb.testing import RedisServer
+    from tore_nb.testing import MotoS3, RedisServer
 
 import ipywidgets
 
 from tore_nb import widgets
+from tore_nb.widgets.dashboard import Live
 from tore_nb.widgets.thumbnails import encode_png
 
 
@@ -36,12 +38,13 @@ def cache(tmp_path: Path) -> MultiLevelCache:
 
 
 def tier_cell(table_html: str, tier: str, col: str) -> str:
-    """The text of one cell of the tier table (by data-tier and data-col)."""
-    row = re.search(rf'<tr data-tier="{tier}">(.*?)</tr>', table_html, re.S)
-    assert row, f"no row for {tier} in {table_html[:200]}"
-    cell = re.search(rf'<td data-col="{col}"[^>]*>(.*?)</td>', row.group(1), re.S)
-    assert cell
-    return html.unescape(re.sub(r"<[^>]+>", "", cell.group(1))).strip(" \u25cf")
+    """The text of one figure of a tier (by data-tier and data-col), in the main tier table or
+    in the details table."""
+    for row in re.findall(rf'<tr data-tier="{tier}">(.*?)</tr>', table_html, re.S):
+        cell = re.search(rf'<td data-col="{col}"[^>]*>(.*?)</td>', row, re.S)
+        if cell:
+            return html.unescape(re.sub(r"<[^>]+>", "", cell.group(1))).strip(" \u25cf")
+    raise AssertionError(f"no {col} for {tier} in {table_html[:300]}")
 
 
 def activity(cache: MultiLevelCache) -> None:
@@ -79,18 +82,91 @@ def test_dashboard_text_and_html(cache: MultiLevelCache) -> None:
     memory_line = next(line for line in text.splitlines() if line.startswith("memory"))
     assert memory_line.split()[1:5] == ["closed", "50.0%", "3", "3"]
     page = dash._repr_html_()
-    assert tier_cell(page, "memory", "hits") == "3"
+    assert tier_cell(page, "memory", "hits") == "3"  # in the details table
     assert tier_cell(page, "disk", "hits") == "2"
     assert tier_cell(page, "disk", "entries") == "3"
+    assert "<details" in page  # the exported page keeps the details, folded
     assert page.count('class="tore-nb-chart"') == 2  # hit rate and latency over time
-    assert "<circle" in page  # one interval so far: one point per series
-    activity(cache)
-    dash.refresh()
-    assert "<polyline" in dash.to_html()
+    assert "<circle" in page  # one bucket so far: one point per series
     bundle = dash._repr_mimebundle_()
     assert set(bundle) == {"text/plain", "text/html"}  # no kernel here: no widget view
     frame = dash.to_frame()
-    assert frame.loc["memory", "hits"] == 6
+    assert frame.loc["memory", "hits"] == 3
+
+
+def test_main_table_is_narrow_and_details_hold_the_rest(cache: MultiLevelCache) -> None:
+    dash = widgets.CacheDashboard(cache, interval=None)
+    main = re.search(r'<table class="tore-nb-tiers".*?</table>', dash.to_html(), re.S)
+    assert main
+    headers = re.findall(r"<th [^>]*>(.*?)</th>", main.group(0))
+    assert headers == ["tier", "breaker", "hit rate", "entries", "size MB", "p50 ms"]
+    details = re.search(r'<table class="tore-nb-tier-details".*?</table>', dash.to_html(), re.S)
+    assert details
+    assert re.findall(r"<th [^>]*>(.*?)</th>", details.group(0)) == [
+        "tier",
+        "hits",
+        "misses",
+        "p95 ms",
+        "errors",
+        "failed verification",
+        "refused writes",
+        "promoted",
+        "writes",
+    ]
+    # every header says what it counts
+    assert all('title="' in th for th in re.findall(r"<th [^>]*>", main.group(0)))
+
+
+def test_one_word_per_figure_and_problems_stay_visible(cache: MultiLevelCache) -> None:
+    dash = widgets.CacheDashboard(cache, interval=None)
+    stats = cache.metrics.tier("disk")
+    stats.corrupt, stats.rejected, stats.errors = 1, 2, 3
+    dash.refresh()
+    page = dash.to_html()
+    shown = re.sub(r"<[^>]+>", " ", page) + " ".join(re.findall(r'title="([^"]*)"', page))
+    assert "rejected" not in shown.lower()  # the word that meant two things is gone
+    problems = re.search(r'data-problems="disk"[^>]*>(.*?)<', page)
+    assert problems and problems.group(1) == "3 errors, 1 failed verification, 2 refused writes"
+    assert tier_cell(page, "disk", "corrupt") == "1" and tier_cell(page, "disk", "rejected") == "2"
+    assert "disk: 3 errors, 1 failed verification, 2 refused writes" in str(dash)
+
+
+def test_charts_bucket_hit_rate_by_clock_time() -> None:
+    from tore_nb.widgets.charts import Sample, bucketed, charts_html
+
+    # refreshes 0.1 s to 2 s apart for 10 minutes, memory hitting 3 lookups in 4: no zig-zag
+    samples, at, n = [], 1_000_000.0, 0
+    while at < 1_000_600.0:
+        samples.append(Sample(at, 4 * n, 3 * n, {"memory": (3 * n, n, 0.01)}))
+        at += 0.1 if n % 2 else 2.0
+        n += 1
+    (x0, x1), rate, latency = bucketed(samples)
+    assert x1 - x0 == pytest.approx(300.0)  # the last 5 minutes
+    xs = [x for x, _ in rate["memory"]]
+    assert all(b - a == 5.0 for a, b in itertools.pairwise(xs))  # 5 s buckets
+    values = [v for _, v in rate["memory"] if v is not None]
+    assert len(values) >= 55 and all(v == pytest.approx(75.0) for v in values)
+    assert {v for _, v in latency["memory"] if v is not None} == {0.01}
+    page = charts_html(samples)
+    assert "hit rate (%)" in page and "p50 latency (ms, log)" in page
+    assert page.count("time (local)") == 2 and "5 s buckets" in page
+    assert not re.search(r"last \d", page)  # no "last 0.1 s" labels
+    ticks = re.findall(r">(\d\d:\d\d)<", page)
+    assert len(ticks) >= 8  # clock times under both charts
+
+
+def test_views_follow_the_theme(cache: MultiLevelCache) -> None:
+    """Backgrounds and text colours come in pairs of theme variables with light fallbacks;
+    tints are translucent, so the front-end's own text reads on them in either theme."""
+    dash = widgets.CacheDashboard(cache, interval=None)
+    page = dash.to_html()
+    for th in re.findall(r"<th [^>]*>", page):
+        assert "background:var(--jp-layout-color2," in th and "color:var(--jp-ui-font-color1," in th
+    assert "#f5f5f5" not in page and '#fff"' not in page
+    for svg in re.findall(r"<svg [^>]*>", page):
+        assert "background:var(--jp-layout-color0,#ffffff)" in svg
+        assert "color:var(--jp-ui-font-color1,#212121)" in svg
+    assert all(c == "transparent" or c.startswith("rgba(") for c in widgets.STATUS_COLORS.values())
 
 
 def test_dashboard_widget_models_follow_the_cache(cache: MultiLevelCache) -> None:
@@ -98,11 +174,15 @@ def test_dashboard_widget_models_follow_the_cache(cache: MultiLevelCache) -> Non
     box = dash.widget()
     assert isinstance(box, ipywidgets.VBox)
     ui = dash.ui
-    assert tier_cell(ui.table.value, "memory", "hits") == "0"
+    assert tier_cell(ui.details.value, "memory", "hits") == "0"
+    assert ui.details.layout.display == "none"
+    ui.details_toggle.value = True
+    assert ui.details.layout.display == ""
     activity(cache)
     ui.refresh_button.click()
-    assert tier_cell(ui.table.value, "memory", "hits") == "3"
-    assert tier_cell(ui.table.value, "disk", "hits") == "2"
+    assert tier_cell(ui.details.value, "memory", "hits") == "3"
+    assert tier_cell(ui.details.value, "disk", "hits") == "2"
+    assert tier_cell(ui.table.value, "memory", "hit_rate") == "50.0%"
     assert tier_cell(ui.table.value, "memory", "state") == "closed"
     assert 'data-stat="hit_rate"' in ui.summary.value and "83.3%" in ui.summary.value
     assert ui.charts.value.count("<svg") == 2
@@ -123,7 +203,7 @@ def test_clearing_a_tier_needs_confirmation(cache: MultiLevelCache) -> None:
     ui.tier_select.value = "disk"
     ui.clear_button.click()
     assert ui.confirm_button.layout.display != "none"
-    assert "Clear every entry of tier disk (4 entries)" in ui.message.value
+    assert "Clear every entry of tier disk (4 entries now)" in ui.message.value
     assert len(list(cache.tier("disk").iter_keys())) == 4  # nothing happened yet
     ui.cancel_button.click()
     assert ui.confirm_button.layout.display == "none"
@@ -132,12 +212,26 @@ def test_clearing_a_tier_needs_confirmation(cache: MultiLevelCache) -> None:
     ui.confirm_button.click()
     assert list(cache.tier("disk").iter_keys()) == []
     assert cache.get("k0") == 0  # the memory tier was left alone
-    assert "Cleared 4 entries from disk" in ui.message.value
+    assert "Cleared 4 entries from disk." in ui.message.value
     assert tier_cell(ui.table.value, "disk", "entries") == "0"
     assert ui.confirm_button.layout.display == "none"
     assert dash.confirm_clear() == 0  # a confirm without a request does nothing
     with pytest.raises(ValueError, match="no tier 'redis'"):
         dash.request_clear("redis")
+
+
+def test_clear_counts_when_asked_and_says_what_it_removed(cache: MultiLevelCache) -> None:
+    dash = widgets.CacheDashboard(cache, interval=None)
+    for i in range(3):
+        cache.set(f"k{i}", i)
+    # no refresh since: the prompt counts the tier itself, not the dashboard's last figures
+    assert dash.request_clear("disk") == "Clear every entry of tier disk (3 entries now)? " + (
+        "Press Confirm."
+    )
+    for i in range(3, 5):
+        cache.set(f"k{i}", i)  # written between the question and the click
+    assert dash.confirm_clear() == 5
+    assert dash.message == "Cleared 5 entries from disk (2 written since you asked)."
 
 
 def test_live_refresh_on_a_timer(cache: MultiLevelCache) -> None:
@@ -147,11 +241,59 @@ def test_live_refresh_on_a_timer(cache: MultiLevelCache) -> None:
     cache.set("a", 1)
     cache.get("a")
     deadline = time.monotonic() + 5
-    while tier_cell(dash.ui.table.value, "memory", "hits") != "1":
+    while tier_cell(dash.ui.details.value, "memory", "hits") != "1":
         assert time.monotonic() < deadline, "the timer did not refresh the table"
         time.sleep(0.02)
     dash.ui.live_toggle.value = False
     assert not dash.live
+    dash.close()
+
+
+@pytest.mark.s3
+def test_an_idle_live_dashboard_lists_no_bucket(
+    tmp_path: Path, moto_server: MotoS3, s3_bucket: str
+) -> None:
+    """Live refreshes read in-process counters: S3 is listed (a billed request) only on
+    Refresh, or at most every `remote_usage_every` seconds after S3 itself was used."""
+    cache = MultiLevelCache(
+        CacheConfig(
+            disk_cache_path=str(tmp_path / "c"),
+            s3_cache_bucket=s3_bucket,
+            s3_endpoint_url=moto_server.endpoint_url,
+            s3_cache_region="us-east-1",
+        ),
+        secret=SECRET,
+    )
+    assert "s3" in cache.tier_names
+    dash = widgets.CacheDashboard(cache, interval=0.02)  # counts every tier once, when made
+    assert dash.shared == ("s3",)
+    lists: list[str] = []
+    client = cache.tier("s3").client  # type: ignore[attr-defined]
+    client.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: lists.append("L"))
+    dash.widget()
+    assert dash.live
+    cache.set("a", 1)  # local activity: memory and disk are counted again, S3 is not
+    cache.get("a")
+    deadline = time.monotonic() + 5
+    while tier_cell(dash.ui.details.value, "memory", "hits") != "1":
+        assert time.monotonic() < deadline, "the timer did not refresh the table"
+        time.sleep(0.02)
+    for _ in range(3):
+        Live.after_cell()  # what runs after every cell
+    time.sleep(1.0)  # ~50 timer refreshes while idle
+    cache.get("missing")  # S3 itself is asked (a GET): within 5 minutes of the last count
+    time.sleep(0.2)
+    assert lists == []
+    assert tier_cell(dash.ui.table.value, "disk", "entries") == "1"
+    dash.ui.refresh_button.click()  # on demand: one listing
+    assert len(lists) == 1
+    dash.remote_usage_every = 0.0  # "rarely" reached: counted once more, as S3 was used...
+    cache.get("missing-too")
+    time.sleep(0.3)
+    assert len(lists) == 2
+    time.sleep(0.3)  # ...and not again while nothing happens
+    assert len(lists) == 2
+    assert "s3 at " in dash.ui.counted.value
     dash.close()
 
 
@@ -180,13 +322,13 @@ def test_refresh_after_each_cell(cache: MultiLevelCache, shell: Any) -> None:
     dash.widget()  # registers the after-cell hook on the current shell
     shell.user_ns["cache"] = cache
     shell.run_cell("cache.set('x', 1); cache.get('x'); cache.get('x')")
-    assert tier_cell(dash.ui.table.value, "memory", "hits") == "2"
+    assert tier_cell(dash.ui.details.value, "memory", "hits") == "2"
     samples = len(dash.samples)
     shell.run_cell("1 + 1")  # nothing happened in the cache: no new chart point
     assert len(dash.samples) == samples
     dash.close()
     shell.run_cell("cache.get('x')")
-    assert tier_cell(dash.ui.table.value, "memory", "hits") == "2"  # closed: no longer refreshed
+    assert tier_cell(dash.ui.details.value, "memory", "hits") == "2"  # closed: no longer refreshed
 
 
 def test_breaker_state_is_shown_when_redis_goes_away(
@@ -204,8 +346,9 @@ def test_breaker_state_is_shown_when_redis_goes_away(
     for i in range(4):
         cache.get(f"missing{i}")
     dash.refresh(usage=True)
-    assert tier_cell(dash.ui.table.value, "redis", "state") == "open"
-    assert int(tier_cell(dash.ui.table.value, "redis", "errors")) >= 1
+    assert tier_cell(dash.ui.table.value, "redis", "state").startswith("open")
+    assert int(tier_cell(dash.ui.details.value, "redis", "errors")) >= 1
+    assert "error" in tier_cell(dash.ui.table.value, "redis", "state")  # not hidden
     assert re.search(r"^redis\s+open", str(dash), re.M)
 
 

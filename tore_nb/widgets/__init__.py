@@ -1,14 +1,18 @@
 """Views of the cache and of incremental runs: a live dashboard, a change report, run progress.
 
+Colours follow JupyterLab's theme (light or dark) through its CSS variables, with light
+fallbacks for front-ends without them (VS Code, Voila, exported HTML).
+
 Each view is a plain object over plain data (a cache's `MetricsSnapshot`, a `RunResult`, progress
 counts) with a text form for terminals (`str(view)`) and an HTML form for exported notebooks
 (`view._repr_html_()`). The ipywidgets face is built lazily, only when the view is displayed in
 a Jupyter kernel, so importing this module costs nothing.
 
-- `CacheDashboard(cache)`: per tier hit rate, hits, misses, entries, size, latency, errors and
-  breaker state, the compute time saved, and charts of hit rate and latency over time. It
-  refreshes after every cell, on a timer while cells run, and on its button; a tier can be
-  cleared from it after a confirmation. `%tcache dashboard` shows one.
+- `CacheDashboard(cache)`: per tier hit rate, entries, size, latency and breaker state (the
+  other figures under Details), the compute time saved, and charts of hit rate and latency
+  over the last minutes. It refreshes after every cell, on a timer while Live is on, and on its
+  button, asking the stores for sizes only when something changed; a tier can be cleared from
+  it after a confirmation. `%tcache dashboard` shows one.
 - `ChangeReportView(run)`: an incremental run's change report with status colours, a summary
   per document, and thumbnails of changed pages beside their previous version.
 - `RunProgress()`: a progress callback for `IncrementalProcessor` (Ray runs included): pages
@@ -26,7 +30,8 @@ Modules, each with one job; each imports only those above it in this list:
 
 - `tables`: escaping, numbers, text and HTML tables
 - `base`: `View`, the text, HTML and widget forms every view has
-- `charts`: the dashboard's SVG charts of hit rate and latency over time
+- `figures`: the per-tier figures, one plain name each (the dashboard, `%tcache stats`)
+- `charts`: the dashboard's SVG charts of hit rate and latency over clock time
 - `thumbnails`: PDF pages rendered to PNG (`page_thumbnail`)
 - `dashboard`: `CacheDashboard`, `show_dashboard`
 - `report`: `ChangeReportView`
@@ -39,9 +44,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .charts import TIER_COLORS as TIER_COLORS
 from .charts import Sample as Sample
 from .dashboard import CacheDashboard, show_dashboard
+from .figures import TIER_COLORS as TIER_COLORS
 from .progress import RunProgress
 from .report import STATUS_COLORS as STATUS_COLORS
 from .report import ChangeReportView

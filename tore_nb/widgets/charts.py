@@ -1,29 +1,38 @@
-"""The dashboard's charts: hit rate and latency per tier over time, as inline SVG.
+"""The dashboard's charts: hit rate and latency per tier over wall-clock time, as inline SVG.
 
 No plotting library: the charts are SVG strings that render in any HTML output, exported
-notebooks and the docs site included. A `Sample` holds a cache's cumulative counters at one
-moment; the charts plot the differences between consecutive samples.
+notebooks and the docs site included, at no import cost. A `Sample` holds a cache's cumulative
+counters at one moment. The charts cut the last `WINDOW_S` seconds into fixed `BUCKET_S`
+buckets aligned to the clock and plot, per bucket, the hit rate of the lookups made in it and
+the p50 latency of the tiers that saw lookups: refreshes that come seconds or milliseconds
+apart no longer make the lines zig-zag. A bucket without lookups leaves a gap.
 """
 
 from __future__ import annotations
 
-import itertools
+import bisect
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .tables import FONT, esc
+from .figures import TIER_COLORS
+from .tables import BORDER, FONT, SURFACE, esc
 
 if TYPE_CHECKING:
     from ..stats import MetricsSnapshot
 
-TIER_COLORS = {"memory": "#4c78a8", "disk": "#f58518", "redis": "#e45756", "s3": "#54a24b"}
+WINDOW_S = 300.0  # the charts show the last 5 minutes...
+BUCKET_S = 5.0  # ...in 5 s buckets
+_MIN_SPAN_S = 60.0  # a young dashboard still shows a minute, not a squashed few seconds
+
+Series = dict[str, list[tuple[float, float | None]]]
 
 
 @dataclass(frozen=True)
 class Sample:
-    """Cumulative counters at one moment, the raw material of the charts."""
+    """Cumulative counters at one moment (Unix time `at`), the raw material of the charts."""
 
     at: float
     requests: int
@@ -32,7 +41,7 @@ class Sample:
 
 
 def take_sample(snap: MetricsSnapshot, at: float) -> Sample:
-    """The counters of a cache's snapshot taken at time `at` (seconds), for the charts.
+    """The counters of a cache's snapshot taken at Unix time `at`, for the charts.
 
     >>> import tempfile
     >>> from tore_nb import CacheConfig, MultiLevelCache
@@ -44,14 +53,60 @@ def take_sample(snap: MetricsSnapshot, at: float) -> Sample:
     return Sample(at, snap.total_requests, snap.hits, tiers)
 
 
-def _span(seconds: float) -> str:
-    """A duration for an axis label: 4.2 s, 38 s, 12 min."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+def bucketed(
+    samples: Sequence[Sample], *, window: float = WINDOW_S, bucket: float = BUCKET_S
+) -> tuple[tuple[float, float], Series, Series]:
+    """The x range and, per bucket midpoint, hit rate (%) and p50 latency (ms) per tier.
+
+    Hit rates have an "all" series (every lookup of the cache). A value is None where the
+    bucket saw no lookups there.
+
+    >>> a = Sample(0.0, 0, 0, {"memory": (0, 0, None)})
+    >>> s = [a, Sample(3.0, 4, 3, {"memory": (3, 1, 0.1)})]
+    >>> _, rate, latency = bucketed(s)
+    >>> rate["memory"][0], latency["memory"][0]
+    ((2.5, 75.0), (2.5, 0.1))
+    """
+    if not samples:
+        return (0.0, _MIN_SPAN_S), {}, {}
+    times = [s.at for s in samples]
+    end = times[-1]
+    start = max(times[0], end - window)
+    start = min(start, end - _MIN_SPAN_S)
+    first = math.floor(max(start, times[0]) / bucket) * bucket
+    names = list(samples[-1].tiers)
+    rate: Series = {"all": [], **{n: [] for n in names}}
+    latency: Series = {n: [] for n in names}
+
+    def last_before(t: float) -> Sample | None:
+        # strictly before: a sample taken at a bucket's start counts in that bucket
+        i = bisect.bisect_left(times, t)
+        return samples[i - 1] if i else None
+
+    b = first
+    while b <= end:
+        before, after = last_before(b), last_before(b + bucket)
+        x = b + bucket / 2
+        if before is None:  # the first bucket: counted from the first sample
+            before = samples[0]
+        if after is None or after is before:
+            for series in (*rate.values(), *latency.values()):
+                series.append((x, None))
+            b += bucket
+            continue
+        looked = after.requests - before.requests
+        rate["all"].append((x, 100.0 * (after.hits - before.hits) / looked if looked else None))
+        for n in names:
+            h0, m0, _ = before.tiers.get(n, (0, 0, None))
+            h1, m1, p50 = after.tiers.get(n, (0, 0, None))
+            d = (h1 - h0) + (m1 - m0)
+            rate[n].append((x, 100.0 * (h1 - h0) / d if d > 0 else None))
+            latency[n].append((x, p50 if d > 0 else None))
+        b += bucket
+    return (start, end), rate, latency
 
 
-def _segments(points: Iterable[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
+def _segments(points: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
     """Split a series at its gaps (None values) into drawable runs."""
     out: list[list[tuple[float, float]]] = [[]]
     for x, y in points:
@@ -63,25 +118,34 @@ def _segments(points: Iterable[tuple[float, float | None]]) -> list[list[tuple[f
     return [s for s in out if s]
 
 
+def _time_ticks(x0: float, x1: float) -> tuple[list[float], str]:
+    """Round clock times for the x axis, at most 6, and their strftime format."""
+    for step in (5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600):
+        if (x1 - x0) / step <= 5:
+            break
+    first = float(math.ceil(x0 / step) * step)
+    ticks = [first + i * step for i in range(int((x1 - first) // step) + 1)]
+    return ticks, "%H:%M" if step >= 60 else "%H:%M:%S"
+
+
 def _chart_svg(
     title: str,
-    series: Mapping[str, list[tuple[float, float | None]]],
+    series: Series,
+    x_range: tuple[float, float],
     *,
+    y_label: str,
     y_range: tuple[float, float],
     log_scale: bool = False,
-    unit: str = "",
-    width: int = 340,
-    height: int = 140,
+    width: int = 400,
+    height: int = 180,
 ) -> str:
-    """A small line chart as inline SVG: no plotting library, renders in any HTML output."""
-    pad_l, pad_r, pad_t, pad_b = 46, 8, 20, 18
+    """A line chart over clock time as inline SVG, its colours from the theme (see tables)."""
+    pad_l, pad_r, pad_t, pad_b = 58, 10, 22, 44
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
-    xs = [x for pts in series.values() for x, y in pts if y is not None]
+    x0, x1 = x_range
     lo, hi = y_range
     if log_scale:
         lo, hi = math.log10(lo), math.log10(hi)
-    x0, x1 = (min(xs), max(xs)) if xs else (0.0, 1.0)
-    x1 = x1 if x1 > x0 else x0 + 1.0
 
     def px(x: float) -> float:
         return pad_l + plot_w * (x - x0) / (x1 - x0)
@@ -91,31 +155,47 @@ def _chart_svg(
         v = min(max(v, lo), hi)
         return pad_t + plot_h * (1.0 - (v - lo) / (hi - lo))
 
+    # text is filled with currentColor: the SVG's own colour, paired with its background
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'class="tore-nb-chart" role="img" aria-label="{esc(title)}" '
-        f'style="{FONT};background:#fff;margin:4px 12px 4px 0">',
-        f'<text x="{pad_l}" y="13" font-size="12" font-weight="600">{esc(title)}</text>',
+        f'style="{FONT};{SURFACE};margin:4px 12px 4px 0">',
+        f'<text x="{pad_l}" y="14" font-size="12" font-weight="600" fill="currentColor">'
+        f"{esc(title)}</text>",
         f'<rect x="{pad_l}" y="{pad_t}" width="{plot_w}" height="{plot_h}" fill="none" '
-        f'stroke="#ccc"/>',
+        f'style="stroke:{BORDER}"/>',
+        f'<text transform="translate(12,{pad_t + plot_h / 2:.0f}) rotate(-90)" font-size="10" '
+        f'text-anchor="middle" fill="currentColor">{esc(y_label)}</text>',
+        f'<text x="{pad_l + plot_w / 2:.0f}" y="{height - 18}" font-size="10" '
+        f'text-anchor="middle" fill="currentColor">time (local)</text>',
     ]
     ticks = range(math.floor(lo), math.ceil(hi) + 1) if log_scale else (lo, (lo + hi) / 2, hi)
     for tick in ticks:
-        value = 10**tick if log_scale else tick
-        label = f"{value:.3g}{unit}"
+        label = f"{10**tick:g}" if log_scale else f"{tick:g}"
         y = pad_t + plot_h * (1.0 - (tick - lo) / (hi - lo))
         parts.append(
-            f'<text x="{pad_l - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" '
-            f'fill="#666">{esc(label)}</text>'
+            f'<text x="{pad_l - 4}" y="{y + 3.5:.1f}" font-size="10" text-anchor="end" '
+            f'fill="currentColor">{esc(label)}</text>'
         )
-    if not xs:
+    xticks, fmt = _time_ticks(x0, x1)
+    for tick in xticks:
+        x = px(tick)
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{pad_t + plot_h}" y2="{pad_t + plot_h + 3}" '
+            f'style="stroke:{BORDER}"/><text x="{x:.1f}" y="{pad_t + plot_h + 13}" '
+            f'font-size="9" text-anchor="middle" fill="currentColor">'
+            f"{time.strftime(fmt, time.localtime(tick))}</text>"
+        )
+    if not any(y is not None for pts in series.values() for _, y in pts):
         parts.append(
             f'<text x="{pad_l + plot_w / 2}" y="{pad_t + plot_h / 2}" font-size="11" '
-            f'text-anchor="middle" fill="#999">waiting for cache activity</text>'
+            f'text-anchor="middle" fill="currentColor" opacity="0.75">'
+            f"waiting for cache activity</text>"
         )
     legend_x = pad_l
     for name, pts in series.items():
-        color = TIER_COLORS.get(name, "#333")
+        # "all" follows the text colour; the tiers keep the colours of the table
+        color = TIER_COLORS.get(name, "currentColor")
         for seg in _segments(pts):
             if len(seg) == 1:
                 x, y = seg[0]
@@ -126,48 +206,47 @@ def _chart_svg(
                     f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.6"/>'
                 )
         parts.append(
-            f'<text x="{legend_x}" y="{height - 4}" font-size="10" fill="{color}">'
-            f"&#9632; {esc(name)}</text>"
+            f'<rect x="{legend_x}" y="{height - 11}" width="8" height="8" fill="{color}"/>'
+            f'<text x="{legend_x + 11}" y="{height - 3}" font-size="10" fill="currentColor">'
+            f"{esc(name)}</text>"
         )
-        legend_x += 8 + 7 * len(name) + 12
-    parts.append(
-        f'<text x="{width - pad_r}" y="{height - 4}" font-size="10" text-anchor="end" '
-        f'fill="#666">last {_span(x1 - x0)}</text>'
-    )
+        legend_x += 11 + 6 * len(name) + 14
     parts.append("</svg>")
     return "".join(parts)
 
 
-def charts_html(samples: Sequence[Sample]) -> str:
-    """Hit rate per tier between consecutive samples, and p50 latency per tier (log scale).
+def charts_html(
+    samples: Sequence[Sample], *, window: float = WINDOW_S, bucket: float = BUCKET_S
+) -> str:
+    """Hit rate and p50 latency per tier over the last `window` s, in `bucket` s buckets.
 
     >>> charts_html([Sample(0.0, 0, 0, {}), Sample(1.0, 2, 1, {})]).count("<svg")
     2
     """
     if not samples:
         return ""
-    t0 = samples[0].at
-    names = list(samples[-1].tiers)
-    rate: dict[str, list[tuple[float, float | None]]] = {"all": []}
-    latency: dict[str, list[tuple[float, float | None]]] = {n: [] for n in names}
-    rate.update({n: [] for n in names})
-    for prev, cur in itertools.pairwise(samples):
-        x = cur.at - t0
-        looked = cur.requests - prev.requests
-        rate["all"].append((x, 100.0 * (cur.hits - prev.hits) / looked if looked > 0 else None))
-        for n in names:
-            h0, m0, _ = prev.tiers.get(n, (0, 0, None))
-            h1, m1, p50 = cur.tiers.get(n, (0, 0, None))
-            d = (h1 - h0) + (m1 - m0)
-            rate[n].append((x, 100.0 * (h1 - h0) / d if d > 0 else None))
-            latency[n].append((x, p50 if p50 is not None and d > 0 else None))
+    x_range, rate, latency = bucketed(samples, window=window, bucket=bucket)
     lat_values = [y for pts in latency.values() for _, y in pts if y is not None and y > 0]
     lo = 10 ** math.floor(math.log10(min(lat_values))) if lat_values else 0.001
     hi = 10 ** math.ceil(math.log10(max(lat_values))) if lat_values else 10.0
     hi = hi if hi > lo else lo * 10
+    every = f"{bucket:g} s buckets"
     return (
         '<div class="tore-nb-charts">'
-        + _chart_svg("hit rate between refreshes", rate, y_range=(0.0, 100.0), unit="%")
-        + _chart_svg("p50 latency (ms)", latency, y_range=(lo, hi), log_scale=True)
+        + _chart_svg(
+            f"Hit rate per tier ({every})",
+            rate,
+            x_range,
+            y_label="hit rate (%)",
+            y_range=(0.0, 100.0),
+        )
+        + _chart_svg(
+            f"Lookup latency per tier, p50 ({every})",
+            latency,
+            x_range,
+            y_label="p50 latency (ms, log)",
+            y_range=(lo, hi),
+            log_scale=True,
+        )
         + "</div>"
     )

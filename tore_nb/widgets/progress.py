@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .base import View, in_kernel, ipywidgets_module, widgets_available
-from .tables import FONT, esc
+from .tables import FONT, TRACK, esc
 
 if TYPE_CHECKING:
     from ..incremental.results import RunResult
@@ -116,7 +116,7 @@ class RunProgress(View):
         )
         return (
             f'<div class="tore-nb-progress" style="{FONT}">'
-            f'<div style="width:260px;height:10px;background:#eee;display:inline-block;'
+            f'<div style="width:260px;height:10px;background:{TRACK};display:inline-block;'
             f'vertical-align:middle;margin-right:8px"><div style="height:10px;'
             f'width:{round(260 * min(frac, 1.0))}px;background:{color}"></div></div>'
             f"{esc(self.to_text())}</div>"

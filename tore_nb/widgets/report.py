@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import View, ipywidgets_module
-from .tables import FONT, esc, html_table, text_table
+from .tables import BORDER, FAILED_TINT, FONT, MUTED, esc, html_table, text_table
 from .thumbnails import page_thumbnail
 
 if TYPE_CHECKING:
@@ -24,12 +24,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tore_nb.widgets")
 
+#: row tints by status: translucent, so the front-end's own text reads on them in light and
+#: dark themes alike (an opaque pastel under light theme text is unreadable)
 STATUS_COLORS = {
-    "added": "#e3f4e6",
-    "modified": "#fff1d6",
-    "moved": "#e4edfb",
-    "removed": "#fbe3e3",
-    "unchanged": "#ffffff",
+    "added": "rgba(46,160,67,0.22)",
+    "modified": "rgba(230,160,0,0.26)",
+    "moved": "rgba(56,120,220,0.22)",
+    "removed": "rgba(220,50,50,0.24)",
+    "unchanged": "transparent",
 }
 
 
@@ -96,7 +98,7 @@ class ChangeReportView(View):
         """The change report as a pandas Styler with a background colour per status."""
 
         def colour(row: pd.Series) -> list[str]:
-            bg = STATUS_COLORS.get(str(row["status"]), "#fff")
+            bg = STATUS_COLORS.get(str(row["status"]), "transparent")
             return [f"background-color: {bg}"] * len(row)
 
         return self.report.style.apply(colour, axis=1)
@@ -206,13 +208,13 @@ class ChangeReportView(View):
                     out[i] = f'<span style="font-weight:600">{out[i]}</span>'
                 elif v == "failed":
                     out[i] = (
-                        f'<span style="color:#c62828;font-weight:600" title="'
-                        f'{esc(r.error or "")}">{out[i]}</span>'
+                        f'<span style="background:{FAILED_TINT};font-weight:600;padding:0 3px" '
+                        f'title="{esc(r.error or "")}">{out[i]}</span>'
                     )
             cells.append(out)
         attrs = [
             f'data-status="{esc(r.status)}" style="background:'
-            f'{STATUS_COLORS.get(r.status, "#fff")}"'
+            f'{STATUS_COLORS.get(r.status, "transparent")}"'
             for r in rows[: self.max_rows]
         ]
         more = (
@@ -225,7 +227,8 @@ class ChangeReportView(View):
     def _summary_html(self) -> str:
         head, rows = self._summary_rows()
         failures = "".join(
-            f'<div style="color:#c62828;{FONT}">FAILED {esc(p)}: {esc(w)}</div>'
+            f'<div data-failed="{esc(p)}" style="{FONT};background:{FAILED_TINT};'
+            f'padding:2px 6px;margin:2px 0">FAILED {esc(p)}: {esc(w)}</div>'
             for p, w in self.run.failures.items()
         )
         if not rows:
@@ -243,19 +246,18 @@ class ChangeReportView(View):
             if data is None:
                 return (
                     f'<div style="width:{self.thumb_width}px;height:60px;border:1px dashed '
-                    f"#bbb;color:#999;font-size:11px;display:flex;align-items:center;"
+                    f"{BORDER};{MUTED};font-size:11px;display:flex;align-items:center;"
                     f'justify-content:center">{esc(label)}</div>'
                 )
             src = base64.b64encode(data).decode("ascii")
             return (
                 f'<img src="data:image/png;base64,{src}" alt="{esc(label)}" '
-                f'style="width:{self.thumb_width}px;border:1px solid #ccc"/>'
+                f'style="width:{self.thumb_width}px;border:1px solid {BORDER}"/>'
             )
 
         def labelled(data: bytes | None, label: str, missing: str) -> str:
             return (
-                f'<div><div style="font-size:10px;color:#666">{label}</div>'
-                f"{img(data, missing)}</div>"
+                f'<div><div style="font-size:10px;{MUTED}">{label}</div>{img(data, missing)}</div>'
             )
 
         figures = []
@@ -267,8 +269,8 @@ class ChangeReportView(View):
                 pair.append(labelled(after, "now", "page not readable"))
             caption = (
                 f"{esc(r.document)} p.{esc(_position(r))} "
-                f'<b style="background:{STATUS_COLORS.get(r.status, "#fff")}">'
-                f"{esc(r.status)}</b>"
+                f'<b data-caption="{esc(r.status)}" style="padding:0 4px;border-radius:3px;'
+                f'background:{STATUS_COLORS.get(r.status, "transparent")}">{esc(r.status)}</b>'
             )
             figures.append(
                 f'<figure style="display:inline-block;margin:4px 12px 8px 0;{FONT}">'

@@ -1,7 +1,12 @@
-"""Text and HTML building blocks shared by the views: escaping, numbers, tables, the font.
+"""Text and HTML building blocks shared by the views: escaping, numbers, tables, theme colours.
 
 Plain string functions, no widgets: a text table padded to its widest cell (numbers
 right-aligned) for terminals, and an HTML table for exported notebooks and the widgets' HTML.
+
+Colours come from JupyterLab's theme variables, each with a light fallback for front-ends that
+do not define them (VS Code, exported HTML): a background and its text colour are always set as
+a pair, so that a fallback never meets a theme colour (white text on a light grey). Body text
+is not coloured at all: it inherits the front-end's, which suits its background.
 """
 
 from __future__ import annotations
@@ -10,7 +15,19 @@ import html
 from collections.abc import Sequence
 
 FONT = "font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:13px"
-_CELL = "padding:2px 8px;border-bottom:1px solid #ddd"
+#: a header or panel: background and text as one pair, the theme's or both light fallbacks
+HEAD = "background:var(--jp-layout-color2,#eeeeee);color:var(--jp-ui-font-color1,#212121)"
+#: a plot or card surface, with its text colour
+SURFACE = "background:var(--jp-layout-color0,#ffffff);color:var(--jp-ui-font-color1,#212121)"
+#: secondary text (labels, captions): the inherited colour, fainter, reads on any background
+MUTED = "opacity:0.75"
+#: lines and frames
+BORDER = "var(--jp-border-color2,#d0d0d0)"
+#: the empty part of a bar (hit rate, progress)
+TRACK = "var(--jp-layout-color3,#e0e0e0)"
+#: a failure: a red tint under inherited text reads in both themes, red text would not
+FAILED_TINT = "rgba(229,57,53,0.28)"
+_CELL = f"padding:2px 8px;border-bottom:1px solid {BORDER}"
 
 
 def esc(value: object) -> str:
@@ -76,15 +93,21 @@ def html_table(
     css_class: str,
     row_attrs: Sequence[str] | None = None,
     keys: Sequence[str] | None = None,
+    titles: Sequence[str] | None = None,
 ) -> str:
-    """An HTML table whose cells are already escaped HTML; `keys` name the data-col attributes.
+    """An HTML table whose cells are already escaped HTML; `keys` name the data-col attributes,
+    `titles` are the headers' tooltips.
 
     >>> html_table(["tier"], [["memory"]], css_class="t").count('<td data-col="tier"')
     1
     """
     keys = keys or header
+    tips = titles or [""] * len(header)
     head = "".join(
-        f'<th style="{_CELL};text-align:left;background:#f5f5f5">{esc(h)}</th>' for h in header
+        f'<th style="{_CELL};text-align:left;{HEAD}"'
+        + (f' title="{esc(tip)}"' if tip else "")
+        + f">{esc(h)}</th>"
+        for h, tip in zip(header, tips, strict=True)
     )
     body = []
     for i, row in enumerate(rows):
