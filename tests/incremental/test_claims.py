@@ -23,28 +23,29 @@ import json, os, sys, time
 from tore_nb import CacheConfig, MultiLevelCache
 from tore_nb.incremental import IncrementalProcessor, Stage
 
-log, hang_on = sys.argv[1], sys.argv[2]
+log = sys.argv[1]
 
 def chars(ctx):
     with open(log, "a") as f:
         f.write(f"{os.getpid()} {ctx.page.identity}\n")
-    if ctx.page.identity.startswith(hang_on):
+    if os.path.exists(f"hang-{ctx.page.identity}"):  # a flag file: the code stays the same
         time.sleep(60)  # killed meanwhile
     time.sleep(0.2)  # pages take a while, so that the kernels overlap
     return len(ctx.text())
 
 cache = MultiLevelCache(CacheConfig.from_env())
-run = IncrementalProcessor(cache, stages=[Stage("chars", chars)]).process(sys.argv[3:])
+run = IncrementalProcessor(cache, stages=[Stage("chars", chars)]).process(sys.argv[2:])
 s = run.summary()
 print(json.dumps({
     "computed": int(s.results_computed.sum()), "duplicates": int(s.duplicates.sum()),
+    "retries": int(s.retries.sum()),
     "results": [[p["chars"] for p in d.pages] for d in run.documents],
 }))
 """
 
 
 def kernel(
-    tmp_path: Path, name: str, redis_url: str, log: Path, docs: list[Path], hang_on: str = "-"
+    tmp_path: Path, name: str, redis_url: str, log: Path, docs: list[Path]
 ) -> subprocess.Popen[str]:
     env = {
         **os.environ,
@@ -54,7 +55,7 @@ def kernel(
         "TORE_NB_CLAIM_LEASE": "1.5",
         "PYTHONPATH": str(REPO),
     }
-    args = [sys.executable, "-c", KERNEL, str(log), hang_on, *map(str, docs)]
+    args = [sys.executable, "-c", KERNEL, str(log), *map(str, docs)]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
 
 
@@ -85,19 +86,26 @@ def test_a_page_whose_claimant_died_is_taken_over_within_a_lease(
     tmp_path: Path, private_redis: Any
 ) -> None:
     """A kernel killed while computing a page (out of memory, interrupted) leaves its claim:
-    the other kernel waits for that page's result, then takes it over once the lease lapses."""
+    the other kernel waits for that page's result, then takes it over once the lease lapses,
+    and its report counts that page's second attempt."""
     log = tmp_path / "computed.log"
     doc = pdf("us-036.pdf")
     from tore_nb.incremental.documents import read_document
 
     first = read_document(doc).pages[0].identity
-    doomed = kernel(tmp_path, "doomed", private_redis.url, log, [doc], hang_on=first)
+    hang = tmp_path / f"hang-{first}"
+    hang.touch()  # the doomed kernel hangs on the first page
+    doomed = kernel(tmp_path, "doomed", private_redis.url, log, [doc])
     deadline = time.monotonic() + 60
     while not (log.exists() and first in log.read_text()):
         assert time.monotonic() < deadline and doomed.poll() is None
         time.sleep(0.05)
+    hang.unlink()  # the survivor will not hang there when it takes the page over
     survivor = kernel(tmp_path, "survivor", private_redis.url, log, [doc])
-    time.sleep(0.5)  # the survivor finds the first page claimed and waits for it
+    # the survivor finds the first page claimed, computes the other two, then waits for it
+    while sum(pid == survivor.pid for pid, _ in computations(log)) < 2:
+        assert time.monotonic() < deadline and survivor.poll() is None
+        time.sleep(0.05)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=10)
     t0 = time.monotonic()
@@ -110,6 +118,7 @@ def test_a_page_whose_claimant_died_is_taken_over_within_a_lease(
     assert by_pid[doomed.pid] == [first]  # it got no further
     assert sorted(by_pid[survivor.pid]) == sorted(p.identity for p in read_document(doc).pages)
     assert out["computed"] == 3 and out["duplicates"] == 0
+    assert out["retries"] == 1, out  # the page taken over is a second attempt, and says so
 
 
 @pytest.mark.parametrize("raw", ["0", "abc", "nan", "99999"])

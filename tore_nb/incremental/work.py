@@ -164,7 +164,7 @@ def run_items(
         if docs is None:
             docs = stack.enter_context(OpenDocuments(sources, cache))
 
-        def one(it: WorkItem) -> None:
+        def one(it: WorkItem, attempt: int = 1) -> None:
             key = ""
             need = [s for s in it.stages if pipeline.key(s, it.page.identity) not in found]
             if claims is not None and claims.active and need and not it.force:
@@ -182,6 +182,8 @@ def run_items(
                     page = [
                         replace(o, duplicate=True) if o.source == "computed" else o for o in page
                     ]
+            if attempt > 1:  # taken over from a worker that died or failed: say so
+                page = [replace(o, attempts=attempt) if o.source == "computed" else o for o in page]
             out.extend(page)
             if on_page is not None:
                 on_page()
@@ -205,7 +207,7 @@ def _await_others(
     cache: MultiLevelCache,
     shared_tiers: Sequence[str],
     claims: Claims,
-    compute: Callable[[WorkItem], None],
+    compute: Callable[[WorkItem, int], None],
     out: list[StageOutcome],
     on_page: Callable[[], None] | None,
 ) -> None:
@@ -246,7 +248,7 @@ def _await_others(
                     common = (it.document_id, it.page.index, it.page.identity, s)
                     out.append(StageOutcome(*common, value=value, source=h.tier, cost=cost))
             todo = tuple(s for s in it.stages if s not in known)
-            compute(WorkItem(it.document_id, it.page, todo, known, it.force))
+            compute(WorkItem(it.document_id, it.page, todo, known, it.force), 2)
         if waiting:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
