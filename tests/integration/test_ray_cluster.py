@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,7 @@ from tore_nb.tiered import MultiLevelCache
 pytestmark = pytest.mark.ray
 
 HOST = "127.0.0.2"
+SECOND = "127.0.0.3"  # a second node on its own loopback address
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
@@ -72,8 +75,60 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+class Node:
+    """One `ray start --block` process group: the node and everything it started."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ray.scripts.scripts", "start", *args, "--block"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.started: set[int] = set()
+
+    def wait_for_raylet(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.started |= descendants(self.proc.pid)
+            if self.proc.poll() is not None:
+                pytest.fail(f"ray start exited with {self.proc.returncode}", pytrace=False)
+            if any("raylet" in _cmdline(p) for p in self.started):
+                return
+            time.sleep(0.5)
+        pytest.fail("no raylet started", pytrace=False)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """End exactly the processes this node started (never `ray stop`)."""
+        self.started |= descendants(self.proc.pid)
+        pids = [self.proc.pid, *self.started]
+        for pid in pids:
+            _signal(pid, sig)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.2)
+            self.proc.poll()
+        for pid in pids:
+            _signal(pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def _node_args(ip: str) -> list[str]:
+    return [
+        f"--node-ip-address={ip}",
+        "--num-cpus=1",
+        "--object-store-memory=100000000",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        "--disable-usage-stats",
+    ]
+
+
 @pytest.fixture(scope="module")
-def ray_head() -> Iterator[str]:
+def ray_cluster() -> Iterator[tuple[str, Node]]:
+    """A head on 127.0.0.2 and a second node on 127.0.0.3 (1 CPU each); yields the address
+    and the second node, which a test may kill."""
     # `ray start` run by this interpreter: the head and its workers see the packages the tests see
     if importlib.util.find_spec("ray.scripts.scripts") is None:
         if CI:
@@ -84,62 +139,45 @@ def ray_head() -> Iterator[str]:
     if ray.is_initialized():
         ray.shutdown()
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
-    head = subprocess.Popen(
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "TORE_NB_SECRET": SECRET.decode(),  # every node signs as the drivers do
+    }
+    address = f"{HOST}:{port}"
+    head = Node(
         [
-            sys.executable,
-            "-m",
-            "ray.scripts.scripts",
-            "start",
             "--head",
             f"--port={port}",
             f"--ray-client-server-port={free_port()}",
             f"--dashboard-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            f"--node-ip-address={HOST}",
-            "--num-cpus=1",
             "--include-dashboard=false",
-            "--block",
-            "--disable-usage-stats",
+            *_node_args(HOST),
         ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        env,
     )
-    started: set[int] = set()
+    nodes = [head]
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            started |= descendants(head.pid)
-            if head.poll() is not None:
-                pytest.fail(f"ray start exited with {head.returncode}", pytrace=False)
-            if any("raylet" in _cmdline(p) for p in started):
-                break
-            time.sleep(0.5)
+        head.wait_for_raylet()
         # a raylet process is not a cluster that takes drivers: under load the GCS was not yet
         # serving when the driver connected, and ray.init timed out. Wait until `ray status`
         # sees the node (the GCS answers and the raylet registered), with its own deadline.
-        _wait_until_serving(f"{HOST}:{port}", env, deadline=time.monotonic() + 120)
-        yield f"{HOST}:{port}"
+        _wait_until_serving(address, env, deadline=time.monotonic() + 120)
+        second = Node([f"--address={address}", *_node_args(SECOND)], env)
+        nodes.append(second)
+        second.wait_for_raylet()
+        _wait_until_serving(address, env, deadline=time.monotonic() + 120, nodes=2)
+        yield address, second
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        started |= descendants(head.pid)
-        for pid in [head.pid, *started]:
-            _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(alive(p) for p in [head.pid, *started]):
-            time.sleep(0.2)
-            head.poll()
-        for pid in [head.pid, *started]:
-            _signal(pid, signal.SIGKILL)
-        head.wait(timeout=10)
+        for node in reversed(nodes):
+            node.kill(signal.SIGTERM)
 
 
-def _wait_until_serving(address: str, env: dict[str, str], deadline: float) -> None:
-    """Until `ray status --address` reports a node (the GCS serves, the raylet registered)."""
+def _wait_until_serving(address: str, env: dict[str, str], deadline: float, nodes: int = 1) -> None:
+    """Until `ray status --address` reports `nodes` nodes (the GCS serves, raylets registered)."""
     host, port = address.rsplit(":", 1)
     said = ""
     while time.monotonic() < deadline:
@@ -155,7 +193,7 @@ def _wait_until_serving(address: str, env: dict[str, str], deadline: float) -> N
             text=True,
             timeout=max(5.0, deadline - time.monotonic()),
         )
-        if status.returncode == 0 and "node_" in status.stdout:
+        if status.returncode == 0 and status.stdout.count(" node_") >= nodes:
             return
         said = (status.stderr or status.stdout).strip()[-300:]
         time.sleep(1.0)
@@ -180,30 +218,125 @@ def where(ctx: PageContext) -> tuple[int, str]:
     return len(ctx.text()), ray.get_runtime_context().get_node_id()
 
 
-def test_existing_cluster_by_address(ray_head: str, tmp_path: Path) -> None:
+def executor(address: str) -> RayExecutor:
+    return RayExecutor(
+        address=address,
+        inline_below=0,
+        init_kwargs={"_node_ip_address": HOST, "configure_logging": False, "log_to_driver": False},
+    )
+
+
+def test_existing_cluster_by_address(ray_cluster: tuple[str, Node], tmp_path: Path) -> None:
+    address, _ = ray_cluster
     path = DATA / "pdfs" / "us-036.pdf"
     if not path.is_file():
         pytest.fail(f"shared test data missing: {path}", pytrace=False)
     cache = MultiLevelCache(CacheConfig.embedded(tmp_path / "c"), secret=SECRET)
-    proc = IncrementalProcessor(
-        cache,
-        stages=[Stage("where", where)],
-        executor=RayExecutor(
-            address=ray_head,
-            inline_below=0,
-            init_kwargs={
-                "_node_ip_address": HOST,
-                "configure_logging": False,
-                "log_to_driver": False,
-            },
-        ),
-    )
+    proc = IncrementalProcessor(cache, stages=[Stage("where", where)], executor=executor(address))
     run = proc.process(path)
     import ray
 
-    nodes = ray.nodes()  # type: ignore[no-untyped-call]
-    assert len(nodes) == 1 and nodes[0]["Alive"]
-    assert {p["where"][1] for p in run[0].pages} == {nodes[0]["NodeID"]}
+    alive_nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}  # type: ignore[no-untyped-call]
+    assert len(alive_nodes) == 2
+    assert {p["where"][1] for p in run[0].pages} <= alive_nodes
     assert all(p["where"][0] > 0 for p in run[0].pages)
     again = proc.process(path)
     assert set(again.report().served_by) == {"memory"}
+    ray.shutdown()  # the drivers below are processes of their own
+
+
+DRIVER = r"""
+import json, os, sys, time
+from tore_nb import CacheConfig, MultiLevelCache
+from tore_nb.incremental import IncrementalProcessor, RayExecutor, Stage
+
+log, address, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+
+def chars(ctx):
+    import ray
+    with open(log, "a") as f:
+        f.write(f"{ray.get_runtime_context().get_node_id()} {ctx.page.identity}\n")
+    time.sleep(pause)  # pages take a while: the drivers and the nodes overlap
+    return len(ctx.text())
+
+executor = RayExecutor(address=address, inline_below=0, init_kwargs={
+    "_node_ip_address": "127.0.0.2", "configure_logging": False, "log_to_driver": False})
+cache = MultiLevelCache(CacheConfig.from_env())
+run = IncrementalProcessor(cache, stages=[Stage("chars", chars)], executor=executor).process(
+    sys.argv[4:])
+s = run.summary()
+print(json.dumps({
+    "computed": int(s.results_computed.sum()), "duplicates": int(s.duplicates.sum()),
+    "failed": int(s.results_failed.sum()),
+    "results": [[p.results.get("chars") for p in d.pages] for d in run.documents],
+}))
+"""
+
+
+def driver(
+    tmp_path: Path, name: str, address: str, redis_url: str, log: Path, pause: float
+) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DISK_CACHE_PATH": str(tmp_path / name),  # another machine: its own disk
+        "TORE_NB_SECRET": SECRET.decode(),
+        "PYTHONPATH": str(REPO),
+    }
+    docs = [str(DATA / "pdfs" / "dmca.pdf")]
+    args = [sys.executable, "-c", DRIVER, str(log), address, str(pause), *docs]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+
+
+def last_json(stdout: str) -> Any:
+    """The driver's report: its last line (Ray's raylet may print above it)."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def computations(log: Path) -> list[tuple[str, str]]:
+    if not log.exists():
+        return []
+    return [(n, i) for n, i in (line.split() for line in log.read_text().splitlines())]
+
+
+def test_two_drivers_with_spare_capacity_compute_each_page_once_on_both_nodes(
+    ray_cluster: tuple[str, Node], tmp_path: Path, private_redis: Any
+) -> None:
+    """Regression: two kernels processing the same new documents, each with half the cluster
+    free, computed all 115 pages twice. Pages are claimed before they are computed: each of
+    the 18 pages is computed once, on both nodes, and both drivers get every result."""
+    address, _ = ray_cluster
+    log = tmp_path / "computed.log"
+    drivers = [driver(tmp_path, f"d{i}", address, private_redis.url, log, 0.3) for i in (1, 2)]
+    outs = [last_json(d.communicate(timeout=300)[0]) for d in drivers]
+    assert [d.returncode for d in drivers] == [0, 0]
+    done = computations(log)
+    assert len(done) == len({i for _, i in done}) == 18
+    assert len({n for n, _ in done}) == 2  # the work spread over both nodes
+    assert outs[0]["results"] == outs[1]["results"]
+    assert [o["duplicates"] for o in outs] == [0, 0] and [o["failed"] for o in outs] == [0, 0]
+
+
+def test_a_node_killed_mid_run_loses_only_the_page_in_flight(
+    ray_cluster: tuple[str, Node], tmp_path: Path, private_redis: Any
+) -> None:
+    """Results were saved per chunk of a CPU's share of the pages: a lost node lost its whole
+    chunk (11 pages recomputed). Each page is stored as it completes and units are small now:
+    the run finishes with every result, and at most the unit in flight is computed again.
+    (Last in this module: the cluster has one node left after it.)"""
+    address, second = ray_cluster
+    log = tmp_path / "computed.log"
+    d = driver(tmp_path, "d", address, private_redis.url, log, 0.5)
+    deadline = time.monotonic() + 120
+    nodes: set[str] = set()
+    while len(nodes) < 2 or len(computations(log)) < 6:  # both nodes at work, some pages done
+        assert time.monotonic() < deadline and d.poll() is None, "the run never spread"
+        nodes = {n for n, _ in computations(log)}
+        time.sleep(0.1)
+    second.kill()
+    out = last_json(d.communicate(timeout=300)[0])
+    assert d.returncode == 0 and out["failed"] == 0
+    assert len(out["results"][0]) == 18 and all(r is not None for r in out["results"][0])
+    done = computations(log)
+    again = len(done) - len({i for _, i in done})
+    assert again <= RayExecutor().pages_per_task, done  # only what was in flight
