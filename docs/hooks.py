@@ -4,6 +4,10 @@
   notebooks/*.ipynb before mkdocs-jupyter renders them, so there is one copy of each.
 - Docstring examples (`>>>` doctest blocks, the project's style) are shown as Python console code
   blocks, in API pages and elsewhere, instead of being read as Markdown.
+- A link from one notebook to another (`[the dashboard](dashboard.ipynb)`, right in Jupyter and
+  on GitHub) is pointed at that notebook's page on the site; mkdocs-jupyter leaves such links as
+  they are, and `--strict` does not check them (tests/integration/test_docs.py checks every
+  link of the built site).
 - A nav entry whose page does not exist yet (benchmarks.md, reliability.md are written with the
   core) is left out with a note instead of failing the strict build.
 """
@@ -20,6 +24,8 @@ from markdown.preprocessors import Preprocessor
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
+from mkdocs.utils import get_relative_url
 
 log = logging.getLogger("mkdocs.hooks.tore_nb")
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -94,3 +100,21 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
             )
         )
     return files
+
+
+_NOTEBOOK_LINK = re.compile(r'href="(?!\w+:|/|#)([^"#/]+\.ipynb)(#[^"]*)?"')
+
+
+def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    src = page.file.src_uri
+    if not (src.startswith("notebooks/") and src.endswith(".ipynb")):
+        return html
+
+    def to_page(match: re.Match[str]) -> str:
+        target = files.get_file_from_path(f"notebooks/{match.group(1)}")
+        if target is None:
+            return match.group(0)  # not a notebook of the site: left for the link check to report
+        url = get_relative_url(target.url, page.url)
+        return f'href="{url}{match.group(2) or ""}"'
+
+    return _NOTEBOOK_LINK.sub(to_page, html)

@@ -3,8 +3,10 @@
     python notebooks/execute.py                    # all of them
     python notebooks/execute.py quickstart.ipynb   # some
 
-Each run is isolated like CI's (tests/integration/test_notebooks_run.py): a temporary disk cache, its own
-signing secret, no Redis or S3 from the environment, and the tore_nb of this checkout.
+Each run is isolated like CI's (tests/integration/test_notebooks_run.py): a temporary disk
+cache, its own signing secret, no Redis or S3 from the environment, and the tore_nb of this
+checkout. tests/integration/test_notebook_outputs.py executes them again with `run` and checks
+that the saved outputs are what a fresh run shows.
 
 Saved outputs keep every view's text and HTML forms but not its live-widget form: a widget
 needs a running kernel, and without one (GitHub, nbviewer, the docs site, JupyterLab before the
@@ -36,7 +38,12 @@ def static_outputs(nb: nbformat.NotebookNode) -> None:
         cell.get("metadata", {}).pop("execution", None)
 
 
-def execute(path: Path) -> float:
+def run(path: Path, timeout: int = 600) -> tuple[nbformat.NotebookNode, float]:
+    """Execute the notebook at `path` on a fresh, isolated kernel; return it and the seconds taken.
+
+    Its outputs are the ones saved by `execute` (live-widget views dropped); the file is not
+    written.
+    """
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory(prefix="tore-nb-execute-") as tmp:
         env = {k: v for k, v in os.environ.items() if k not in ISOLATE}
@@ -53,13 +60,22 @@ def execute(path: Path) -> float:
         try:
             start = time.perf_counter()
             NotebookClient(
-                nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(HERE)}}
+                nb,
+                kernel_name="python3",
+                timeout=timeout,
+                resources={"metadata": {"path": str(path.parent)}},
             ).execute()
             seconds = time.perf_counter() - start
         finally:
             os.environ.clear()
             os.environ.update(saved)
     static_outputs(nb)
+    return nb, seconds
+
+
+def execute(path: Path) -> float:
+    """Execute the notebook at `path` and save it with its new outputs; return the seconds taken."""
+    nb, seconds = run(path)
     nbformat.write(nb, path)
     return seconds
 

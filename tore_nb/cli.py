@@ -8,14 +8,17 @@
     tore-nb stats                 what the tiers hold, and this process's counters
     tore-nb s3-lifecycle          install the bucket's lifecycle rules that make S3 expire
                                   entries; --print: print them (JSON) for an admin to apply
+    tore-nb run NOTEBOOK.ipynb... execute notebooks headless, each in a fresh kernel, every cell
+                                  cached (`%tcache auto`): only what an edit reaches runs again;
+                                  outputs written back (or to --output); one line per notebook
 
 The cache is configured as the library's is: from the environment (REDIS_URL, S3_CACHE_BUCKET,
 DISK_CACHE_PATH, ...), by default memory and disk under $XDG_CACHE_HOME/tore_nb. `--local`
 keeps to memory and disk whatever the environment says; `--cache-dir` moves the disk tier.
 
 Exit status: 0 when every document and page was processed; 1 when a document could not be
-read or a page's stage failed (reasons on stderr); 2 for a usage error (a bad option, or no PDF
-under the paths given).
+read or a page's stage failed, or a notebook's cell failed (reasons on stderr); 2 for a usage
+error (a bad option, no PDF under the paths given, a notebook not found).
 
 >>> main(["--help"])  # doctest: +SKIP
 """
@@ -66,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tore-nb",
         description="tore_nb: incremental document processing and multi-tier caching",
-        epilog="exit status: 0 all processed; 1 a document or page failed (see stderr); "
-        "2 usage error",
+        epilog="exit status: 0 all processed; 1 a document, page or notebook failed (see "
+        "stderr); 2 usage error",
     )
     p.add_argument("--version", action="version", version=f"tore-nb {__version__}")
     p.add_argument("--cache-dir", help="disk tier directory (default: $XDG_CACHE_HOME/tore_nb)")
@@ -149,7 +152,65 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the rules as JSON for put-bucket-lifecycle-configuration instead "
         "(when this identity may not change the bucket's lifecycle)",
     )
+    add_run_parser(sub)
     return p
+
+
+def add_run_parser(sub: Any) -> None:
+    """The `run` subcommand's options."""
+    run = sub.add_parser(
+        "run",
+        help="execute notebooks headless, every cell cached",
+        description="Execute each notebook top to bottom in a fresh kernel (nbclient) with "
+        "`%load_ext tore_nb` and `%tcache auto` loaded at start-up (nothing is added to "
+        "the notebook): a cell whose code and inputs did not change is served from the "
+        "cache, so a re-run after an edit executes only the cells the edit reaches. The "
+        "outputs are written back in place (or to --output) and one line per notebook says "
+        "how many cells ran and how many were served. The kernel reads the cache from the "
+        "environment (DISK_CACHE_PATH, REDIS_URL, S3_CACHE_BUCKET...), with --cache-dir and "
+        "--local applied; it runs in the notebook's folder.",
+        epilog="exit status: 0 every notebook ran; 1 a cell failed (the cell and its "
+        "traceback on stderr; that notebook is not written) or a kernel could not run it; "
+        "2 usage error",
+    )
+    run.add_argument("notebooks", nargs="+", metavar="NOTEBOOK.ipynb", help="notebooks to run")
+    run.add_argument(
+        "--output",
+        "-o",
+        metavar="DIR_OR_FILE",
+        help="write the executed notebooks into this folder (or, for one notebook, to this "
+        ".ipynb file) and leave the sources untouched (default: in place)",
+    )
+    run.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="per cell (default: no limit)"
+    )
+    run.add_argument("--kernel", metavar="NAME", help="kernel to use (default: the notebook's own)")
+    run.add_argument(
+        "--no-cache", action="store_true", help="run plainly with nbclient: no cell cached"
+    )
+    run.add_argument(
+        "--allow-errors",
+        action="store_true",
+        help="go on past a failing cell (its error is in the outputs) and write the notebook",
+    )
+    run.add_argument(
+        "--verbose", "-v", action="store_true", help="one more line per cell: served or ran, why"
+    )
+
+
+def _seconds(text: str) -> int:
+    """An argparse type: a positive whole number of seconds.
+
+    >>> _seconds("30")
+    30
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
 
 
 def _s3_lifecycle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -316,6 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "s3-lifecycle":  # the bucket only: no cache to open
         return _s3_lifecycle(args, parser)
+    if args.command == "run":  # the kernels open the cache, not this process
+        from .notebooks import run_command
+
+        return run_command(args, parser)
     if args.command in ("process", "warm"):
         args.paths = find_pdfs(args.paths)
         if not args.paths:

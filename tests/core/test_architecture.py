@@ -42,6 +42,7 @@ FLOORS: dict[str, int] = {
     "tore_nb.testing": 5,
     "tore_nb.widgets": 6,
     "tore_nb.magics": 6,
+    "tore_nb.notebooks": 6,
     "tore_nb.cli": 6,
     "tore_nb": 7,
 }
