@@ -19,7 +19,6 @@ prints a Markdown table for docs/scaleout.md.
 from __future__ import annotations
 
 import argparse
-import http.client
 import logging
 import os
 import sys
@@ -27,7 +26,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -38,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from tore_nb.config import CacheConfig  # noqa: E402
 from tore_nb.incremental.builtin import tables_stage, text_stage  # noqa: E402
 from tore_nb.incremental.processor import IncrementalProcessor  # noqa: E402
-from tore_nb.testing import MotoS3, RedisServer  # noqa: E402
+from tore_nb.testing import MotoS3, RedisServer, S3Proxy  # noqa: E402
 from tore_nb.tiered import MultiLevelCache  # noqa: E402
 
 PDF_DIR = REPO / "data" / "pdfs"
@@ -71,42 +69,8 @@ class CountingS3Proxy:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.put_bytes: dict[str, int] = {}  # object class -> largest PUT body
         self._lock = threading.Lock()
-        target = urlsplit(upstream)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as botocore expects
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                outer.record(self.command, self.path, length)
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                try:
-                    conn.request(self.command, self.path, body=body, headers=dict(self.headers))
-                    resp = conn.getresponse()
-                    data = resp.read()
-                finally:
-                    conn.close()
-                self.send_response(resp.status, resp.reason)
-                skip = {"content-length", "transfer-encoding", "connection", "server", "date"}
-                for k, v in resp.getheaders():
-                    if k.lower() not in skip:
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _forward
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self._proxy = S3Proxy(upstream, on_request=self.record)
+        self.url = self._proxy.url
 
     def record(self, method: str, raw_path: str, length: int) -> None:
         parts = urlsplit(raw_path)
@@ -135,8 +99,7 @@ class CountingS3Proxy:
             return Counter(self.counts)
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._proxy.close()
 
 
 def key_class(key: str) -> str:

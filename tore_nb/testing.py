@@ -22,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, cast
@@ -43,6 +43,7 @@ __all__ = [
     "MotoS3",
     "RedisClusterServers",
     "RedisServer",
+    "S3Proxy",
     "TierContract",
     "free_port",
 ]
@@ -349,6 +350,81 @@ class MotoS3:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class S3Proxy:
+    """An HTTP proxy on 127.0.0.1 in front of an S3 endpoint (a `MotoS3`) that counts the
+    requests by method, waits `delay` seconds before forwarding each (a slow S3), and tells
+    `on_request(method, path, body_length)` of each, for finer counts.
+
+    >>> S3Proxy.__name__
+    'S3Proxy'
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        delay: float = 0.0,
+        on_request: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        import http.client
+        import threading
+        from collections import Counter
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        self.delay = delay
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        target = urlsplit(upstream)
+        host = target.hostname or "127.0.0.1"
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as botocore expects
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                with outer._lock:
+                    outer.counts[self.command] += 1
+                if on_request is not None:
+                    on_request(self.command, self.path, length)
+                time.sleep(outer.delay)
+                conn = http.client.HTTPConnection(host, target.port, timeout=30)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+                    resp = conn.getresponse()
+                    data = resp.read()
+                finally:
+                    conn.close()
+                self.send_response(resp.status, resp.reason)
+                skip = {"content-length", "transfer-encoding", "connection", "server", "date"}
+                for k, v in resp.getheaders():
+                    if k.lower() not in skip:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.counts.values())
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 class FlakyTier:

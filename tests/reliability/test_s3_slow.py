@@ -3,24 +3,19 @@ writes cost S3 nothing, exit is bounded, and a `@cached` miss reads S3 once."""
 
 from __future__ import annotations
 
-import http.client
 import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.support import SECRET, SOURCE_ROOT
 from tore_nb import CacheConfig, MultiLevelCache, cached
-from tore_nb.testing import MotoS3
+from tore_nb.testing import MotoS3, S3Proxy
 from tore_nb.tiers.fanout import EXIT_WAIT_S
 
 from .conftest import Figures
@@ -28,72 +23,16 @@ from .conftest import Figures
 pytestmark = pytest.mark.s3
 
 
-class SlowS3Proxy:
-    """An HTTP proxy on 127.0.0.1 that waits `delay` seconds before forwarding each request to
-    the S3 endpoint behind it, and counts requests by method (GET, PUT, HEAD, DELETE, ...)."""
-
-    def __init__(self, upstream: str, delay: float) -> None:
-        self.delay = delay
-        self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        target = urlsplit(upstream)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as botocore expects
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                with outer._lock:
-                    outer.counts[self.command] += 1
-                time.sleep(outer.delay)
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                try:
-                    conn.request(self.command, self.path, body=body, headers=dict(self.headers))
-                    resp = conn.getresponse()
-                    data = resp.read()
-                finally:
-                    conn.close()
-                self.send_response(resp.status, resp.reason)
-                skip = {"content-length", "transfer-encoding", "connection", "server", "date"}
-                for k, v in resp.getheaders():
-                    if k.lower() not in skip:
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _forward
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def total(self) -> int:
-        with self._lock:
-            return sum(self.counts.values())
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def slow_s3(moto_server: MotoS3, s3_bucket: str) -> Iterator[SlowS3Proxy]:
-    proxy = SlowS3Proxy(moto_server.endpoint_url, 0.05)
+def slow_s3(moto_server: MotoS3, s3_bucket: str) -> Iterator[S3Proxy]:
+    proxy = S3Proxy(moto_server.endpoint_url, 0.05)
     try:
         yield proxy
     finally:
         proxy.close()
 
 
-def slow_config(tmp_path: Path, proxy: SlowS3Proxy, bucket: str, **kw: object) -> CacheConfig:
+def slow_config(tmp_path: Path, proxy: S3Proxy, bucket: str, **kw: object) -> CacheConfig:
     return CacheConfig(
         disk_cache_path=str(tmp_path / "d"),
         s3_cache_bucket=bucket,
@@ -105,7 +44,7 @@ def slow_config(tmp_path: Path, proxy: SlowS3Proxy, bucket: str, **kw: object) -
 
 
 def test_small_writes_of_keys_never_in_s3_send_s3_nothing(
-    tmp_path: Path, slow_s3: SlowS3Proxy, s3_bucket: str, figures: Figures
+    tmp_path: Path, slow_s3: S3Proxy, s3_bucket: str, figures: Figures
 ) -> None:
     """Regression: each small write with S3 configured queued a background HEAD to S3 (looking
     for a stale copy to delete), a billed request per `set` that exit then waited for. A key
@@ -123,7 +62,7 @@ def test_small_writes_of_keys_never_in_s3_send_s3_nothing(
 
 
 def test_rewrite_of_a_key_this_process_put_in_s3_still_deletes_that_copy(
-    tmp_path: Path, slow_s3: SlowS3Proxy, s3_bucket: str
+    tmp_path: Path, slow_s3: S3Proxy, s3_bucket: str
 ) -> None:
     cache = MultiLevelCache(
         slow_config(tmp_path, slow_s3, s3_bucket, small_item_mb=0.001, large_item_mb=0.002),
@@ -152,7 +91,7 @@ print("DONE", flush=True)
 
 
 def run_then_exit(
-    tmp_path: Path, proxy: SlowS3Proxy, bucket: str, work: str, **extra: object
+    tmp_path: Path, proxy: S3Proxy, bucket: str, work: str, **extra: object
 ) -> tuple[float, str]:
     """Run `work` in a fresh interpreter; the seconds from its last line to its exit, and its
     stderr."""
@@ -187,7 +126,7 @@ def run_then_exit(
 
 
 def test_exit_after_2000_small_sets_is_quick_and_sends_s3_nothing(
-    tmp_path: Path, slow_s3: SlowS3Proxy, s3_bucket: str, figures: Figures
+    tmp_path: Path, slow_s3: S3Proxy, s3_bucket: str, figures: Figures
 ) -> None:
     """Regression: 2,000 sets took 0.5 s, then exit took 105.6 s with S3 at 50 ms per request,
     waiting for a background HEAD per set."""
@@ -200,7 +139,7 @@ def test_exit_after_2000_small_sets_is_quick_and_sends_s3_nothing(
 
 
 def test_exit_abandons_background_clean_up_after_the_documented_wait(
-    tmp_path: Path, slow_s3: SlowS3Proxy, s3_bucket: str, figures: Figures
+    tmp_path: Path, slow_s3: S3Proxy, s3_bucket: str, figures: Figures
 ) -> None:
     """With clean-up really queued (stale S3 copies of 40 keys to delete, S3 at 0.3 s per
     request: about 24 s of work), exit waits EXIT_WAIT_S, then leaves it with one line."""
@@ -219,7 +158,7 @@ def test_exit_abandons_background_clean_up_after_the_documented_wait(
 
 
 def test_cached_miss_reads_slow_s3_once(
-    tmp_path: Path, slow_s3: SlowS3Proxy, s3_bucket: str, figures: Figures
+    tmp_path: Path, slow_s3: S3Proxy, s3_bucket: str, figures: Figures
 ) -> None:
     """Regression: with S3 answering in 1.5 s, a `@cached` miss took 3.1 s: it read S3 before
     and again after taking the single-flight lock."""
