@@ -676,3 +676,19 @@ def test_page_results_are_routed_by_size_and_s3_read_only_without_redis(
     assert result_tiers(other) == ("memory", "disk", "redis")
     other.close()
     cache.close()
+
+
+def test_entries_signed_with_another_secret_are_counted_as_rejected(tmp_path: Path) -> None:
+    """Regression: pages stored by a node without the driver's TORE_NB_SECRET were rejected as
+    unsigned and computed again, silently (the report said "computed"). A run counts what it
+    rejected, and the totals line says so."""
+    stages = [Stage("chars", chars)]
+    other = MultiLevelCache(CacheConfig.embedded(tmp_path / "shared"), secret=b"x" * 32)
+    IncrementalProcessor(other, stages=stages).process(pdf("us-036.pdf"))
+    mine = MultiLevelCache(CacheConfig.embedded(tmp_path / "shared"), secret=SECRET)
+    run = IncrementalProcessor(mine, stages=stages).process(pdf("us-036.pdf"))
+    assert computed_pages(run) == [1, 2, 3]
+    assert run.rejected >= 3  # the three page results, at least
+    assert "rejected (failed verification)" in format_documents(run)[-1]
+    again = IncrementalProcessor(mine, stages=stages).process(pdf("us-036.pdf"))
+    assert again.rejected == 0

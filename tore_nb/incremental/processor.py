@@ -153,6 +153,7 @@ class IncrementalProcessor:
         document is given, else a mapping {document: earlier version}.
         """
         t0 = time.perf_counter()
+        rejected_before = self._rejected()
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
         path_list = list(dict.fromkeys(os.fspath(p) for p in paths))
@@ -226,8 +227,19 @@ class IncrementalProcessor:
         outcomes = [*outcomes, *_copied(outcomes, copies)]
         results, events = self._merge(plans, pipeline, page_hits, outcomes, manifests)
         return RunResult(
-            tuple(results), tuple(changes), tuple(events), failures, time.perf_counter() - t0
+            tuple(results),
+            tuple(changes),
+            tuple(events),
+            failures,
+            time.perf_counter() - t0,
+            rejected=self._rejected() - rejected_before,
         )
+
+    def _rejected(self) -> int:
+        """Entries this process's cache refused so far (failed verification, superseded):
+        a run's share is reported (see `RunResult.rejected`)."""
+        metrics = self.cache.metrics
+        return sum(metrics.tier(name).corrupt for name in self.cache.tier_names)
 
     # -- steps ---------------------------------------------------------------------------------
     def _read_previous(self, path: str) -> Document:

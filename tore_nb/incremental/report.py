@@ -83,7 +83,9 @@ def format_report(run: RunResult, *, max_rows: int = 200, changed_only: bool = F
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
 
 
 def _sources(counts: Counter[str]) -> str:
@@ -157,6 +159,8 @@ def format_documents(run: RunResult) -> list[str]:
         total += f", {skipped} skipped" if skipped else ""
     if run.failures:
         total += f"; {len(run.failures)} could not be read"
+    if run.rejected:  # each a miss: tampered, or signed with another secret
+        total += f"; {_plural(run.rejected, 'cached entry')} rejected (failed verification)"
     total += f"; {_seconds(run.seconds)}"
     saved_all = run.saved_seconds
     if saved_all >= 0.005:

@@ -232,7 +232,9 @@ class PageEvent:
 class RunResult:
     """What one `process()` call did: a result and a ChangeSet per document, a PageEvent per page.
 
-    `failures` maps paths that could not be read to the reason.
+    `failures` maps paths that could not be read to the reason; `rejected` counts the cached
+    entries this run refused (failed verification: tampered, or signed with another secret
+    such as a worker's without TORE_NB_SECRET; or older than one already seen): each was a miss.
     """
 
     documents: tuple[ProcessingResult, ...]
@@ -240,6 +242,7 @@ class RunResult:
     events: tuple[PageEvent, ...]
     failures: Mapping[str, str]
     seconds: float
+    rejected: int = 0
 
     def __getitem__(self, key: int | str | os.PathLike[str]) -> ProcessingResult:
         if isinstance(key, int):
