@@ -127,3 +127,39 @@ def test_a_bad_claim_lease_is_a_config_error(raw: str) -> None:
 
     with pytest.raises(ConfigError, match="TORE_NB_CLAIM_LEASE"):
         claim_lease({"TORE_NB_CLAIM_LEASE": raw})
+
+
+def test_pages_claimed_by_a_worker_that_never_finishes_are_computed_after_a_while(
+    tmp_path: Path, private_redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claimant that keeps renewing but never finishes (a stage stuck) must not hold every
+    other run forever: past `MAX_WAIT` the waiting worker computes the pages itself, and its
+    report counts them as duplicates."""
+    import tore_nb.incremental.work as work
+    from tore_nb import CacheConfig, MultiLevelCache
+    from tore_nb.incremental import IncrementalProcessor, Stage
+    from tore_nb.incremental.claims import Claims, claim_key
+    from tore_nb.incremental.documents import read_document
+    from tore_nb.incremental.stages import Pipeline
+
+    monkeypatch.setattr(work, "MAX_WAIT", 1.0)
+    config = CacheConfig(disk_cache_path=str(tmp_path / "d"), redis_url=private_redis.url)
+    cache = MultiLevelCache(config, secret=SECRET)
+    stages = [Stage("n", len_of_text)]
+    pipeline = Pipeline(stages, 86400.0)
+    doc = read_document(pdf("us-036.pdf"))
+    stuck = Claims(cache, ["redis"], lease=1.5)  # another worker, renewing forever
+    keys = [claim_key(pipeline, p.identity, ("n",)) for p in doc.pages]
+    assert stuck.take(keys) == set(keys)
+    try:
+        t0 = time.monotonic()
+        run = IncrementalProcessor(cache, stages=stages).process(pdf("us-036.pdf"))
+        assert 1.0 <= time.monotonic() - t0 < 30
+        row = run.summary().iloc[0]
+        assert (row["results_computed"], row["duplicates"]) == (3, 3)
+    finally:
+        stuck.close()
+
+
+def len_of_text(ctx: Any) -> int:
+    return len(ctx.text())

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tore_nb.incremental")
 
+#: seconds a worker waits for pages another worker claimed before computing them itself
+MAX_WAIT = 600.0
+
 __all__ = [
     "OpenDocuments",
     "StageOutcome",
@@ -164,10 +167,10 @@ def run_items(
         if docs is None:
             docs = stack.enter_context(OpenDocuments(sources, cache))
 
-        def one(it: WorkItem, attempt: int = 1) -> None:
+        def one(it: WorkItem, attempt: int = 1, claim: bool = True) -> None:
             key = ""
             need = [s for s in it.stages if pipeline.key(s, it.page.identity) not in found]
-            if claims is not None and claims.active and need and not it.force:
+            if claim and claims is not None and claims.active and need and not it.force:
                 key = claim_key(pipeline, it.page.identity, it.stages)
                 if not claims.take([key]):
                     waiting.append((it, key))  # another worker computes it: awaited below
@@ -182,6 +185,8 @@ def run_items(
                     page = [
                         replace(o, duplicate=True) if o.source == "computed" else o for o in page
                     ]
+            if not claim:  # computed while another worker still holds it: done twice
+                page = [replace(o, duplicate=True) if o.source == "computed" else o for o in page]
             if attempt > 1:  # taken over from a worker that died or failed: say so
                 page = [replace(o, attempts=attempt) if o.source == "computed" else o for o in page]
             out.extend(page)
@@ -207,7 +212,7 @@ def _await_others(
     cache: MultiLevelCache,
     shared_tiers: Sequence[str],
     claims: Claims,
-    compute: Callable[[WorkItem, int], None],
+    compute: Callable[[WorkItem, int, bool], None],
     out: list[StageOutcome],
     on_page: Callable[[], None] | None,
 ) -> None:
@@ -216,6 +221,9 @@ def _await_others(
     log.info("waiting for %d page(s) that other workers are computing", len(waiting))
     tiers = result_tiers(cache, shared_tiers)
     delay = 0.05
+    # a holder that renews its claims but never finishes (a stage stuck) must not hold this
+    # run forever: past this, its pages are computed here too, and counted as duplicates
+    give_up = time.monotonic() + MAX_WAIT
     while waiting:
         keys = [pipeline.key(s, it.page.identity) for it, _ in waiting for s in it.stages]
         hits = cache.fetch_many(keys, tiers=tiers)
@@ -232,7 +240,12 @@ def _await_others(
                     on_page()
             else:
                 still.append((it, key))
-        lapsed = set(claims.lapsed([k for _, k in still])) if still else set()
+        stuck = time.monotonic() > give_up
+        if stuck:
+            log.warning("gave up waiting for %d page(s) claimed elsewhere", len(still))
+            lapsed = {k for _, k in still}
+        else:
+            lapsed = set(claims.lapsed([k for _, k in still])) if still else set()
         waiting.clear()
         for it, key in still:
             if key not in lapsed:
@@ -248,7 +261,7 @@ def _await_others(
                     common = (it.document_id, it.page.index, it.page.identity, s)
                     out.append(StageOutcome(*common, value=value, source=h.tier, cost=cost))
             todo = tuple(s for s in it.stages if s not in known)
-            compute(WorkItem(it.document_id, it.page, todo, known, it.force), 2)
+            compute(WorkItem(it.document_id, it.page, todo, known, it.force), 2, not stuck)
         if waiting:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
