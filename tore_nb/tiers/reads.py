@@ -88,6 +88,8 @@ class Versions:
     def accept(self, key: str, created: float) -> bool:
         """Whether an entry of `key` created at `created` may be served (not older than the
         newest seen); an accepted one becomes the newest."""
+        if self._newest.get(key) == created:  # the entry seen last time: nothing to record
+            return True
         with self._lock:
             newest = self._newest.get(key)
             if newest is not None and created < newest:
@@ -97,13 +99,16 @@ class Versions:
 
     def accept_many(self, found: dict[str, tuple[Any, float, float]]) -> list[str]:
         """`accept` for decoded entries (key -> (value, created, expires)); the keys refused."""
+        get = self._newest.get
+        if all(get(key) == got[1] for key, got in found.items()):  # all seen already
+            return []
         with self._lock:
-            get, refused = self._newest.get, []
+            refused = []
             for key, got in found.items():
                 newest = get(key)
                 if newest is not None and got[1] < newest:
                     refused.append(key)
-                else:
+                elif newest != got[1]:
                     self._put(key, got[1])
             return refused
 
