@@ -274,7 +274,8 @@ class RedisTier:
 
     # -- Tier protocol -------------------------------------------------------------------------
     def get(self, key: str) -> bytes | bytearray | memoryview | None:
-        return self._run(self._get, self._name(key))  # type: ignore[no-any-return]
+        name = self.prefix + key if self._tags is None else self._name(key)  # the hot path
+        return self._run(self._get, name)  # type: ignore[no-any-return]
 
     def _get(self, name: str) -> bytes | None:
         try:
