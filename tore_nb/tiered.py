@@ -540,6 +540,12 @@ class MultiLevelCache:
         g = self._guard.get(name)
         return "closed" if g is None else g.state
 
+    def outages(self, name: str) -> int:
+        """How many outages of the tier its breaker has seen: an outage is said once by
+        whoever keys on (tier, this number)."""
+        g = self._guard.get(name)
+        return 0 if g is None or g.breaker is None else g.breaker.outages
+
     def reset_tier(self, name: str) -> None:
         """Use a tier again at once, after its breaker opened or it was disabled."""
         g = self._guard.get(name)

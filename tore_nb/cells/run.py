@@ -47,8 +47,8 @@ from .snapshot import ObjectIndex
 from .state import State, capture_state
 from .store import NotCached, Run, store, watch_aliases, watched_inputs
 
-# outages already said to the user (the tiers that were down): one warning per outage
-_OUTAGES_SAID: set[tuple[str, ...]] = set()
+# outages already said to the user, by (tier, its breaker's outage number): one warning each
+_OUTAGES_SAID: set[tuple[tuple[str, int], ...]] = set()
 
 if TYPE_CHECKING:
     from ..tiered import MultiLevelCache
@@ -177,9 +177,7 @@ def run_cached_cell(
         parts,
     )
     try:
-        stored = store(cache, namespace, opts, run_, t0)
-        _OUTAGES_SAID.clear()  # a tier took an entry: the next outage is said again
-        return stored
+        return store(cache, namespace, opts, run_, t0)
     except Exception as exc:  # NotCached says why; anything else is a failure of ours
         reason = str(exc)
         if not isinstance(exc, NotCached):
@@ -191,10 +189,8 @@ def run_cached_cell(
         elif opts.warn:
             if outage:
                 _OUTAGES_SAID.add(outage)
-                reason += (
-                    f"; {', '.join(outage)} down: cells are not cached there until it is back"
-                    " (said once)"
-                )
+                names = ", ".join(t for t, _ in outage)
+                reason += f"; {names} down: cells are not cached there until it is back (said once)"
             warn_uncached(f"cell not cached: {reason}")
         return CellOutcome(
             "not-cached",

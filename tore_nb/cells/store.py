@@ -46,9 +46,10 @@ _CODE = (types.ModuleType, type, types.BuiltinFunctionType, types.MethodType, fu
 
 class NotCached(Exception):
     """Why a run that succeeded cannot be stored; `outage` names the tiers that were down
-    when that is why (their breakers open), so the caller can say it once per outage."""
+    when that is why, each with its breaker's outage number, so that the caller can say it
+    once per outage."""
 
-    def __init__(self, reason: str, *, outage: tuple[str, ...] = ()) -> None:
+    def __init__(self, reason: str, *, outage: tuple[tuple[str, int], ...] = ()) -> None:
         super().__init__(reason)
         self.outage = outage
 
@@ -201,7 +202,7 @@ def store(
                 f"allows (largest variable: {biggest!r})"
             )
         down = tuple(
-            t
+            (t, cache.outages(t))
             for t in cache.tier_names
             if (opts.tiers is None or t in opts.tiers) and cache.breaker_state(t) != "closed"
         )

@@ -121,9 +121,13 @@ def format_documents(run: RunResult) -> list[str]:
     pages = changed = computed = cached = failed = skipped = 0
     every_tier: Counter[str] = Counter()
     # the rows of documents that could not be read come last: the caller says why (stderr)
-    for result, row in zip(run.documents, run.summary_rows(), strict=False):
-        name, _, base, n, added, removed, moved, modified, unchanged = row[:9]
-        comp, cach, fail, skip, _, saved = row[9:15]
+    for result, values in zip(run.documents, run.summary_rows(), strict=False):
+        row = dict(zip(SUMMARY_COLUMNS, values, strict=True))
+        name, base, n = row["document"], row["based_on"], row["pages"]
+        added, removed, moved = row["added"], row["removed"], row["moved"]
+        modified, unchanged, saved = row["modified"], row["unchanged"], row["saved_seconds"]
+        comp, cach = row["results_computed"], row["results_from_cache"]
+        fail, skip = row["results_failed"], row["results_skipped"]
         path = result.path
         pages += n
         changed += added + modified

@@ -308,7 +308,10 @@ class RunResult:
             )
         for path, why in self.failures.items():  # documents that could not be read
             name = os.path.basename(path)
-            rows.append((name, "failed", None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0, 0, why))
+            row: dict[str, Any] = dict.fromkeys(SUMMARY_COLUMNS, 0)
+            row.update(document=name, mode="failed", based_on=None, error=why)
+            row.update(stage_seconds=0.0, saved_seconds=0.0)
+            rows.append(tuple(row.values()))
         return rows
 
     @property

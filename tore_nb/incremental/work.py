@@ -179,16 +179,16 @@ def run_items(
             if cache is not None and shared_tiers:
                 fresh = [o for o in page if o.source == "computed"]
                 store_outcomes(cache, pipeline, fresh, shared_tiers)
+            # done twice: its claim was lost meanwhile, or it was computed while another
+            # worker still held it; a page taken over from a dead worker is a second attempt
+            twice = not claim
             if claims is not None and key:
-                failed = any(not o.ok for o in page)
-                if claims.done([key], failed=failed):
-                    page = [
-                        replace(o, duplicate=True) if o.source == "computed" else o for o in page
-                    ]
-            if not claim:  # computed while another worker still holds it: done twice
-                page = [replace(o, duplicate=True) if o.source == "computed" else o for o in page]
-            if attempt > 1:  # taken over from a worker that died or failed: say so
-                page = [replace(o, attempts=attempt) if o.source == "computed" else o for o in page]
+                twice = claims.done([key], failed=any(not o.ok for o in page))
+            if twice or attempt > 1:
+                page = [
+                    replace(o, duplicate=twice, attempts=attempt) if o.source == "computed" else o
+                    for o in page
+                ]
             out.extend(page)
             if on_page is not None:
                 on_page()
