@@ -82,17 +82,21 @@ def test_two_kernels_on_the_same_new_documents_compute_each_page_once(
     assert sum(o["computed"] for o in outs) == 21 and [o["duplicates"] for o in outs] == [0, 0]
 
 
-def test_a_page_whose_claimant_died_is_taken_over_within_a_lease(
+def test_pages_whose_claimant_died_are_taken_over_within_a_lease(
     tmp_path: Path, private_redis: Any
 ) -> None:
-    """A kernel killed while computing a page (out of memory, interrupted) leaves its claim:
-    the other kernel waits for that page's result, then takes it over once the lease lapses,
-    and its report counts that page's second attempt."""
-    log = tmp_path / "computed.log"
-    doc = pdf("us-036.pdf")
+    """A kernel killed while computing a page (out of memory, interrupted) leaves the claims of
+    its batch (`CLAIM_BATCH` pages): the other kernel computes the rest, waits for those pages'
+    results, then takes them over once the dead kernel's heartbeat lapses, and its report
+    counts them as second attempts."""
     from tore_nb.incremental.documents import read_document
+    from tore_nb.incremental.work import CLAIM_BATCH
 
-    first = read_document(doc).pages[0].identity
+    log = tmp_path / "computed.log"
+    doc = pdf("dmca.pdf")
+    pages = read_document(doc).pages
+    assert len(pages) > CLAIM_BATCH  # the survivor has pages of its own to compute
+    first = pages[0].identity
     hang = tmp_path / f"hang-{first}"
     hang.touch()  # the doomed kernel hangs on the first page
     doomed = kernel(tmp_path, "doomed", private_redis.url, log, [doc])
@@ -102,10 +106,13 @@ def test_a_page_whose_claimant_died_is_taken_over_within_a_lease(
         time.sleep(0.05)
     hang.unlink()  # the survivor will not hang there when it takes the page over
     survivor = kernel(tmp_path, "survivor", private_redis.url, log, [doc])
-    # the survivor finds the first page claimed, computes the other two, then waits for it
-    while sum(pid == survivor.pid for pid, _ in computations(log)) < 2:
+    # the survivor finds the first batch claimed, computes the others, then waits for it
+    rest = len(pages) - CLAIM_BATCH
+    while sum(pid == survivor.pid for pid, _ in computations(log)) < rest:
         assert time.monotonic() < deadline and survivor.poll() is None
         time.sleep(0.05)
+    time.sleep(0.3)
+    assert sum(pid == survivor.pid for pid, _ in computations(log)) == rest  # and waits
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=10)
     t0 = time.monotonic()
@@ -116,9 +123,9 @@ def test_a_page_whose_claimant_died_is_taken_over_within_a_lease(
     for pid, ident in computations(log):
         by_pid.setdefault(pid, []).append(ident)
     assert by_pid[doomed.pid] == [first]  # it got no further
-    assert sorted(by_pid[survivor.pid]) == sorted(p.identity for p in read_document(doc).pages)
-    assert out["computed"] == 3 and out["duplicates"] == 0
-    assert out["retries"] == 1, out  # the page taken over is a second attempt, and says so
+    assert sorted(by_pid[survivor.pid]) == sorted(p.identity for p in pages)
+    assert out["computed"] == len(pages) and out["duplicates"] == 0
+    assert out["retries"] == CLAIM_BATCH, out  # taken over: second attempts, and says so
 
 
 @pytest.mark.parametrize("raw", ["0", "abc", "nan", "99999"])
@@ -163,3 +170,67 @@ def test_pages_claimed_by_a_worker_that_never_finishes_are_computed_after_a_whil
 
 def len_of_text(ctx: Any) -> int:
     return len(ctx.text())
+
+
+HOLDER = r"""
+import sys, time
+from tore_nb import CacheConfig, MultiLevelCache
+from tore_nb.incremental.claims import Claims
+
+cache = MultiLevelCache(CacheConfig(disk_cache_path=sys.argv[2], redis_url=sys.argv[1]))
+claims = Claims(cache, ["redis"], lease=0.5)
+print(len(claims.take(sys.argv[3:])), flush=True)
+time.sleep(60)  # killed meanwhile, holding them
+"""
+
+
+@pytest.mark.parametrize("where", ["redis", "redis cluster"])
+def test_claims_are_exclusive_until_released_or_their_holders_process_dies(
+    where: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A batch of claims is one command and so is its release; a claim lives as long as its
+    holder's process keeps its heartbeat (renewed past many leases), and a claim whose
+    holder was killed is cleared by the next worker that asks, which may then take it. On a
+    single Redis and on a Redis Cluster, where a batch spans many slots."""
+    from tore_nb import CacheConfig, MultiLevelCache
+    from tore_nb.incremental.claims import Claims
+
+    url = (
+        request.getfixturevalue("private_redis").url
+        if where == "redis"
+        else request.getfixturevalue("redis_cluster_url")
+    )
+
+    def claims() -> Claims:
+        config = CacheConfig(disk_cache_path=str(tmp_path / os.urandom(4).hex()), redis_url=url)
+        return Claims(MultiLevelCache(config, secret=SECRET), ["redis"], lease=0.5)
+
+    a, b = claims(), claims()
+    keys = [f"page-{i}" for i in range(10)]
+    assert a.take(keys[:6]) == set(keys[:6])
+    assert b.take(keys) == set(keys[6:])  # what a holds stays a's
+    time.sleep(1.5)  # three leases: the heartbeat is renewed meanwhile
+    assert b.lapsed(keys[:6]) == [] and b.take(keys[:6]) == set()
+    assert a.done(keys[:3]) == set()  # nothing lost: released
+    assert b.lapsed(keys[:6]) == keys[:3] and b.take(keys[:3]) == set(keys[:3])
+    a.close()
+    assert b.lapsed(keys[3:6]) == keys[3:6]
+
+    doomed_keys = [f"doomed-{i}" for i in range(4)]
+    args = [sys.executable, "-c", HOLDER, url, str(tmp_path / "h"), *doomed_keys]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TORE_NB_SECRET": SECRET.decode()}
+    holder = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "4"
+        assert b.take(doomed_keys) == set() and b.lapsed(doomed_keys) == []
+        holder.kill()
+        holder.wait(timeout=10)
+        t0 = time.monotonic()
+        while b.lapsed(doomed_keys) != doomed_keys:
+            assert time.monotonic() - t0 < 3.0, "a dead holder's claims were never cleared"
+            time.sleep(0.1)
+        assert b.take(doomed_keys) == set(doomed_keys)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        b.close()

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.ray
 
 HOST = "127.0.0.2"
 SECOND = "127.0.0.3"  # a second node on its own loopback address
+THIRD = "127.0.0.4"  # a node started without the drivers' secret
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
@@ -260,32 +261,45 @@ def chars(ctx):
     return len(ctx.text())
 
 executor = RayExecutor(address=address, inline_below=0, init_kwargs={
-    "_node_ip_address": "127.0.0.2", "configure_logging": False, "log_to_driver": False})
+    "_node_ip_address": "127.0.0.2", "configure_logging": False, "log_to_driver": False},
+    share_secret=os.environ.get("SHARE_SECRET") == "1")
 cache = MultiLevelCache(CacheConfig.from_env())
 run = IncrementalProcessor(cache, stages=[Stage("chars", chars)], executor=executor).process(
     sys.argv[4:])
 s = run.summary()
 print(json.dumps({
     "computed": int(s.results_computed.sum()), "duplicates": int(s.duplicates.sum()),
-    "failed": int(s.results_failed.sum()),
+    "failed": int(s.results_failed.sum()), "retries": int(s.retries.sum()),
+    "rejected": run.rejected,
     "results": [[p.results.get("chars") for p in d.pages] for d in run.documents],
 }))
 """
 
 
 def driver(
-    tmp_path: Path, name: str, address: str, redis_url: str, log: Path, pause: float
+    tmp_path: Path,
+    name: str,
+    address: str,
+    redis_url: str,
+    log: Path,
+    pause: float,
+    *,
+    share_secret: bool = False,
 ) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
         "DISK_CACHE_PATH": str(tmp_path / name),  # another machine: its own disk
         "TORE_NB_SECRET": SECRET.decode(),
+        "SHARE_SECRET": "1" if share_secret else "0",
         "PYTHONPATH": str(REPO),
     }
     docs = [str(DATA / "pdfs" / "dmca.pdf")]
     args = [sys.executable, "-c", DRIVER, str(log), address, str(pause), *docs]
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    with (tmp_path / f"{name}.err").open("w") as err:  # read by tests that expect a failure
+        return subprocess.Popen(
+            args, env=env, stdout=subprocess.PIPE, stderr=err, text=True, cwd=tmp_path
+        )
 
 
 def last_json(stdout: str) -> Any:
@@ -317,6 +331,47 @@ def test_two_drivers_with_spare_capacity_compute_each_page_once_on_both_nodes(
     assert [o["duplicates"] for o in outs] == [0, 0] and [o["failed"] for o in outs] == [0, 0]
 
 
+def test_a_node_without_the_secret_fails_the_run_naming_it_until_the_secret_is_shared(
+    ray_cluster: tuple[str, Node], tmp_path: Path, private_redis: Any
+) -> None:
+    """Regression: a node started without TORE_NB_SECRET signed with its own key file, and every
+    later kernel rejected that node's pages as unsigned and recomputed them (42, then 21 pages
+    a run), silently: the report said "computed". A third node without the secret joins the
+    cluster here: a run whose tasks reach it fails before any work, naming that node and the
+    fix; with `share_secret=True` the same run succeeds, and another kernel is then served
+    every page from Redis, rejecting nothing."""
+    address, _ = ray_cluster
+    env = {k: v for k, v in os.environ.items() if k != "TORE_NB_SECRET"}
+    env |= {
+        "PYTHONPATH": str(REPO),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "XDG_CACHE_HOME": str(tmp_path / "elsewhere"),  # its own key file: another secret
+    }
+    third = Node([f"--address={address}", *_node_args(THIRD)], env)
+    try:
+        third.wait_for_raylet()
+        _wait_until_serving(address, env, deadline=time.monotonic() + 120, nodes=3)
+        log = tmp_path / "computed.log"
+        # every node has one CPU: five tasks of a slow document reach all three at once
+        failing = driver(tmp_path, "d1", address, private_redis.url, log, 0.3)
+        failing.communicate(timeout=300)
+        err = (tmp_path / "d1.err").read_text()
+        assert failing.returncode != 0
+        assert "WorkerSecretError" in err and f"Ray node {THIRD}" in err, err[-2000:]
+        assert "share_secret=True" in err and "TORE_NB_SECRET" in err
+        shared = driver(tmp_path, "d2", address, private_redis.url, log, 0.3, share_secret=True)
+        out = last_json(shared.communicate(timeout=300)[0])
+        assert shared.returncode == 0 and out["failed"] == 0 and out["rejected"] == 0
+        assert all(r is not None for r in out["results"][0])
+        other = driver(tmp_path, "d3", address, private_redis.url, log, 0.3)
+        again = last_json(other.communicate(timeout=300)[0])
+        assert other.returncode == 0
+        assert (again["computed"], again["rejected"]) == (0, 0)
+        assert again["results"] == out["results"]
+    finally:
+        third.kill(signal.SIGTERM)
+
+
 def test_a_node_killed_mid_run_loses_only_the_page_in_flight(
     ray_cluster: tuple[str, Node], tmp_path: Path, private_redis: Any
 ) -> None:
@@ -340,3 +395,5 @@ def test_a_node_killed_mid_run_loses_only_the_page_in_flight(
     done = computations(log)
     again = len(done) - len({i for _, i in done})
     assert again <= RayExecutor().pages_per_task, done  # only what was in flight
+    # pages computed again were taken over from the dead node's claims: the report says so
+    assert out["retries"] >= again, out

@@ -333,10 +333,10 @@ class ChangeDetector:
         """Record `document` as processed now; later runs diff against it, and new documents
         that share most of its pages are reported against it (`related`)."""
         manifest = Manifest(document, time.time())
-        self.cache.set(manifest_key(document.document_id), manifest)
-        sketch = _sketch(document.identities)
-        if sketch:
-            self.cache.set_many({_index_key(i): document.document_id for i in sketch})
+        # one batch: on Redis the manifest and its index entries are one MSET
+        entries: dict[str, object] = {manifest_key(document.document_id): manifest}
+        entries.update({_index_key(i): document.document_id for i in _sketch(document.identities)})
+        self.cache.set_many(entries)
         return manifest
 
     def related(

@@ -1,11 +1,15 @@
 """Page work claimed cluster-wide, so that every page is computed once however many kernels and
 Ray workers process the same documents.
 
-Before computing a page's stages, a worker claims (page identity, stage fingerprints) in Redis:
-set if absent, with a lease of `CLAIM_LEASE` seconds that a thread renews while the work runs.
-A page claimed by someone else is put aside and its results awaited from the shared tiers; when
-its claim lapses without results (the holder died), it is taken over. Without Redis, or while
-it is down, nothing is claimed and pages are computed as before (maybe twice, never wrong).
+Before computing a batch of pages, a worker claims (page identity, stage fingerprints) of each
+in Redis, all in one command (see `tiers.redis_claims`). A claim names its holder: a worker of
+a process whose heartbeat lives `CLAIM_LEASE` seconds and is renewed by a thread while any of
+its workers holds claims, so renewing costs one command per process, not one per claim. A
+page claimed by someone else is put aside and its results awaited from the shared tiers; when
+its holder's heartbeat lapses without results (the process died), the claim is cleared and
+taken over. Claims are released (one DEL) once their pages' results are stored. Without
+Redis, or while it is down, nothing is claimed and pages are computed as before (maybe twice,
+never wrong).
 
 >>> import tempfile
 >>> from tore_nb.config import CacheConfig
@@ -39,7 +43,8 @@ CLAIM_LEASE = 15.0
 
 
 def claim_lease(env: Mapping[str, str] | None = None) -> float:
-    """Seconds a claim lives unless renewed: TORE_NB_CLAIM_LEASE, else `CLAIM_LEASE`.
+    """Seconds a holder's heartbeat lives unless renewed: TORE_NB_CLAIM_LEASE, else
+    `CLAIM_LEASE`.
 
     >>> claim_lease({}), claim_lease({"TORE_NB_CLAIM_LEASE": "2.5"})
     (15.0, 2.5)
@@ -68,6 +73,74 @@ def claim_key(pipeline: Pipeline, identity: str, stages: Sequence[str]) -> str:
     return hash_value((identity, tuple(pipeline.fingerprints[s] for s in stages)))[:32]
 
 
+class _Heartbeat:
+    """This process's heartbeat on one Redis: renewed every third of a lease while any worker
+    holds claims, left to lapse when none does. Each restart is a new epoch (a new name), so
+    claims a worker failed to release are dead once it lapsed, even if the process lives on."""
+
+    def __init__(self, tier: RedisTier, lease: float) -> None:
+        self.tier, self.lease = tier, lease
+        self.epoch = ""
+        self.lapses = 0  # renewals that found the heartbeat gone while claims were held
+        self._holding: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, worker: str) -> str:
+        """`worker` is about to claim: the epoch its claims are held under (the heartbeat is
+        alive when this returns; a Redis failure raises)."""
+        from ..tiers.redis_claims import beat
+
+        with self._lock:
+            if self._thread is None:
+                epoch = os.urandom(8).hex()
+                beat(self.tier, epoch, self.lease)  # before any claim names it
+                self.epoch = epoch
+                self._thread = threading.Thread(
+                    target=self._renew, name="tore_nb-claims", daemon=True
+                )
+                self._thread.start()
+            self._holding.add(worker)
+            return self.epoch
+
+    def release(self, worker: str) -> None:
+        with self._lock:
+            self._holding.discard(worker)
+
+    def _renew(self) -> None:
+        from ..tiers.redis_claims import beat
+
+        stop = threading.Event()
+        while not stop.wait(self.lease / 3):
+            with self._lock:
+                if not self._holding:
+                    self._thread = None  # the next hold() starts a new epoch
+                    return
+                epoch = self.epoch
+            try:
+                alive = beat(self.tier, epoch, self.lease)
+            except Exception as exc:  # a lapse may follow: work done twice, never wrong
+                log.debug("claims: heartbeat failed: %s", exc)
+                continue
+            if not alive:  # claims under this epoch may have been taken over meanwhile
+                with self._lock:
+                    self.lapses += 1
+
+
+_BEATS: dict[tuple[int, str, str, float], _Heartbeat] = {}
+_BEATS_LOCK = threading.Lock()
+
+
+def _heartbeat(tier: RedisTier, lease: float) -> _Heartbeat:
+    """The heartbeat of this process (a fork gets its own) on `tier`'s Redis."""
+    key = (os.getpid(), repr(tier), tier.lock_prefix, lease)
+    with _BEATS_LOCK:
+        hb = _BEATS.get(key)
+        if hb is None:
+            hb = _BEATS[key] = _Heartbeat(tier, lease)
+        return hb
+
+
 class Claims:
     """The claims one worker holds on the first shared tier that offers them (Redis)."""
 
@@ -83,14 +156,11 @@ class Claims:
                 self.tier = tier
                 break
         self.lease = lease if lease is not None else claim_lease()
-        self.owner = os.urandom(8).hex()
+        self.worker = os.urandom(6).hex()
         self.unclaimed = 0  # pages computed without a claim (Redis failed): maybe twice
-        self._failed = False
-        self._held: set[str] = set()
-        self._lost: set[str] = set()  # claims taken over by another while this worker worked
+        self._beat = _heartbeat(self.tier, self.lease) if self.tier is not None else None
+        self._held: dict[str, tuple[str, int]] = {}  # key -> (holder, heartbeat lapses then)
         self._lock = threading.Lock()
-        self._renewer: threading.Thread | None = None
-        self._wake = threading.Event()
 
     @property
     def active(self) -> bool:
@@ -98,85 +168,91 @@ class Claims:
 
     def take(self, keys: Sequence[str]) -> set[str]:
         """Claim `keys`: those now held by this worker (all of them without Redis)."""
-        tier = self.tier
-        if tier is None or not keys:
-            if self._failed:
+        tier, hb = self.tier, self._beat
+        if tier is None or hb is None or not keys:
+            if self.tier is None and self._beat is not None:  # Redis failed earlier
                 self.unclaimed += len(keys)
             return set(keys)
         from ..tiers.redis_claims import claim_many
 
         try:
-            got = claim_many(tier, keys, self.lease, self.owner)
+            holder = f"{hb.hold(self.worker)}:{self.worker}"
+            got = claim_many(tier, keys, holder)
         except Exception as exc:  # Redis failing: compute unclaimed rather than wait
             log.debug("claims: %s; computing without them", exc)
-            self.tier, self._failed = None, True
+            self._give_up()
             self.unclaimed += len(keys)
             return set(keys)
         held = {k for k, ok in zip(keys, got, strict=True) if ok}
-        if held:
-            with self._lock:
-                self._held |= held
-            self._start_renewing()
+        with self._lock:
+            mark = hb.lapses
+            for k in held:
+                self._held[k] = (holder, mark)
+            if not self._held:
+                hb.release(self.worker)
         return held
 
-    def done(self, keys: Iterable[str], *, failed: bool = False) -> bool:
-        """Stop renewing `keys`; after a failure give them up, so another may take over.
-        Whether a claim had been lost meanwhile (so the work was done twice)."""
-        keys = list(keys)
+    def done(self, keys: Iterable[str]) -> set[str]:
+        """Release the claims on `keys` (their results are stored, or their pages failed and
+        another may try): those that had been lost meanwhile, the work done twice."""
+        tier, hb = self.tier, self._beat
         with self._lock:
-            self._held.difference_update(keys)
-            lost = bool(self._lost.intersection(keys))
-            self._lost.difference_update(keys)
-        if failed and self.tier is not None and keys:
-            from ..tiers.redis_claims import release_many
+            mine = [(k, self._held.pop(k)) for k in keys if k in self._held]
+            if not self._held and hb is not None:
+                hb.release(self.worker)
+        if tier is None or hb is None or not mine:
+            return set()
+        from ..tiers.redis_claims import release_many, release_own
 
-            try:
-                release_many(self.tier, keys, self.owner)
-            except Exception as exc:
-                log.debug("claims: release failed: %s", exc)
-        return lost
+        names = [k for k, _ in mine]
+        try:
+            if all(mark == hb.lapses for _, (_, mark) in mine):
+                release_many(tier, names)  # nobody can have taken them: one DEL
+                return set()
+            # the heartbeat lapsed while they were held: some may be another's now
+            by_holder: dict[str, list[str]] = {}
+            for k, (holder, _) in mine:
+                by_holder.setdefault(holder, []).append(k)
+            lost: set[str] = set()
+            for holder, ks in by_holder.items():
+                ours = release_own(tier, ks, holder)
+                lost |= {k for k, ok in zip(ks, ours, strict=True) if not ok}
+            return lost
+        except Exception as exc:  # they stay until the heartbeat lapses: waiters clear them
+            log.debug("claims: release failed: %s", exc)
+            return set()
 
     def lapsed(self, keys: Sequence[str]) -> list[str]:
-        """Those of `keys` that nobody holds any more (their holder finished or died)."""
-        if self.tier is None or not keys:
+        """Those of `keys` that nobody holds any more: their holder released them, or its
+        process's heartbeat lapsed (it died), in which case the claim is cleared here."""
+        tier = self.tier
+        if tier is None or not keys:
             return list(keys)
-        from ..tiers.redis_claims import held_by_anyone
+        from ..tiers.redis_claims import clear_dead, holders, living
 
         try:
-            held = held_by_anyone(self.tier, keys)
+            who = holders(tier, keys)
+            present = {k: h for k, h in zip(keys, who, strict=True) if h is not None}
+            alive = living(tier, list(present.values()))
+            dead = [(k, h) for k, h in present.items() if h not in alive]
+            cleared: set[str] = set()
+            if dead:
+                ok = clear_dead(tier, [k for k, _ in dead], [h for _, h in dead])
+                cleared = {k for (k, _), c in zip(dead, ok, strict=True) if c}
         except Exception:
             return list(keys)
-        return [k for k, h in zip(keys, held, strict=True) if not h]
+        return [k for k in keys if k not in present or k in cleared]
 
     def close(self) -> None:
+        """Release whatever this worker still holds (a run that stopped half way)."""
+        with self._lock:
+            left = list(self._held)
+        if left:
+            self.done(left)
+
+    def _give_up(self) -> None:
         with self._lock:
             self._held.clear()
-        self._wake.set()
-
-    def _start_renewing(self) -> None:
-        if self._renewer is not None and self._renewer.is_alive():
-            return
-        self._wake.clear()
-        self._renewer = threading.Thread(target=self._renew, name="tore_nb-claims", daemon=True)
-        self._renewer.start()
-
-    def _renew(self) -> None:
-        from ..tiers.redis_claims import renew_many
-
-        while not self._wake.wait(self.lease / 3):
-            with self._lock:
-                held = sorted(self._held)
-            if not held:
-                return
-            tier = self.tier
-            if tier is None:
-                return
-            try:
-                still = renew_many(tier, held, self.lease, self.owner)
-            except Exception as exc:  # a lapsed claim may be taken over: work done twice
-                log.debug("claims: renewal failed: %s", exc)
-                continue
-            lost = {k for k, ok in zip(held, still, strict=True) if not ok}
-            if lost:
-                with self._lock:
-                    self._lost |= lost & self._held
+        if self._beat is not None:
+            self._beat.release(self.worker)
+        self.tier = None

@@ -32,6 +32,9 @@ log = logging.getLogger("tore_nb.incremental")
 
 #: seconds a worker waits for pages another worker claimed before computing them itself
 MAX_WAIT = 600.0
+#: pages claimed at once: one command claims them, one looks up what was stored meanwhile,
+#: one releases them
+CLAIM_BATCH = 8
 
 __all__ = [
     "OpenDocuments",
@@ -147,16 +150,18 @@ def run_items(
     each page is done.
     """
     found: dict[str, tuple[str, Any, float]] = {}
-    if cache is not None and shared_tiers and recheck:
-        keys = [
-            pipeline.key(s, it.page.identity) for it in items if not it.force for s in it.stages
-        ]
-        shared = result_tiers(cache, shared_tiers)
-        found = {
-            k: (h.tier, *pipeline.unpack(h.value))
-            for k, h in cache.fetch_many(keys, tiers=shared).items()
-        }
     claims = Claims(cache, shared_tiers) if cache is not None and shared_tiers else None
+
+    def fetch(todo: Iterable[WorkItem]) -> None:
+        """Take what other workers stored meanwhile for `todo` into `found`."""
+        assert cache is not None
+        keys = [pipeline.key(s, it.page.identity) for it in todo if not it.force for s in it.stages]
+        if keys:
+            got = cache.fetch_many(keys, tiers=result_tiers(cache, shared_tiers))
+            found.update({k: (h.tier, *pipeline.unpack(h.value)) for k, h in got.items()})
+
+    if claims is not None and recheck and not claims.active:
+        fetch(items)  # with claims, each batch is looked up once claimed (below)
     by_doc: dict[str, list[WorkItem]] = defaultdict(list)
     for it in items:
         by_doc[it.document_id].append(it)
@@ -167,39 +172,57 @@ def run_items(
         if docs is None:
             docs = stack.enter_context(OpenDocuments(sources, cache))
 
-        def one(it: WorkItem, attempt: int = 1, claim: bool = True) -> None:
-            key = ""
-            need = [s for s in it.stages if pipeline.key(s, it.page.identity) not in found]
-            if claim and claims is not None and claims.active and need and not it.force:
-                key = claim_key(pipeline, it.page.identity, it.stages)
-                if not claims.take([key]):
-                    waiting.append((it, key))  # another worker computes it: awaited below
-                    return
-            page = _run_page(docs[it.document_id], it, pipeline, found)
-            if cache is not None and shared_tiers:
-                fresh = [o for o in page if o.source == "computed"]
-                store_outcomes(cache, pipeline, fresh, shared_tiers)
-            # done twice: its claim was lost meanwhile, or it was computed while another
-            # worker still held it; a page taken over from a dead worker is a second attempt
-            twice = not claim
-            if claims is not None and key:
-                twice = claims.done([key], failed=any(not o.ok for o in page))
-            if twice or attempt > 1:
-                page = [
-                    replace(o, duplicate=twice, attempts=attempt) if o.source == "computed" else o
-                    for o in page
-                ]
-            out.extend(page)
-            if on_page is not None:
-                on_page()
+        def compute(batch: Sequence[WorkItem], attempt: int = 1, claim: bool = True) -> None:
+            # claimed together (one command), stored page by page, released together
+            keys: dict[int, str] = {}
+            held: set[str] = set()
+            if claim and claims is not None and claims.active:
+                for n, it in enumerate(batch):
+                    need = any(pipeline.key(s, it.page.identity) not in found for s in it.stages)
+                    if need and not it.force:
+                        keys[n] = claim_key(pipeline, it.page.identity, it.stages)
+                held = claims.take(list(keys.values())) if keys else set()
+                if held:
+                    # after claiming: a holder that released these pages had stored them
+                    fetch(batch[n] for n, k in keys.items() if k in held)
+            pages: list[tuple[str | None, list[StageOutcome]]] = []
+            lost: set[str] = set()
+            try:
+                for n, it in enumerate(batch):
+                    key = keys.get(n)
+                    if key is not None and key not in held:
+                        waiting.append((it, key))  # another worker computes it: awaited below
+                        continue
+                    page = _run_page(docs[it.document_id], it, pipeline, found)
+                    if cache is not None and shared_tiers:
+                        fresh = [o for o in page if o.source == "computed"]
+                        store_outcomes(cache, pipeline, fresh, shared_tiers)
+                    pages.append((key, page))
+                    if on_page is not None:
+                        on_page()
+            finally:
+                if claims is not None and held:
+                    lost = claims.done(held)
+            for key, page in pages:
+                # done twice: its claim was lost meanwhile, or it was computed while another
+                # worker still held it; a page taken over from a dead worker is a second attempt
+                twice = not claim or key in lost
+                if twice or attempt > 1:
+                    page = [
+                        replace(o, duplicate=twice, attempts=attempt)
+                        if o.source == "computed"
+                        else o
+                        for o in page
+                    ]
+                out.extend(page)
 
         try:
-            for doc_items in by_doc.values():
-                for it in doc_items:
-                    one(it)
+            ordered = [it for doc_items in by_doc.values() for it in doc_items]
+            for i in range(0, len(ordered), CLAIM_BATCH):
+                compute(ordered[i : i + CLAIM_BATCH])
             if waiting:
                 assert cache is not None and claims is not None
-                _await_others(waiting, pipeline, cache, shared_tiers, claims, one, out, on_page)
+                _await_others(waiting, pipeline, cache, shared_tiers, claims, compute, out, on_page)
         finally:
             if claims is not None:
                 claims.close()
@@ -212,7 +235,7 @@ def _await_others(
     cache: MultiLevelCache,
     shared_tiers: Sequence[str],
     claims: Claims,
-    compute: Callable[[WorkItem, int, bool], None],
+    compute: Callable[[Sequence[WorkItem], int, bool], None],
     out: list[StageOutcome],
     on_page: Callable[[], None] | None,
 ) -> None:
@@ -247,6 +270,7 @@ def _await_others(
         else:
             lapsed = set(claims.lapsed([k for _, k in still])) if still else set()
         waiting.clear()
+        again: list[WorkItem] = []
         for it, key in still:
             if key not in lapsed:
                 waiting.append((it, key))
@@ -261,7 +285,9 @@ def _await_others(
                     common = (it.document_id, it.page.index, it.page.identity, s)
                     out.append(StageOutcome(*common, value=value, source=h.tier, cost=cost))
             todo = tuple(s for s in it.stages if s not in known)
-            compute(WorkItem(it.document_id, it.page, todo, known, it.force), 2, not stuck)
+            again.append(WorkItem(it.document_id, it.page, todo, known, it.force))
+        for i in range(0, len(again), CLAIM_BATCH):
+            compute(again[i : i + CLAIM_BATCH], 2, not stuck)
         if waiting:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
