@@ -1,12 +1,15 @@
 """CacheMetrics: counters and latency samples per tier, a frozen snapshot, and a DataFrame view.
 
 Counting is a few attribute increments on the hot path; percentiles are computed only when a
-snapshot is taken, from the last 1024 latency samples of each tier.
+snapshot is taken, from the last 1024 latency samples of each tier. Beside the ring, each tier
+sums the time of every lookup it timed (`latency_total_ms` over `lookups_timed`), so that the
+mean latency between two snapshots is a difference of counters, whatever the ring forgot.
 
 >>> m = CacheMetrics(["memory"])
 >>> m.tier("memory").hit(1500)
->>> m.snapshot().tiers["memory"].hits
-1
+>>> t = m.snapshot().tiers["memory"]
+>>> t.hits, t.lookups_timed, t.latency_total_ms
+(1, 1, 0.0015)
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ if TYPE_CHECKING:
 __all__ = ["CacheMetrics", "MetricsSnapshot", "TierSnapshot", "TierStats"]
 
 _RING = 1024
+_MASK = _RING - 1  # precomputed: the hot path pays one global load, not a subtraction too
 
 
 class TierStats:
     """Mutable counters of one tier. Updated under the GIL; a lost increment only skews stats."""
 
     __slots__ = (
+        "_extra",
         "_i",
         "_lat",
         "bytes_read",
@@ -35,6 +40,7 @@ class TierStats:
         "deletes",
         "errors",
         "hits",
+        "latency_total_ns",
         "misses",
         "promotions",
         "rejected",
@@ -50,27 +56,44 @@ class TierStats:
         self.sets = self.deletes = self.promotions = self.rejected = 0
         self.bytes_read = self.bytes_written = 0
         self._lat: list[int] = [0] * _RING
-        self._i = 0
+        self._i = 0  # samples written to the ring, ever
+        self.latency_total_ns = 0  # the time of every lookup timed, ever
+        # keys of batched lookups beyond their one sample: lookups timed = _i + _extra, which
+        # keeps the single-key hot path at one more addition than the ring alone
+        self._extra = 0
 
     def hit(self, latency_ns: int, nbytes: int = 0) -> None:
         self.hits += 1
         self.bytes_read += nbytes
-        self._lat[self._i & (_RING - 1)] = latency_ns
-        self._i += 1
+        i = self._i
+        self._lat[i & _MASK] = latency_ns
+        self._i = i + 1
+        self.latency_total_ns += latency_ns
 
     def miss(self, latency_ns: int) -> None:
         self.misses += 1
-        self._lat[self._i & (_RING - 1)] = latency_ns
-        self._i += 1
+        i = self._i
+        self._lat[i & _MASK] = latency_ns
+        self._i = i + 1
+        self.latency_total_ns += latency_ns
 
     def batch(self, hits: int, misses: int, latency_ns: int, nbytes: int = 0) -> None:
-        """Count a batched lookup; its per-key average latency is one sample."""
+        """Count a batched lookup; its per-key average latency is one sample, and each of its
+        keys counts as one lookup timed (its latency summed once)."""
         self.hits += hits
         self.misses += misses
         self.bytes_read += nbytes
-        if hits + misses:
-            self._lat[self._i & (_RING - 1)] = latency_ns // (hits + misses)
+        n = hits + misses
+        if n:
+            self._lat[self._i & _MASK] = latency_ns // n
             self._i += 1
+            self._extra += n - 1
+            self.latency_total_ns += latency_ns
+
+    @property
+    def lookups_timed(self) -> int:
+        """Lookups whose latency was measured (a batched lookup counts each of its keys)."""
+        return self._i + self._extra
 
     def latencies_ms(self) -> list[float]:
         n = min(self._i, _RING)
@@ -96,6 +119,9 @@ class TierSnapshot:
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    # cumulative: the mean between two snapshots is d(latency_total_ms) / d(lookups_timed)
+    lookups_timed: int = 0
+    latency_total_ms: float = 0.0
     entries: int | None = None
     size_mb: float | None = None
     state: str = "closed"
@@ -186,6 +212,8 @@ class CacheMetrics:
                 p50_ms=_pct(lat, 0.5),
                 p95_ms=_pct(lat, 0.95),
                 p99_ms=_pct(lat, 0.99),
+                lookups_timed=s.lookups_timed,
+                latency_total_ms=s.latency_total_ns / 1e6,
                 **(extra or {}).get(name, {}),
             )
         return MetricsSnapshot(self.requests, self.hits, self.misses, self.saved_seconds, tiers)

@@ -349,6 +349,26 @@ def test_stats_frame(embedded_config: CacheConfig) -> None:
     )
 
 
+def test_every_lookup_is_timed_and_summed_batched_keys_each(embedded_config: CacheConfig) -> None:
+    """Cumulative latency per tier: the mean between two snapshots is the difference of
+    `latency_total_ms` over that of `lookups_timed`; a batched lookup counts each key."""
+    c = make(embedded_config)
+    c.set("k", 1)
+    c.get("k")
+    c.get("nope")
+    before = c.snapshot().tiers["memory"]
+    c.get_many(["k", "a", "b"])
+    snap = c.snapshot().tiers
+    mem = snap["memory"]
+    assert (before.lookups_timed, mem.lookups_timed) == (2, 5)
+    assert mem.lookups_timed == mem.hits + mem.misses
+    assert mem.latency_total_ms > before.latency_total_ms > 0
+    assert snap["disk"].lookups_timed == snap["disk"].hits + snap["disk"].misses == 3
+    c.metrics.reset()
+    assert c.snapshot().tiers["memory"].lookups_timed == 0
+    assert c.snapshot().tiers["memory"].latency_total_ms == 0.0
+
+
 def test_disabled_cache_keeps_api(tmp_path: Path) -> None:
     c = make(CacheConfig.embedded(tmp_path, enable_cache=False))
     assert c.set("k", 1) is False

@@ -137,7 +137,7 @@ def test_charts_bucket_hit_rate_by_clock_time() -> None:
     # refreshes 0.1 s to 2 s apart for 10 minutes, memory hitting 3 lookups in 4: no zig-zag
     samples, at, n = [], 1_000_000.0, 0
     while at < 1_000_600.0:
-        samples.append(Sample(at, 4 * n, 3 * n, {"memory": (3 * n, n, 0.01)}))
+        samples.append(Sample(at, 4 * n, 3 * n, {"memory": (3 * n, n, 4 * n, 0.04 * n)}))
         at += 0.1 if n % 2 else 2.0
         n += 1
     (x0, x1), rate, latency = bucketed(samples)
@@ -146,13 +146,48 @@ def test_charts_bucket_hit_rate_by_clock_time() -> None:
     assert all(b - a == 5.0 for a, b in itertools.pairwise(xs))  # 5 s buckets
     values = [v for _, v in rate["memory"] if v is not None]
     assert len(values) >= 55 and all(v == pytest.approx(75.0) for v in values)
-    assert {v for _, v in latency["memory"] if v is not None} == {0.01}
+    assert all(v == pytest.approx(0.01) for _, v in latency["memory"] if v is not None)
     page = charts_html(samples)
-    assert "hit rate (%)" in page and "p50 latency (ms, log)" in page
-    assert page.count("time (local)") == 2 and "5 s buckets" in page
+    assert "hit rate of the lookups in each 5 s, %" in page
+    assert "mean lookup latency in each 5 s, ms (log scale)" in page and "p50" not in page
+    assert page.count("time (local)") == 2
     assert not re.search(r"last \d", page)  # no "last 0.1 s" labels
     ticks = re.findall(r">(\d\d:\d\d)<", page)
     assert len(ticks) >= 8  # clock times under both charts
+
+
+def test_latency_chart_shows_the_mean_of_each_buckets_own_lookups() -> None:
+    """Regression: a bucket showed the p50 of the tier's last 1024 samples, so after a burst of
+    slow lookups the next buckets still showed the burst. Each bucket's point is now the mean
+    of the lookups made in it; a bucket without lookups is a gap, not zero."""
+    from tore_nb.stats import CacheMetrics
+    from tore_nb.widgets.charts import bucketed, charts_html, take_sample
+
+    metrics = CacheMetrics(["disk"])
+    disk = metrics.tier("disk")
+    t0 = 1_000_000.0  # a bucket boundary
+    samples = [take_sample(metrics.snapshot(), t0)]
+    for _ in range(600):  # a slow burst: 40 ms each
+        disk.miss(40_000_000)
+    samples.append(take_sample(metrics.snapshot(), t0 + 4.0))
+    for _ in range(100):  # then fast lookups: 20 us each, the ring still mostly slow
+        disk.hit(20_000)
+    disk.batch(3, 1, 4 * 20_000)  # a batch counts each of its keys
+    samples.append(take_sample(metrics.snapshot(), t0 + 9.0))
+    samples.append(take_sample(metrics.snapshot(), t0 + 14.0))  # an idle bucket
+    disk.hit(1_000_000)
+    samples.append(take_sample(metrics.snapshot(), t0 + 19.0))
+
+    assert metrics.snapshot().tiers["disk"].p50_ms == 40.0  # what the chart used to show
+    _, _, latency = bucketed(samples)
+    by_bucket = dict(latency["disk"])
+    assert by_bucket[t0 + 2.5] == pytest.approx(40.0)
+    assert by_bucket[t0 + 7.5] == pytest.approx(0.02)  # the fast mean, not the ring's p50
+    assert by_bucket[t0 + 12.5] is None  # no lookups: a gap
+    assert by_bucket[t0 + 17.5] == pytest.approx(1.0)
+    svg = charts_html(samples).split("<svg")[2]
+    assert "mean lookup latency in each 5 s, ms (log scale)" in svg
+    assert svg.count("<polyline") == 1 and svg.count("<circle") == 1  # split at the gap
 
 
 def test_views_follow_the_theme(cache: MultiLevelCache) -> None:

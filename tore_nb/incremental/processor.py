@@ -37,7 +37,7 @@ from .progress import NullProgress, Progress
 # The run records live in results.py; they are re-exported here for one release, so that
 # `from tore_nb.incremental.processor import RunResult` (and pickles of ProcessingResult made
 # before the move) keep working.
-from .results import PageEvent, PageResult, ProcessingResult, RunResult, result_key
+from .results import SHARED, PageEvent, PageResult, ProcessingResult, RunResult, result_key
 from .shared import result_tiers
 from .stages import Pipeline, Stage
 
@@ -418,6 +418,8 @@ class IncrementalProcessor:
                     **self._metadata(cs, plan.mode, plan.previous.pages, now),
                     "page_seconds": kept,
                     "saved_seconds": round(sum(kept), 6),
+                    "duplicates": 0,  # nothing ran: the previous run's work is not this one's
+                    "retries": 0,
                 }
                 results.append(dataclasses.replace(plan.previous, document=doc, metadata=meta))
                 continue
@@ -601,7 +603,6 @@ def _read_verified(doc: Document) -> tuple[bytes | None, str]:
 
 
 _Copy = tuple[str, int, str, int]  # computed (document, page index) -> copy (document, index)
-SHARED = "this-run"  # served_by of a page whose identical twin was computed in the same run
 
 
 def _copied(outcomes: Sequence[StageOutcome], copies: Sequence[_Copy]) -> list[StageOutcome]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from .results import REPORT_COLUMNS, SUMMARY_COLUMNS
+from .results import REPORT_COLUMNS, SHARED, SUMMARY_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,6 +97,15 @@ def _sources(counts: Counter[str]) -> str:
     return " (" + ", ".join(f"{t} {n}" for t, n in counts.most_common()) + ")"
 
 
+def _where_from(computed: int, cached: int, tiers: Counter[str], shared: int) -> list[str]:
+    """The words for results computed, served from a cache tier, and shared with a twin page:
+    one count each, so that with failed and skipped they add up to the results."""
+    out = [f"{computed} computed" if computed else ""]
+    out += [f"{cached} from cache{_sources(tiers)}" if cached else ""]
+    out += [f"{shared} shared with identical pages" if shared else ""]
+    return out
+
+
 def _seconds(s: float) -> str:
     return f"{s:.2f} s" if s < 60 else f"{int(s // 60)} min {s % 60:.0f} s"
 
@@ -105,20 +114,27 @@ def format_documents(run: RunResult) -> list[str]:
     """One line per document: its pages by change, its stage results by where they came from,
     the time they saved; then one line of totals. Failed documents are the caller's to show.
 
+    Results copied from an identical page computed in the same run (served_by `this-run`) are
+    "shared with identical pages", apart from those served by a cache tier; the summary counts
+    both in `results_from_cache`. Retries and results computed twice, when any, end the totals.
+
     >>> from tore_nb.incremental.results import RunResult
     >>> format_documents(RunResult((), (), (), {}, 0.5))
     ['0 documents, 0 pages; 0.50 s']
     """
     tiers: dict[str, Counter[str]] = {}
     skips: dict[str, Counter[str]] = {}
+    shares: Counter[str] = Counter()
     for e in run.events:  # by path: two documents may share a name
         for by in e.served.values():
             if by.startswith("skipped"):
                 skips.setdefault(e.path, Counter())[by] += 1
+            elif by == SHARED:
+                shares[e.path] += 1
             elif by not in ("computed", "failed"):
                 tiers.setdefault(e.path, Counter())[by] += 1
     lines: list[str] = []
-    pages = changed = computed = cached = failed = skipped = 0
+    pages = changed = computed = cached = shared = failed = skipped = twice = retries = 0
     every_tier: Counter[str] = Counter()
     # the rows of documents that could not be read come last: the caller says why (stderr)
     for result, values in zip(run.documents, run.summary_rows(), strict=False):
@@ -126,17 +142,15 @@ def format_documents(run: RunResult) -> list[str]:
         name, base, n = row["document"], row["based_on"], row["pages"]
         added, removed, moved = row["added"], row["removed"], row["moved"]
         modified, unchanged, saved = row["modified"], row["unchanged"], row["saved_seconds"]
-        comp, cach = row["results_computed"], row["results_from_cache"]
-        fail, skip = row["results_failed"], row["results_skipped"]
         path = result.path
+        comp, fail, skip = row["results_computed"], row["results_failed"], row["results_skipped"]
+        share = shares[path]
+        cach = row["results_from_cache"] - share  # the summary counts shared ones as cached
         pages += n
         changed += added + modified
-        computed, cached, failed, skipped = (
-            computed + comp,
-            cached + cach,
-            failed + fail,
-            skipped + skip,
-        )
+        computed, cached, shared = computed + comp, cached + cach, shared + share
+        failed, skipped = failed + fail, skipped + skip
+        twice, retries = twice + row["duplicates"], retries + row["retries"]
         every_tier.update(tiers.get(path, Counter()))
         if added == n and not (removed or moved or modified):
             what = "new" if comp else "new, every page known from other documents"
@@ -147,8 +161,7 @@ def format_documents(run: RunResult) -> list[str]:
             what = (", ".join(parts) + f", {unchanged} unchanged") if parts else "unchanged"
             if base:
                 what = f"based on {base}: {what}"
-        results = [f"{comp} computed" if comp else ""]
-        results += [f"{cach} from cache{_sources(tiers.get(path, Counter()))}" if cach else ""]
+        results = _where_from(comp, cach, tiers.get(path, Counter()), share)
         results += [f"{fail} failed" if fail else ""]
         results += [f"{k} {why}" for why, k in skips.get(path, Counter()).items()]
         done = ", ".join(r for r in results if r) or "nothing to do"
@@ -159,8 +172,13 @@ def format_documents(run: RunResult) -> list[str]:
     if docs:
         total += f" ({changed} new or modified); stage results {computed} computed, {cached}"
         total += f" from cache{_sources(every_tier)}"
+        total += f", {shared} shared with identical pages" if shared else ""
         total += f", {failed} failed" if failed else ""
         total += f", {skipped} skipped" if skipped else ""
+    if retries or twice:  # work done again: a stage raising, a worker lost, a claim lost
+        again = [_plural(retries, "retry") if retries else ""]
+        again += [f"{_plural(twice, 'result')} computed twice" if twice else ""]
+        total += "; " + ", ".join(a for a in again if a)
     if run.failures:
         total += f"; {len(run.failures)} could not be read"
     if run.rejected:  # each a miss: tampered, or signed with another secret

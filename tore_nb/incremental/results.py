@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .stages import Pipeline
 
 __all__ = [
+    "SHARED",
     "REPORT_COLUMNS",
     "SUMMARY_COLUMNS",
     "PageEvent",
@@ -49,6 +50,9 @@ REPORT_COLUMNS = [
     "seconds",
     "error",
 ]
+#: served_by of a result copied from an identical page computed in the same run
+SHARED = "this-run"
+
 SUMMARY_COLUMNS = [
     "document",
     "mode",
@@ -284,6 +288,9 @@ class RunResult:
         for result, cs in zip(self.documents, self.changes, strict=False):
             counts = cs.counts()
             c = by_doc.get(result.path, Counter())
+            # an unchanged document's result keeps the metadata of the run that computed it:
+            # its duplicates and retries are that run's, not this one's (nothing ran)
+            ran = result.metadata.get("mode") != "unchanged"
             rows.append(
                 (
                     result.document.name,
@@ -301,8 +308,8 @@ class RunResult:
                     c["skipped"],
                     round(secs.get(result.path, 0.0), 4),
                     round(float(result.metadata.get("saved_seconds", 0.0)), 4),
-                    int(result.metadata.get("duplicates", 0)),
-                    int(result.metadata.get("retries", 0)),
+                    int(result.metadata.get("duplicates", 0)) if ran else 0,
+                    int(result.metadata.get("retries", 0)) if ran else 0,
                     None,
                 )
             )

@@ -3,9 +3,11 @@
 No plotting library: the charts are SVG strings that render in any HTML output, exported
 notebooks and the docs site included, at no import cost. A `Sample` holds a cache's cumulative
 counters at one moment. The charts cut the last `WINDOW_S` seconds into fixed `BUCKET_S`
-buckets aligned to the clock and plot, per bucket, the hit rate of the lookups made in it and
-the p50 latency of the tiers that saw lookups: refreshes that come seconds or milliseconds
-apart no longer make the lines zig-zag. A bucket without lookups leaves a gap.
+buckets aligned to the clock and plot, per bucket, the hit rate and the mean latency of the
+lookups made in it, each a difference of cumulative counters: refreshes that come seconds or
+milliseconds apart no longer make the lines zig-zag, and a burst of slow lookups shows in its
+own bucket only (a percentile of the tier's recent samples would carry it into the next ones).
+A bucket without lookups leaves a gap.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ BUCKET_S = 5.0  # ...in 5 s buckets
 _MIN_SPAN_S = 60.0  # a young dashboard still shows a minute, not a squashed few seconds
 
 Series = dict[str, list[tuple[float, float | None]]]
+_NONE = (0, 0, 0, 0.0)  # a tier's counters before it was seen
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class Sample:
     at: float
     requests: int
     hits: int
-    tiers: Mapping[str, tuple[int, int, float | None]]  # hits, misses, p50_ms
+    # per tier: hits, misses, lookups timed, their summed latency in ms
+    tiers: Mapping[str, tuple[int, int, int, float]]
 
 
 def take_sample(snap: MetricsSnapshot, at: float) -> Sample:
@@ -49,20 +53,23 @@ def take_sample(snap: MetricsSnapshot, at: float) -> Sample:
     >>> take_sample(cache.snapshot(), 0.0).requests
     0
     """
-    tiers = {n: (t.hits, t.misses, t.p50_ms) for n, t in snap.tiers.items()}
+    tiers = {
+        n: (t.hits, t.misses, t.lookups_timed, t.latency_total_ms) for n, t in snap.tiers.items()
+    }
     return Sample(at, snap.total_requests, snap.hits, tiers)
 
 
 def bucketed(
     samples: Sequence[Sample], *, window: float = WINDOW_S, bucket: float = BUCKET_S
 ) -> tuple[tuple[float, float], Series, Series]:
-    """The x range and, per bucket midpoint, hit rate (%) and p50 latency (ms) per tier.
+    """The x range and, per bucket midpoint, hit rate (%) and mean latency (ms) per tier,
+    both of the lookups made during the bucket.
 
     Hit rates have an "all" series (every lookup of the cache). A value is None where the
-    bucket saw no lookups there.
+    bucket saw no lookups there (no timed lookups, for latency).
 
-    >>> a = Sample(0.0, 0, 0, {"memory": (0, 0, None)})
-    >>> s = [a, Sample(3.0, 4, 3, {"memory": (3, 1, 0.1)})]
+    >>> a = Sample(0.0, 0, 0, {"memory": (0, 0, 0, 0.0)})
+    >>> s = [a, Sample(3.0, 4, 3, {"memory": (3, 1, 4, 0.4)})]
     >>> _, rate, latency = bucketed(s)
     >>> rate["memory"][0], latency["memory"][0]
     ((2.5, 75.0), (2.5, 0.1))
@@ -97,11 +104,11 @@ def bucketed(
         looked = after.requests - before.requests
         rate["all"].append((x, 100.0 * (after.hits - before.hits) / looked if looked else None))
         for n in names:
-            h0, m0, _ = before.tiers.get(n, (0, 0, None))
-            h1, m1, p50 = after.tiers.get(n, (0, 0, None))
-            d = (h1 - h0) + (m1 - m0)
+            h0, m0, c0, t0 = before.tiers.get(n, _NONE)
+            h1, m1, c1, t1 = after.tiers.get(n, _NONE)
+            d, timed = (h1 - h0) + (m1 - m0), c1 - c0
             rate[n].append((x, 100.0 * (h1 - h0) / d if d > 0 else None))
-            latency[n].append((x, p50 if d > 0 else None))
+            latency[n].append((x, (t1 - t0) / timed if timed > 0 else None))
         b += bucket
     return (start, end), rate, latency
 
@@ -137,10 +144,14 @@ def _chart_svg(
     y_range: tuple[float, float],
     log_scale: bool = False,
     width: int = 400,
-    height: int = 180,
+    height: int = 196,
 ) -> str:
-    """A line chart over clock time as inline SVG, its colours from the theme (see tables)."""
-    pad_l, pad_r, pad_t, pad_b = 58, 10, 22, 44
+    """A line chart over clock time as inline SVG, its colours from the theme (see tables).
+
+    The y label is a line of its own above the plot, not turned along the axis: it says what
+    a point is ("mean lookup latency in each 5 s"), which is longer than the plot is tall.
+    """
+    pad_l, pad_r, pad_t, pad_b = 58, 10, 38, 44
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
     x0, x1 = x_range
     lo, hi = y_range
@@ -164,8 +175,8 @@ def _chart_svg(
         f"{esc(title)}</text>",
         f'<rect x="{pad_l}" y="{pad_t}" width="{plot_w}" height="{plot_h}" fill="none" '
         f'style="stroke:{BORDER}"/>',
-        f'<text transform="translate(12,{pad_t + plot_h / 2:.0f}) rotate(-90)" font-size="10" '
-        f'text-anchor="middle" fill="currentColor">{esc(y_label)}</text>',
+        f'<text x="{pad_l}" y="{pad_t - 8}" font-size="10" class="tore-nb-y-label" '
+        f'fill="currentColor">{esc(y_label)}</text>',
         f'<text x="{pad_l + plot_w / 2:.0f}" y="{height - 18}" font-size="10" '
         f'text-anchor="middle" fill="currentColor">time (local)</text>',
     ]
@@ -218,7 +229,7 @@ def _chart_svg(
 def charts_html(
     samples: Sequence[Sample], *, window: float = WINDOW_S, bucket: float = BUCKET_S
 ) -> str:
-    """Hit rate and p50 latency per tier over the last `window` s, in `bucket` s buckets.
+    """Hit rate and mean lookup latency per tier over the last `window` s, in `bucket` s buckets.
 
     >>> charts_html([Sample(0.0, 0, 0, {}), Sample(1.0, 2, 1, {})]).count("<svg")
     2
@@ -230,21 +241,21 @@ def charts_html(
     lo = 10 ** math.floor(math.log10(min(lat_values))) if lat_values else 0.001
     hi = 10 ** math.ceil(math.log10(max(lat_values))) if lat_values else 10.0
     hi = hi if hi > lo else lo * 10
-    every = f"{bucket:g} s buckets"
+    every = f"in each {bucket:g} s"
     return (
         '<div class="tore-nb-charts">'
         + _chart_svg(
-            f"Hit rate per tier ({every})",
+            "Hit rate per tier",
             rate,
             x_range,
-            y_label="hit rate (%)",
+            y_label=f"hit rate of the lookups {every}, %",
             y_range=(0.0, 100.0),
         )
         + _chart_svg(
-            f"Lookup latency per tier, p50 ({every})",
+            "Lookup latency per tier",
             latency,
             x_range,
-            y_label="p50 latency (ms, log)",
+            y_label=f"mean lookup latency {every}, ms (log scale)",
             y_range=(lo, hi),
             log_scale=True,
         )
