@@ -1,7 +1,7 @@
 """The work on pages: what is to compute (`WorkItem`), what came of it (`StageOutcome`), and
-`run_items`, which every executor runs: each document opened once (`OpenDocuments`), each page
-claimed cluster-wide before it is computed (`claims`), its results stored in the shared tiers
-as soon as it is done, pages another worker claimed awaited from there.
+`run_items`, which every executor runs: each document opened once (`OpenDocuments`), pages
+claimed cluster-wide in batches before they are computed (`claims`), each page's results stored
+in the shared tiers as soon as it is done, pages another worker claimed awaited from there.
 
 >>> from tore_nb.incremental.stages import Pipeline, Stage
 >>> run_items([], Pipeline([Stage("n", lambda ctx: 1)]), {})
@@ -142,12 +142,13 @@ def run_items(
     """Compute the stages of `items`, opening each document once (or taking it from
     `documents`, which the caller keeps open across calls). Used by every executor.
 
-    With `shared_tiers` (Redis, S3) each page is claimed cluster-wide before it is computed
-    (see `claims`), its new results are written there as soon as it is done (a lost worker
-    loses only the page in flight), and pages another worker has claimed are awaited and
-    taken from there, or taken over when their claim lapses. With `recheck` results that
-    another worker stored meanwhile are taken instead of computed. `on_page` is called as
-    each page is done.
+    With `shared_tiers` (Redis, S3) pages are claimed cluster-wide, `CLAIM_BATCH` at a time,
+    before they are computed (see `claims`); each page's new results are written there as soon
+    as it is done (a lost worker loses only the batch in flight), and pages another worker has
+    claimed are awaited and taken from there, or taken over when their holder dies. Results
+    another worker stored meanwhile are taken instead of computed: with claims, a batch is
+    looked up once claimed; without, all of `items` up front (unless `recheck` is False).
+    `on_page` is called as each page is done.
     """
     found: dict[str, tuple[str, Any, float]] = {}
     claims = Claims(cache, shared_tiers) if cache is not None and shared_tiers else None
