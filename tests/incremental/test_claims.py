@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support import REPO, SECRET
 from tests.support import sample_pdf as pdf
@@ -234,3 +236,85 @@ def test_claims_are_exclusive_until_released_or_their_holders_process_dies(
         holder.kill()
         holder.wait(timeout=10)
         b.close()
+
+
+def counted(ctx: Any) -> int:
+    with open(os.environ["TORE_NB_TEST_LOG"], "a") as f:  # one short line: an atomic append
+        f.write(f"{ctx.page.identity}\n")
+    time.sleep(0.002)  # long enough for the workers to overlap
+    return len(ctx.text())
+
+
+def overlapping_worker(url: str, namespace: str, disk: str, order: list[int], out: str) -> None:
+    """One worker process of the test below: runs its pages, writes what it got as JSON."""
+    from tore_nb import CacheConfig, MultiLevelCache
+    from tore_nb.incremental.documents import read_document
+    from tore_nb.incremental.stages import Pipeline, Stage
+    from tore_nb.incremental.work import WorkItem, run_items
+
+    path = pdf("dmca.pdf")
+    pages = read_document(path).pages
+    config = CacheConfig(disk_cache_path=disk, redis_url=url, namespace=namespace)
+    cache = MultiLevelCache(config, secret=SECRET)
+    pipeline = Pipeline([Stage("chars", counted)], 86400.0)
+    items = [WorkItem("d", pages[i], ("chars",)) for i in order]
+    outs = run_items(items, pipeline, {"d": str(path)}, cache, ["redis"])
+    Path(out).write_text(json.dumps({o.page_index: o.value for o in outs if o.ok}))
+    cache.close()
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    orders=st.lists(
+        st.permutations(range(18)).flatmap(
+            lambda p: st.integers(1, 18).map(lambda n: p[:n])  # some pages, in some order
+        ),
+        min_size=2,
+        max_size=3,
+    )
+)
+def test_workers_on_overlapping_pages_compute_each_page_once_and_agree_with_a_plain_run(
+    redis_url: str, orders: list[list[int]]
+) -> None:
+    """Generated: two or three worker processes (each with its own memory and disk, one
+    Redis) run the same document's pages at once, each in an order and a subset of its own.
+    Every page is computed once in all, and every worker gets for each of its pages what a
+    plain run of that page gives."""
+    import multiprocessing
+    import tempfile
+
+    from tore_nb.incremental.documents import read_document
+    from tore_nb.incremental.stages import Pipeline, Stage
+    from tore_nb.incremental.work import WorkItem, run_items
+
+    path = pdf("dmca.pdf")
+    pages = read_document(path).pages
+    with tempfile.TemporaryDirectory() as d:
+        os.environ["TORE_NB_TEST_LOG"] = f"{d}/plain.log"
+        pipeline = Pipeline([Stage("chars", counted)], 86400.0)
+        items = [WorkItem("d", p, ("chars",)) for p in pages]
+        plain = {o.page_index: o.value for o in run_items(items, pipeline, {"d": str(path)})}
+        log = Path(d) / "computed.log"
+        os.environ["TORE_NB_TEST_LOG"] = str(log)
+        namespace = "t" + os.urandom(6).hex()  # a fresh key space for each example
+        fork = multiprocessing.get_context("fork")
+        procs = [
+            fork.Process(
+                target=overlapping_worker,
+                args=(redis_url, namespace, f"{d}/disk{n}", order, f"{d}/out{n}"),
+            )
+            for n, order in enumerate(orders)
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=120)
+        assert [proc.exitcode for proc in procs] == [0] * len(procs)
+        computed = log.read_text().split() if log.exists() else []
+        got = [json.loads(Path(f"{d}/out{n}").read_text()) for n in range(len(orders))]
+    assert len(computed) == len(set(computed))  # no page computed twice
+    assert set(computed) == {pages[i].identity for o in orders for i in o}
+    for order, mine in zip(orders, got, strict=True):
+        assert {int(k): v for k, v in mine.items()} == {i: plain[i] for i in order}
