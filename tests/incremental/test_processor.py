@@ -692,3 +692,55 @@ def test_entries_signed_with_another_secret_are_counted_as_rejected(tmp_path: Pa
     assert "rejected (failed verification)" in format_documents(run)[-1]
     again = IncrementalProcessor(mine, stages=stages).process(pdf("us-036.pdf"))
     assert again.rejected == 0
+
+
+THREADS = r"""
+import json, sys, tempfile, threading
+from tore_nb import CacheConfig, MultiLevelCache
+from tore_nb.incremental import IncrementalProcessor, Stage
+
+def render(ctx):
+    return int(ctx.render(dpi=40).convert("L").getextrema()[0]) + len(ctx.text())
+
+got = {}
+def run(n, path):
+    cache = MultiLevelCache(CacheConfig.embedded(tempfile.mkdtemp()))
+    proc = IncrementalProcessor(cache, stages=[Stage("r", render)])
+    for _ in range(4):  # computed each time, while the other threads are in pdfium too
+        res = proc.process(path, force=True)
+    got[n] = [p["r"] for p in res[0].pages]
+
+threads = [threading.Thread(target=run, args=(n, p)) for n, p in enumerate(sys.argv[1:])]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps([got[n] for n in range(len(threads))]))
+"""
+
+
+def test_runs_in_several_threads_take_turns_in_pdfium_and_match_serial_runs(
+    tmp_path: Path,
+) -> None:
+    """Regression: pdfium is not thread-safe, even on different documents. Two threads each
+    processing a document at once aborted the whole process ("Fatal Python error: Aborted"):
+    in a notebook, the kernel died. tore_nb's uses of pdfium take turns now; each thread gets
+    what a run on its own gives."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    docs = [pdf("dmca.pdf"), pdf("us-036.pdf"), pdf("dmca.pdf")]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    args = [sys.executable, "-c", THREADS, *map(str, docs)]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    threaded = json.loads(done.stdout.strip().splitlines()[-1])
+
+    def render(ctx: PageContext) -> int:
+        return int(ctx.render(dpi=40).convert("L").getextrema()[0]) + len(ctx.text())
+
+    for doc, pages in zip(docs, threaded, strict=True):
+        cache = MultiLevelCache(CacheConfig.embedded(tmp_path / doc.name), secret=SECRET)
+        alone = IncrementalProcessor(cache, stages=[Stage("r", render)]).process(doc)
+        assert pages == [p["r"] for p in alone[0].pages]

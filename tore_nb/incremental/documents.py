@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ log = logging.getLogger("tore_nb.incremental")
 
 __all__ = [
     "IDENTITY_VERSION",
+    "PDFIUM_LOCK",
     "Document",
     "DocumentError",
     "FileFingerprint",
@@ -46,6 +48,10 @@ __all__ = [
 ]
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+#: pdfium is not thread-safe, not even on different documents: two threads in it at once abort
+#: the process. tore_nb holds this lock while it uses pdfium, so runs in threads take turns.
+PDFIUM_LOCK = threading.RLock()
 
 
 class DocumentError(ToreError, ValueError):

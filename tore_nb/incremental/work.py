@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .caches import refreshing
 from .claims import Claims, claim_key
-from .documents import Page
+from .documents import PDFIUM_LOCK, Page
 from .shared import result_tiers
 from .stages import DocumentHandle, PageContext, Pipeline, StageEntry
 
@@ -112,14 +112,16 @@ class OpenDocuments:
                 self.sources[document_id], document_id=document_id, cache=self.cache
             )
             while len(self._open) >= self.keep:
-                self._open.pop(next(iter(self._open))).close()
+                with PDFIUM_LOCK:
+                    self._open.pop(next(iter(self._open))).close()
         self._open[document_id] = handle  # the most recently used last
         return handle
 
     def close(self) -> None:
-        for handle in self._open.values():
-            handle.close()
-        self._open.clear()
+        with PDFIUM_LOCK:
+            for handle in self._open.values():
+                handle.close()
+            self._open.clear()
 
     def __enter__(self) -> OpenDocuments:
         return self
@@ -194,7 +196,8 @@ def run_items(
                     if key is not None and key not in held:
                         waiting.append((it, key))  # another worker computes it: awaited below
                         continue
-                    page = _run_page(docs[it.document_id], it, pipeline, found)
+                    with PDFIUM_LOCK:
+                        page = _run_page(docs[it.document_id], it, pipeline, found)
                     if cache is not None and shared_tiers:
                         fresh = [o for o in page if o.source == "computed"]
                         store_outcomes(cache, pipeline, fresh, shared_tiers)

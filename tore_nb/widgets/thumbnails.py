@@ -43,16 +43,17 @@ def page_thumbnail(path: str | os.PathLike[str], index: int, width: int = 160) -
     >>> page_thumbnail("data/pdfs/dmca.pdf", 0)[:4]  # doctest: +SKIP
     b'\\x89PNG'
     """
-    from ..incremental.documents import open_pdfium
+    from ..incremental.documents import PDFIUM_LOCK, open_pdfium
 
-    pdf = open_pdfium(path)
-    try:
-        page = pdf[index]
-        scale = width / max(page.get_width(), 1.0)
-        bitmap = page.render(scale=scale, rev_byteorder=True)
-        pixels = bitmap.to_numpy()
-        if pixels.ndim == 3 and pixels.shape[2] == 4:
-            pixels = pixels[:, :, :3]
-        return encode_png(pixels)
-    finally:
-        pdf.close()
+    with PDFIUM_LOCK:  # a refresh thread may draw while a run computes
+        pdf = open_pdfium(path)
+        try:
+            page = pdf[index]
+            scale = width / max(page.get_width(), 1.0)
+            bitmap = page.render(scale=scale, rev_byteorder=True)
+            pixels = bitmap.to_numpy().copy()  # its buffer is pdfium's, freed on close
+        finally:
+            pdf.close()
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[:, :, :3]
+    return encode_png(pixels)
