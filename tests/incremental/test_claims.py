@@ -318,3 +318,36 @@ def test_workers_on_overlapping_pages_compute_each_page_once_and_agree_with_a_pl
     assert set(computed) == {pages[i].identity for o in orders for i in o}
     for order, mine in zip(orders, got, strict=True):
         assert {int(k): v for k, v in mine.items()} == {i: plain[i] for i in order}
+
+
+def test_claims_held_when_redis_failed_are_released_once_it_is_back(
+    tmp_path: Path, private_redis: Any
+) -> None:
+    """A worker whose Redis stops answering computes without claims; the claims it held then
+    stay in Redis, and while another worker of the same process keeps the heartbeat alive they
+    would look held, so others would wait for pages nobody computes. When the worker closes
+    and Redis answers again, it releases them (only its own)."""
+    from tore_nb import CacheConfig, MultiLevelCache
+    from tore_nb.incremental.claims import Claims
+
+    def claims() -> Claims:
+        config = CacheConfig(
+            disk_cache_path=str(tmp_path / os.urandom(4).hex()),
+            redis_url=private_redis.url,
+            redis_socket_timeout=0.2,
+        )
+        return Claims(MultiLevelCache(config, secret=SECRET), ["redis"], lease=1.0)
+
+    keeper, worker, other = claims(), claims(), claims()
+    assert keeper.take(["kept"]) == {"kept"}  # the process's heartbeat stays alive
+    assert worker.take(["a", "b"]) == {"a", "b"}
+    private_redis.pause()
+    try:
+        assert worker.take(["c"]) == {"c"}  # unanswered: computed without a claim
+    finally:
+        private_redis.resume()
+    assert worker.unclaimed == 1
+    assert other.lapsed(["a", "b"]) == []  # still held, as far as anyone can tell
+    worker.close()
+    assert other.lapsed(["a", "b", "kept"]) == ["a", "b"]
+    keeper.close()

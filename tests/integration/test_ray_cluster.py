@@ -345,7 +345,7 @@ def test_a_node_without_the_secret_fails_the_run_naming_it_until_the_secret_is_s
     env |= {
         "PYTHONPATH": str(REPO),
         "RAY_USAGE_STATS_ENABLED": "0",
-        "XDG_CACHE_HOME": str(tmp_path / "elsewhere"),  # its own key file: another secret
+        "XDG_CONFIG_HOME": str(tmp_path / "elsewhere"),  # its own key file: another secret
     }
     third = Node([f"--address={address}", *_node_args(THIRD)], env)
     try:

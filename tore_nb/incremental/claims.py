@@ -161,6 +161,9 @@ class Claims:
         self._beat = _heartbeat(self.tier, self.lease) if self.tier is not None else None
         self._held: dict[str, tuple[str, int]] = {}  # key -> (holder, heartbeat lapses then)
         self._lock = threading.Lock()
+        # held when Redis failed: released at close if it is back (else they die with the epoch)
+        self._orphans: list[tuple[str, str]] = []  # (key, holder)
+        self._home = self.tier
 
     @property
     def active(self) -> bool:
@@ -175,11 +178,15 @@ class Claims:
             return set(keys)
         from ..tiers.redis_claims import claim_many
 
+        holder = ""
         try:
             holder = f"{hb.hold(self.worker)}:{self.worker}"
             got = claim_many(tier, keys, holder)
         except Exception as exc:  # Redis failing: compute unclaimed rather than wait
             log.debug("claims: %s; computing without them", exc)
+            if holder:  # the claims may have been made before the reply was lost
+                with self._lock:
+                    self._orphans.extend((k, holder) for k in keys)
             self._give_up()
             self.unclaimed += len(keys)
             return set(keys)
@@ -247,11 +254,20 @@ class Claims:
         """Release whatever this worker still holds (a run that stopped half way)."""
         with self._lock:
             left = list(self._held)
+            orphans, self._orphans = self._orphans, []
         if left:
             self.done(left)
+        if orphans and self._home is not None:
+            from ..tiers.redis_claims import clear_dead
+
+            try:  # another worker of this process may keep the epoch alive: do not leave them
+                clear_dead(self._home, [k for k, _ in orphans], [h for _, h in orphans])
+            except Exception as exc:
+                log.debug("claims: release after a failure failed: %s", exc)
 
     def _give_up(self) -> None:
         with self._lock:
+            self._orphans.extend((k, holder) for k, (holder, _) in self._held.items())
             self._held.clear()
         if self._beat is not None:
             self._beat.release(self.worker)
