@@ -10,9 +10,11 @@ three ways, one after the other, so that load drifts hit all alike:
 - warm: `tore-nb run` again, the notebook unchanged (what a docs build or CI re-run does).
 Every time includes starting the kernel; plain runs first in even rounds and last in odd ones
 (the first kernel of a sequence pays the disk's cold reads of what the notebook imports). The
-runs are isolated as notebooks/execute.py's: a temporary disk cache per round, a signing secret,
-no Redis or S3 from the environment, and the tore_nb of this checkout. Prints per notebook the
-medians over rounds, the ratio of each to plain, and how many cells the warm run served.
+runs are isolated as notebooks/execute.py's: a signing secret, no Redis or S3 from the
+environment, the tore_nb of this checkout, the run's cache kept between the cold and the warm
+run of a round (`execute.py --cache`), and the notebook's own tore_nb on an empty disk cache in
+every run, as in the plain one. Prints per notebook the medians over rounds, the ratio of each
+to plain, and how many cells the warm run served.
 """
 
 from __future__ import annotations
@@ -78,9 +80,13 @@ def warm_up(tmp: Path, env: dict[str, str]) -> None:
     plain(tmp / "warm-up.ipynb", env)
 
 
-def cached(path: Path, env: dict[str, str]) -> tuple[float, Any]:
+def cached(path: Path, env: dict[str, str], run_cache: Path) -> tuple[float, Any]:
+    """`tore-nb run` with its cache in `run_cache`; the notebook's own cache starts empty."""
+    shutil.rmtree(env["DISK_CACHE_PATH"], ignore_errors=True)
     start = time.perf_counter()
-    run = run_notebook(path, path.with_name(f"out-{path.name}"), timeout=600, env=env)
+    run = run_notebook(
+        path, path.with_name(f"out-{path.name}"), timeout=600, env=env, cache_dir=run_cache
+    )
     seconds = time.perf_counter() - start
     if not run.ok:
         raise RuntimeError(f"{path.name}: {run.failure and run.failure.headline()}")
@@ -108,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(NOTEBOOKS, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
             # plain runs get a cache of their own: the notebooks' own %%tcache cells store
             # entries, which would otherwise serve the cold run
-            plain_env, env = kernel_env(base, "plain-cache"), kernel_env(base, "cache")
+            plain_env, env = kernel_env(base, "plain-cache"), kernel_env(base, "notebook-cache")
+            run_cache = base / "run-cache"
             if r == 0:
                 warm_up(base, plain_env)
             for name in list(names):
@@ -117,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                     # plain first in even rounds, last in odd ones: the first kernel of a
                     # sequence pays the disk's cold reads of what the notebook imports
                     plain_seconds = plain(path, plain_env) if r % 2 == 0 else 0.0
-                    cold, _ = cached(path, env)
-                    warm, run = cached(path, env)
+                    cold, _ = cached(path, env, run_cache)
+                    warm, run = cached(path, env, run_cache)
                     plain_seconds = plain_seconds or plain(path, plain_env)
                 except Exception as exc:  # e.g. Ray's start timing out on a loaded machine
                     print(f"{name}: left out, a run failed: {exc}", file=sys.stderr)

@@ -1,12 +1,20 @@
 """Execute the notebooks in place, top to bottom on fresh kernels, and save their outputs.
 
-    python notebooks/execute.py                    # all of them
-    python notebooks/execute.py quickstart.ipynb   # some
+    python notebooks/execute.py                          # all of them, every cell run
+    python notebooks/execute.py quickstart.ipynb         # some
+    python notebooks/execute.py --cache build/nb-cache   # cells unchanged since are served
 
-Each run is isolated like CI's (tests/integration/test_notebooks_run.py): a temporary disk
-cache, its own signing secret, no Redis or S3 from the environment, and the tore_nb of this
-checkout. tests/integration/test_notebook_outputs.py executes them again with `run` and checks
-that the saved outputs are what a fresh run shows.
+The docs site renders what this saves (mkdocs-jupyter runs nothing). Each notebook runs through
+`tore-nb run`'s engine (`tore_nb.notebooks.run_notebook`), isolated as CI's runs are
+(tests/integration/test_notebooks_run.py): a temporary disk cache for the notebook's own
+tore_nb, no Redis or S3 from the environment, and the tore_nb of this checkout. By default the
+run's cache is temporary too, so every cell runs and the outputs are fresh. With `--cache DIR`
+the run keeps its cells in DIR/cells, signed with a key kept beside (`DIR/key`, this user's), and
+the next run serves each cell whose code and inputs did not change: what a served cell replays
+is what a plain run shows, and what the notebook's own tore_nb shows is a fresh run's (its cache
+stays temporary). A cell that cannot be served (it starts processes, uses a tore_nb cache
+itself, holds live objects) runs again, and a line says why. Prints per notebook how many cells
+ran and how many were served.
 
 Saved outputs keep every view's text and HTML forms but not its live-widget form: a widget
 needs a running kernel, and without one (GitHub, nbviewer, the docs site, JupyterLab before the
@@ -15,21 +23,22 @@ notebook runs) the HTML form is what reads well. Running the notebook brings the
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import nbformat
-from nbclient import NotebookClient
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 ISOLATE = ("REDIS_URL", "REDIS_HOST", "S3_CACHE_BUCKET", "S3_ENDPOINT_URL", "TORE_NB_TIERS")
+SECRET = "notebook-execute-secret-0123456789abcdef"
+if str(HERE.parent) not in sys.path:  # this checkout's tore_nb, here as in the kernels
+    sys.path.insert(0, str(HERE.parent))
 
 
-def static_outputs(nb: nbformat.NotebookNode) -> None:
+def static_outputs(nb: Any) -> None:
     """Drop live-widget views (and the widget state) from the saved outputs."""
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
@@ -38,54 +47,78 @@ def static_outputs(nb: nbformat.NotebookNode) -> None:
         cell.get("metadata", {}).pop("execution", None)
 
 
-def run(path: Path, timeout: int = 600) -> tuple[nbformat.NotebookNode, float]:
-    """Execute the notebook at `path` on a fresh, isolated kernel; return it and the seconds taken.
+def kernel_env(tmp: Path, cache_dir: Path | None) -> dict[str, str]:
+    """The kernel's environment: this one without remote tiers, the notebook's cache and the
+    XDG folders under `tmp`, this checkout first on PYTHONPATH. A fixed secret signs a
+    temporary cache; a cache kept between runs is signed with a key of its own."""
+    env = {k: v for k, v in os.environ.items() if k not in ISOLATE}
+    env.update(
+        DISK_CACHE_PATH=str(tmp / "cache"),
+        XDG_CACHE_HOME=str(tmp / "xdg-cache"),
+        XDG_CONFIG_HOME=str(tmp / "xdg-config"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")])),
+        PYDEVD_DISABLE_FILE_VALIDATION="1",
+    )
+    if cache_dir is None:
+        env["TORE_NB_SECRET"] = SECRET
+    else:
+        env.pop("TORE_NB_SECRET", None)
+        env["TORE_NB_KEY_FILE"] = str(cache_dir / "key")  # made 0600 by tore_nb on first use
+    return env
 
-    Its outputs are the ones saved by `execute` (live-widget views dropped); the file is not
-    written.
-    """
-    nb = nbformat.read(path, as_version=4)
-    with tempfile.TemporaryDirectory(prefix="tore-nb-execute-") as tmp:
-        env = {k: v for k, v in os.environ.items() if k not in ISOLATE}
-        env.update(
-            DISK_CACHE_PATH=f"{tmp}/cache",
-            XDG_CACHE_HOME=f"{tmp}/xdg-cache",
-            XDG_CONFIG_HOME=f"{tmp}/xdg-config",
-            TORE_NB_SECRET="notebook-execute-secret-0123456789abcdef",
-            PYTHONPATH=os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")])),
+
+def execute(
+    path: Path, cache_dir: Path | None = None, output: Path | None = None, timeout: int = 600
+) -> Any:
+    """Execute the notebook at `path` and save it with its new outputs (to `output`, default
+    in place; live-widget views dropped); return the run (`tore_nb.notebooks.NotebookRun`).
+    A notebook whose cell fails is not written. `cache_dir`: where the run keeps its cells
+    (default: a temporary folder, so every cell runs)."""
+    from tore_nb.notebooks import run_notebook
+
+    with tempfile.TemporaryDirectory(prefix="tore-nb-execute-") as name:
+        tmp = Path(name)
+        if cache_dir is not None:
+            cache_dir = cache_dir.resolve()
+            cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return run_notebook(
+            path,
+            output,
+            timeout=timeout,
+            kernel_name="python3",
+            env=kernel_env(tmp, cache_dir),
+            cache_dir=(cache_dir or tmp) / "cells",  # beside the key, not with it
+            transform=static_outputs,
         )
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(env)  # the kernel inherits this process's environment
-        try:
-            start = time.perf_counter()
-            NotebookClient(
-                nb,
-                kernel_name="python3",
-                timeout=timeout,
-                resources={"metadata": {"path": str(path.parent)}},
-            ).execute()
-            seconds = time.perf_counter() - start
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-    static_outputs(nb)
-    return nb, seconds
 
 
-def execute(path: Path) -> float:
-    """Execute the notebook at `path` and save it with its new outputs; return the seconds taken."""
-    nb, seconds = run(path)
-    nbformat.write(nb, path)
-    return seconds
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", help="notebooks of notebooks/ (default: all of them)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="keep the run's cells in DIR: a run with unchanged notebooks serves them "
+        "(default: a temporary cache, every cell runs)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="a line for every cell")
+    args = p.parse_args(argv)
+    from tore_nb.notebooks import print_cells
 
-
-def main(names: list[str]) -> int:
-    paths = [HERE / n for n in names] if names else sorted(HERE.glob("*.ipynb"))
+    paths = [HERE / n for n in args.names] if args.names else sorted(HERE.glob("*.ipynb"))
+    failed = 0
     for path in paths:
-        print(f"{path.name}: executed in {execute(path):.1f} s", flush=True)
-    return 0
+        run = execute(path, args.cache)
+        print(run.summary().replace(str(path), path.name, 1), flush=True)
+        print_cells(run, args.verbose)
+        if run.failure is not None:
+            failed += 1
+            print(f"{path.name}: {run.failure.headline()}; not saved", file=sys.stderr)
+            if run.failure.traceback:
+                print(run.failure.traceback, file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

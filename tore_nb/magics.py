@@ -4,6 +4,10 @@ Thin by design: parse the arguments with `magic_arguments`, call `tore_nb.cells`
 Defaults are traitlets configuration, so `%config TcacheMagics.ttl = 3600` works, and so does
 `c.TcacheMagics.tiers = ["memory", "disk"]` in an IPython profile.
 
+`start_run` is how `tore-nb run` starts a kernel: every cell cached, in a cache of the run's
+own, each with a note for the run, and nothing of it visible to the notebook (its `%load_ext
+tore_nb`, `%tcache config`, default cache and figures are those of a plain run).
+
 >>> from IPython.testing.globalipapp import get_ipython  # doctest: +SKIP
 >>> ip = get_ipython(); ip.run_line_magic("load_ext", "tore_nb")  # doctest: +SKIP
 >>> ip.run_cell("%%tcache\\nx = 1")  # doctest: +SKIP
@@ -30,7 +34,17 @@ from . import cells
 from .cells import CellError, CellKey, CellOptions, CellOutcome, KeyPart
 from .keys import hash_bytes
 
-__all__ = ["TcacheMagics", "load_ipython_extension", "parse_ttl", "unload_ipython_extension"]
+__all__ = [
+    "RUN_NOTE",
+    "TcacheMagics",
+    "load_ipython_extension",
+    "parse_ttl",
+    "start_run",
+    "unload_ipython_extension",
+]
+
+#: the key, under a note's `tore_nb` metadata, that marks the notes of `tore-nb run`
+RUN_NOTE = "run"
 
 F = TypeVar("F", bound=Callable[..., Any])
 # IPython's magic decorators are untyped: thin typed wrappers keep mypy --strict meaningful here
@@ -134,6 +148,8 @@ class TcacheMagics(Magics):
         self._cheap: set[str] = set()  # digests of auto cells cheaper than their own hit
         self._cheap_file: str | None = None  # where they are listed, once read
         self._noted: set[str] = set()  # auto cells whose note was shown
+        self._run_cache: Any = None  # `tore-nb run`'s own cache, once `start_run` was called
+        self._unwrapped: str | None = None  # run: why auto left the cell running now alone
         if self.cache_config:
             self._apply_cache_config()
 
@@ -211,19 +227,23 @@ class TcacheMagics(Magics):
             files=tuple(args.files or ()),
             warn=not args.auto,
             min_seconds=self.min_seconds if args.auto else 0.0,
+            rerun_effects=args.auto,  # nobody chose to cache it: what acts outside runs
         )
-        outcome = self._run(cell, options, explain=args.explain)
+        run = args.auto and self._run_cache is not None
+        outcome = self._run(cell, options, args.explain, self._run_cache if run else self.cache)
+        if run:
+            self._publish(_run_note(outcome), outcome.status, run=True)
         if args.auto and outcome.cheap:
             self._mark_cheap(cell)
 
-    def _run(self, cell: str, options: CellOptions, *, explain: bool = False) -> CellOutcome:
+    def _run(self, cell: str, options: CellOptions, explain: bool, cache: Any) -> CellOutcome:
         self._depth += 1  # the cell's own transforms and run: not wrapped again by auto
         try:
-            return self._run_inner(cell, options, explain)
+            return self._run_inner(cell, options, explain, cache)
         finally:
             self._depth -= 1
 
-    def _run_inner(self, cell: str, options: CellOptions, explain: bool) -> CellOutcome:
+    def _run_inner(self, cell: str, options: CellOptions, explain: bool, cache: Any) -> CellOutcome:
         shell = self.ip
         source = shell.transform_cell(cell)
         _refuse_top_level_await(shell, cell, source)
@@ -231,13 +251,13 @@ class TcacheMagics(Magics):
         if explain:
 
             def on_key(key: CellKey, parts: tuple[KeyPart, ...]) -> None:
-                stored = cells.latest_parts(self.cache, key.label)
+                stored = cells.latest_parts(cache, key.label)
                 self._show(cells.explain(parts, stored, key.label))
 
         outcome = cells.run_cached_cell(
             source,
             shell.user_ns,
-            self.cache,
+            cache,
             self._runner(cell),
             options=options,
             shell=shell,
@@ -246,20 +266,51 @@ class TcacheMagics(Magics):
         if outcome.key is not None:
             self.history[outcome.key.label] = (outcome.key, outcome.parts, outcome.previous)
             self.last_label = outcome.key.label
+        if self._run_cache is not None and not options.warn:
+            return outcome  # tore-nb run's cell: its caller says it for the run
         # a note on a cell not cached: once per cell in auto mode, else the CacheWarning says it
         if outcome.status != "not-cached" or (not options.warn and self._first_note(cell)):
-            self._status(outcome)
+            self._publish(outcome.message(self.verbose), outcome.status)
         return outcome
 
     # -- %tcache auto -----------------------------------------------------------------------------
     @observe("auto")
     def _auto_changed(self, change: dict[str, Any]) -> None:
+        self._transform(change["new"] or self._run_cache is not None)
+
+    def _transform(self, on: bool) -> None:
         transformers = self.ip.input_transformers_cleanup
-        if change["new"] and self._auto_transform not in transformers:
+        if on and self._auto_transform not in transformers:
             self._is_cheap("")  # reads the list of cheap cells now, not in the first cell
             transformers.append(self._auto_transform)
-        elif not change["new"] and self._auto_transform in transformers:
+        elif not on and self._auto_transform in transformers:
             transformers.remove(self._auto_transform)
+
+    def start_run(self, cache_dir: str | None = None) -> None:
+        """Cache every following cell in a cache of the run's own (its disk tier in
+        `cache_dir`, else the environment's), whatever `auto` says; the notebook's default cache
+        is left to the notebook. After each cell one note tagged `{"tore_nb": {"run": True}}`
+        says whether it was served, and if not, why it ran."""
+        from tore_nb.config import CacheConfig
+        from tore_nb.tiered import MultiLevelCache
+
+        overrides: dict[str, Any] = {"disk_cache_path": cache_dir} if cache_dir else {}
+        config = CacheConfig.from_env(**overrides)
+        self._run_cache = MultiLevelCache(config)
+        self._cheap_file = None  # the list of cheap cells beside the run's cache, not the default
+        self._transform(True)
+        self.ip.events.register("post_run_cell", self._after_run_cell)
+        self.ip.register_magic_function(self._run_status, "line", "tcache_run")
+
+    def _run_status(self, line: str = "") -> None:
+        """`%tcache_run`, in a kernel `tore-nb run` started: the run's cache."""
+        print(f"cache: {self._run_cache!r}")
+
+    def _after_run_cell(self, *args: Any) -> None:
+        """Says why auto left a cell alone (a note published after the cell, as its own)."""
+        if self._depth == 0 and self._unwrapped is not None:
+            why, self._unwrapped = self._unwrapped, None
+            self._publish(f"tcache: not cached: {why}", "not-cached", run=True)
 
     def _auto_transform(self, lines: list[str]) -> list[str]:
         """Wrap a cell in `%%tcache --auto` unless it is a magic's, only magics or shell
@@ -267,14 +318,27 @@ class TcacheMagics(Magics):
         # cheapest tests first, on plain attributes: this runs before every cell of the notebook
         if self._depth or not lines:
             return lines
-        if self._is_cheap("".join(lines)) or not self.enabled:  # a digest and a set lookup
+        cheap = self._is_cheap("".join(lines))  # a digest and a set lookup
+        if (cheap or not self.enabled) and self._run_cache is None:
             return lines
         if not _transforming_a_cell():
             return lines
         code = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-        if not code or code[0].startswith("%%") or all(c[0] in "%!" for c in code):
-            return lines
-        return ["%%tcache --auto\n", *lines]
+        why = None
+        if cheap:
+            why = "it runs faster than its own hit would (timed on an earlier run)"
+        elif not self.enabled:
+            why = "caching is off (TcacheMagics.enabled)"
+        elif not code:
+            why = "it holds comments only"
+        elif code[0].startswith("%%tcache"):
+            why = "it has its own %%tcache line: the notebook caches it, in the notebook's cache"
+        elif code[0].startswith("%%"):
+            why = f"a cell magic ({code[0].split()[0]}) runs as it is"
+        elif all(c[0] in "%!" for c in code):
+            why = "magics and shell commands run as they are"
+        self._unwrapped = why
+        return lines if why else ["%%tcache --auto\n", *lines]
 
     def _is_cheap(self, cell: str) -> bool:
         digest = hash_bytes(cell.encode("utf-8", "surrogatepass"))
@@ -302,7 +366,7 @@ class TcacheMagics(Magics):
 
         try:
             # the config alone: opening the cache costs more than a cheap cell runs
-            made = default_cache()
+            made = self._run_cache or default_cache()
             config = made.config if made is not None else CacheConfig.from_env(**self.cache_config)
         except Exception:  # a bad setting is the cache's to report
             return ""
@@ -339,11 +403,12 @@ class TcacheMagics(Magics):
 
         return run
 
-    def _status(self, outcome: CellOutcome) -> None:
-        text = outcome.message(self.verbose)
+    def _publish(self, text: str | None, status: str, *, run: bool = False) -> None:
+        """Show a note under the cell, tagged so that a run can tell notes from outputs."""
         if text is None:
             return
-        self.ip.display_pub.publish({"text/plain": text}, {"tore_nb": {"status": outcome.status}})
+        tag: dict[str, Any] = {"status": status, **({RUN_NOTE: True} if run else {})}
+        self.ip.display_pub.publish({"text/plain": text}, {"tore_nb": tag})
 
     def _show(self, explanation: cells.Explanation) -> None:
         from IPython import display
@@ -436,6 +501,19 @@ class TcacheMagics(Magics):
         lines.append(f"cache: {self.cache!r}")
         lines.append(f"config: {self.cache.config!r}")
         return "\n".join(lines)
+
+
+def _run_note(outcome: CellOutcome) -> str:
+    """The note `tore-nb run` shows for an auto cell: served, stored, or why it ran.
+
+    >>> _run_note(CellOutcome("stored"))
+    'tcache: stored'
+    """
+    if outcome.status == "stored":  # an edited cell too: its label's entry is no news then
+        return outcome.message() or "tcache: stored"
+    if outcome.status == "not-cached":
+        return f"tcache: not cached: {outcome.reason}"
+    return outcome.message(verbose=True) or f"tcache: {outcome.status}"
 
 
 def _refuse_top_level_await(shell: Any, cell: str, source: str) -> None:
@@ -535,6 +613,14 @@ def load_ipython_extension(ipython: Any) -> None:
     magics = TcacheMagics(shell=ipython)
     ipython.register_magics(magics)
     _loaded[id(ipython)] = magics
+
+
+def start_run(ipython: Any, cache_dir: str | None = None) -> None:
+    """What `tore-nb run` starts a kernel with (see `TcacheMagics.start_run`): the magics,
+    registered without marking the extension loaded, so that the notebook's own `%load_ext
+    tore_nb` is as silent as in a plain run."""
+    load_ipython_extension(ipython)
+    _loaded[id(ipython)].start_run(cache_dir)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

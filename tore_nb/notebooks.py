@@ -1,17 +1,21 @@
 """Run whole notebooks headless with every cell cached: the engine of `tore-nb run`.
 
-Each notebook runs top to bottom in a fresh kernel (nbclient), started with `%load_ext tore_nb`
-and `%tcache auto` as IPython startup lines, so nothing is added to the notebook: every cell is
-keyed by what it reads and served from the cache when that has not changed. Only the cells an
-edit reaches run again. The kernel reports each cell's fate itself: `%tcache` runs verbose,
-so every hit shows a note tagged `{"tore_nb": {"status": ...}}`; these notes are counted and
-then dropped, with tcache's one-line re-raise of a failing cell, so the notebook written holds
-the outputs a plain nbclient run would have written. A last cell, `%tcache config`, added for
-the run and removed after, checks that tore_nb did load in the kernel.
+Each notebook runs top to bottom in a fresh kernel (nbclient), started with an IPython start-up
+line (`tore_nb.magics.start_run`), so nothing is added to the notebook: every cell is keyed by
+what it reads and served from the cache when that has not changed. Only the cells an edit
+reaches run again. The kernel reports each cell's fate itself, in a note tagged
+`{"tore_nb": {"status": ..., "run": true}}`: served, or why it ran (stored for the first time,
+what changed, or why it cannot be served: it starts processes, uses a tore_nb cache itself,
+holds live objects...). These notes are counted and then dropped, with tcache's one-line re-raise
+of a failing cell, so the notebook written holds the outputs a plain nbclient run would have
+written: the run caches in an object of its own, so the notebook's own `%load_ext tore_nb`,
+`%%tcache` cells, `@cached` functions and cache figures show what they show in a plain run. A
+last cell, `%tcache_run`, added for the run and removed after, checks that tore_nb did load.
 
-The cache is the one the library reads from the kernel's environment (DISK_CACHE_PATH,
-REDIS_URL, S3_CACHE_BUCKET, ...): a fresh kernel's memory tier is empty, so hits come from
-disk or a shared tier.
+The run's cache is the one the library reads from the kernel's environment (DISK_CACHE_PATH,
+REDIS_URL, S3_CACHE_BUCKET, ...), or with `cache_dir` a disk cache of its own (the notebook's
+default cache then stays as the environment makes it): a fresh kernel's memory tier is empty,
+so hits come from disk or a shared tier.
 
 >>> result = run_notebook("analysis.ipynb")  # doctest: +SKIP
 >>> print(result.summary())  # doctest: +SKIP
@@ -25,7 +29,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -45,32 +49,34 @@ __all__ = [
 
 #: the metadata key of the notes `%tcache` shows under a cached cell
 NOTE_KEY = "tore_nb"
+#: under it, the mark of the notes of the run (the notebook's own `%%tcache` notes stay)
+RUN_KEY = "run"
 #: the cell added at the end of a cached run: its output says tore_nb is loaded, and the cache
-CHECK_SOURCE = "%tcache config"
+CHECK_SOURCE = "%tcache_run"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def kernel_arguments(cache: bool = True) -> list[str]:
-    """The IPython kernel's command-line arguments that cache every cell of the notebook.
+def kernel_arguments(cache: bool = True, cache_dir: str | None = None) -> list[str]:
+    """The IPython kernel's command-line arguments that cache every cell of the notebook (in
+    `cache_dir`, else in the cache the kernel's environment configures).
 
-    Startup lines run before the first cell and outside history, so execution counts stay
-    those of a plain run; `verbose` makes every hit report itself.
+    A start-up line runs before the first cell and outside history, so execution counts stay
+    those of a plain run; it binds no name in the notebook's namespace.
 
-    >>> kernel_arguments()[:2]
-    ['--IPKernelApp.exec_lines=%load_ext tore_nb', '--IPKernelApp.exec_lines=%tcache auto']
+    >>> kernel_arguments()
+    ["--IPKernelApp.exec_lines=__import__('tore_nb.magics').magics.start_run(get_ipython(), None)"]
     >>> kernel_arguments(cache=False)
     []
     """
     if not cache:
         return []
-    return [
-        "--IPKernelApp.exec_lines=%load_ext tore_nb",
-        "--IPKernelApp.exec_lines=%tcache auto",
-        "--TcacheMagics.verbose=True",
-    ]
+    line = f"__import__('tore_nb.magics').magics.start_run(get_ipython(), {cache_dir!r})"
+    return [f"--IPKernelApp.exec_lines={line}"]
 
 
 CellState = Literal["served", "ran", "failed"]
+#: the note of a cell run and stored for the first time: no news
+STORED = "stored"
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,8 @@ class CellRun:
 
     >>> CellRun(3, "served", "total restored from disk").describe()
     'cell 3: served (total restored from disk)'
+    >>> CellRun(4, "ran", "not cached: it starts a process (tesseract)").why()
+    'not cached: it starts a process (tesseract)'
     """
 
     index: int
@@ -88,6 +96,13 @@ class CellRun:
 
     def describe(self) -> str:
         return f"cell {self.index}: {self.state}" + (f" ({self.note})" if self.note else "")
+
+    def why(self) -> str | None:
+        """Why a cell that ran was not served, when there is more to say than that it ran for
+        the first time."""
+        if self.state == "served" or self.note in (None, STORED):
+            return None
+        return self.note
 
 
 @dataclass(frozen=True)
@@ -160,27 +175,36 @@ class NotebookRun:
 
 
 def strip_run_notes(cell: Any) -> list[tuple[str, str]]:
-    """Remove from a cell's outputs tcache's notes and its one-line re-raise of a failing
-    cell; return the notes as (status, text) pairs, `tcache: ` dropped.
+    """Remove from a cell's outputs the run's notes and, unless the cell has its own
+    `%%tcache` line, tcache's one-line re-raise of a failing cell; return the notes as
+    (status, text) pairs, `tcache: ` dropped. The notebook's own `%%tcache` notes stay: a
+    plain run shows them.
 
-    >>> cell = {"outputs": [{"output_type": "display_data", "metadata": {"tore_nb": {
-    ...     "status": "hit"}}, "data": {"text/plain": "tcache: x restored from disk"}}]}
+    >>> note = {"output_type": "display_data", "data": {"text/plain": "tcache: x from disk"}}
+    >>> cell = {"outputs": [{**note, "metadata": {"tore_nb": {"status": "hit", "run": True}}}]}
     >>> strip_run_notes(cell), cell["outputs"]
-    ([('hit', 'x restored from disk')], [])
+    ([('hit', 'x from disk')], [])
     """
     kept: list[Any] = []
     notes: list[tuple[str, str]] = []
+    own = _first_code_line(cell.get("source", "")).startswith("%%tcache")
     for out in cell.get("outputs", []):
         tag = out.get("metadata", {}).get(NOTE_KEY)
-        if isinstance(tag, Mapping) and "status" in tag:
+        if isinstance(tag, Mapping) and "status" in tag and tag.get(RUN_KEY):
             text = "".join(out.get("data", {}).get("text/plain", ""))
             notes.append((str(tag["status"]), text.removeprefix("tcache: ").strip()))
             continue
-        if _is_reraise(out, kept[-1] if kept else None):
+        if not own and _is_reraise(out, kept[-1] if kept else None):
             continue
         kept.append(out)
     cell["outputs"] = kept
     return notes
+
+
+def _first_code_line(source: Any) -> str:
+    text = "".join(source) if isinstance(source, list) else str(source)
+    lines = (ln.strip() for ln in text.splitlines())
+    return next((ln for ln in lines if ln and not ln.startswith("#")), "")
 
 
 def _is_reraise(out: Any, before: Any) -> bool:
@@ -212,12 +236,17 @@ def run_notebook(
     allow_errors: bool = False,
     env: Mapping[str, str] | None = None,
     write_failed: bool = False,
+    cache_dir: str | Path | None = None,
+    transform: Callable[[Any], None] | None = None,
 ) -> NotebookRun:
     """Execute a notebook in a fresh kernel, every cell cached (unless `cache=False`), and
     write it to `output` (default: in place). A failing cell stops the run (unless
     `allow_errors`) and the notebook is not written (unless `write_failed`): its previous
     outputs stay. `timeout` is per cell, in seconds; `env` is the kernel's environment
-    (default: this process's); the kernel runs in the notebook's folder.
+    (default: this process's); the kernel runs in the notebook's folder. `cache_dir` is a disk
+    cache of the run's own (default: the cache the kernel's environment configures, which the
+    notebook's own tore_nb shares). `transform(nb)` changes the executed notebook before it
+    is written (`nb` is an nbformat node).
 
     Raises `ToreNotLoaded` when the kernel has no tore_nb (install it there, or use
     `cache=False`).
@@ -249,7 +278,9 @@ def run_notebook(
         nb,
         timeout=timeout,
         allow_errors=allow_errors,
-        extra_arguments=kernel_arguments(cache),
+        extra_arguments=kernel_arguments(
+            cache, None if cache_dir is None else os.path.abspath(cache_dir)
+        ),
         resources={"metadata": {"path": str(source.resolve().parent)}},
         on_cell_start=on_start,
         **options,  # else the notebook's own kernelspec
@@ -276,6 +307,8 @@ def run_notebook(
         served = any(status == "hit" for status, _ in notes) and not failed
         state: CellState = "failed" if failed else "served" if served else "ran"
         run.cells.append(CellRun(i + 1, state, "; ".join(t for _, t in notes if t) or None))
+    if transform is not None:
+        transform(nb)
     if run.failure is None or write_failed:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.tore-nb-run")
@@ -375,6 +408,22 @@ def output_paths(
     return targets
 
 
+def print_cells(run: NotebookRun, verbose: bool = False) -> None:
+    """One line per cell that ran when it could have been served, saying why (every cell
+    when `verbose`).
+
+    >>> print_cells(NotebookRun(Path("a.ipynb"), cells=[
+    ...     CellRun(2, "served", "x restored from disk"), CellRun(3, "ran", "stored"),
+    ...     CellRun(4, "ran", "not cached: it starts a process (tesseract)")]))
+      cell 4 ran: not cached: it starts a process (tesseract)
+    """
+    for cell in run.cells:
+        if verbose:
+            print(f"  {cell.describe()}")
+        elif cell.why() is not None:
+            print(f"  cell {cell.index} ran: {cell.why()}")
+
+
 def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """`tore-nb run NOTEBOOK.ipynb...`: run each, print its line; 1 when one failed."""
     for name in args.notebooks:
@@ -419,9 +468,7 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             continue
         runs.append(run)
         print(run.summary(), flush=True)
-        if args.verbose:
-            for cell in run.cells:
-                print(f"  {cell.describe()}")
+        print_cells(run, args.verbose)
         if run.failure is not None:
             failed += 1
             first = run.failure.source.strip().splitlines()[:1]

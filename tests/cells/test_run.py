@@ -636,6 +636,74 @@ def test_env_reads_are_keyed_and_env_writes_restored(
     monkeypatch.delenv("TORE_TEST_OUT")
 
 
+def test_a_cell_that_hands_the_environment_on_is_served_in_another_kernel(
+    cache: MultiLevelCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tore-nb run` re-ran such cells on every run: each kernel is given the id of the
+    process that started it (JPY_PARENT_PID), and a cell that passes the whole environment on
+    (`subprocess.run`, `dict(os.environ)`) read it. It names a process, as `os.getpid()` does:
+    no input, so the cell is served in the next kernel."""
+    monkeypatch.setenv("JPY_PARENT_PID", "4711")
+    cell = "import os\nenv = dict(os.environ)\nhome = env.get('HOME')"
+    assert run_cached_cell(cell, {}, cache).status == "stored"
+    monkeypatch.setenv("JPY_PARENT_PID", "4712")  # the next kernel
+    assert run_cached_cell(cell, {}, restart(cache)).status == "hit"
+
+
+def test_a_variable_added_to_the_environment_reruns_a_cell_that_read_it_all(
+    cache: MultiLevelCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell that went through the whole environment was keyed by the variables there at its
+    run, not by the set of them: one added later (that a program it starts may read) was
+    missed."""
+    monkeypatch.delenv("TORE_TEST_ADDED", raising=False)
+    cell = "import os\nn = sum(1 for _ in os.environ.items())"
+    assert run_cached_cell(cell, {}, cache).status == "stored"
+    assert run_cached_cell(cell, {}, restart(cache)).status == "hit"
+    monkeypatch.setenv("TORE_TEST_ADDED", "1")
+    ns: dict[str, Any] = {}
+    assert run_cached_cell(cell, ns, restart(cache)).status == "stored"
+
+
+@pytest.mark.parametrize(
+    ("cell", "why"),
+    [
+        (
+            "import subprocess\ncode = subprocess.run(['true']).returncode",
+            "it starts a process (true)",
+        ),
+        ("import os\nstatus = os.system('true')", "it starts a process (true)"),
+        ("got = other.get('k')", "it uses a tore_nb cache itself"),
+    ],
+)
+def test_auto_runs_a_cell_that_acts_outside_the_kernel_every_time_saying_why(
+    cell: str, why: str, cache: MultiLevelCache, tmp_path: Path
+) -> None:
+    """A replay restores variables and outputs: it would not start the program again, nor
+    read or write the cache the cell used (a later cell may show that cache's figures). A
+    cell nobody chose to cache (`%tcache auto`, `tore-nb run`) runs every time; a `%%tcache`
+    line is the user's word, and caches it."""
+    other = MultiLevelCache(CacheConfig.embedded(tmp_path / "other"), secret=b"s" * 32)
+
+    def ns() -> dict[str, Any]:
+        return {"other": other}
+
+    auto = CellOptions(rerun_effects=True, warn=False)
+    outcome = run_cached_cell(cell, ns(), cache, options=auto)
+    assert outcome.status == "not-cached"
+    assert outcome.reason == f"{why}, which a replay would not do again"
+    assert run_cached_cell(cell, ns(), cache, options=auto).status == "not-cached"
+    assert run_cached_cell(cell, ns(), cache).status == "stored"
+    assert run_cached_cell(cell, ns(), cache).status == "hit"
+
+
+def test_asking_whether_a_process_is_alive_is_no_effect(cache: MultiLevelCache) -> None:
+    cell = "import os\nalive = os.kill(os.getpid(), 0) is None"
+    auto = CellOptions(rerun_effects=True, warn=False)
+    assert run_cached_cell(cell, {}, cache, options=auto).status == "stored"
+    assert run_cached_cell(cell, {}, cache, options=auto).status == "hit"
+
+
 def test_a_file_the_cell_wrote_must_still_be_there(cache: MultiLevelCache, tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
     cell = "open(path, 'w').write('x')\nn = 1"

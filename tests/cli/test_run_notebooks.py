@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,61 @@ def test_run_serves_unchanged_cells_and_reruns_what_an_edit_reaches(
     assert outputs(read(nb_path))[2][0][2] == "sum of squares: 295\n"
 
 
+# a notebook that shows tore_nb itself: its outputs are those of the kernel's own cache
+OWN_TORE_NB = [
+    ("code", "%load_ext tore_nb"),
+    ("code", "%tcache config"),
+    ("code", "%%tcache\nimport time\ntime.sleep(0.3)\nslow = 42"),
+    ("code", "%%tcache\nimport time\ntime.sleep(0.3)\nslow = 42"),
+    (
+        "code",
+        "import tore_nb\n\n@tore_nb.cached\ndef square(x):\n    time.sleep(0.02)\n"
+        "    return x * x\n\nprint([square(x) for x in range(3)], square.cache_info().hits)",
+    ),
+    ("code", "hits = tore_nb.get_cache().snapshot().tiers['memory'].hits\nprint('hits', hits)"),
+    ("code", "time.sleep(0.03)\ndoubled = slow * 2\nprint(doubled)"),
+]
+_TIMES = re.compile(r"\d+(\.\d+)? ?(s|ms|µs)\b")
+
+
+def same_text(nb_outputs: list[list[tuple[Any, ...]]]) -> str:
+    return _TIMES.sub("<time>", repr(nb_outputs))
+
+
+def test_the_notebooks_own_tore_nb_shows_what_it_shows_in_a_plain_run(
+    kernels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run caches in a cache of its own and loads its magics without marking the
+    extension loaded: the notebook's `%load_ext tore_nb` is silent, `%tcache config` shows the
+    notebook's settings, its `%%tcache` notes stay, its `@cached` calls and cache figures are
+    a plain run's. Before, the run's own lookups showed in the figures, its notes replaced the
+    notebook's, and a served cell that called a `@cached` function left the cache untouched."""
+    from tore_nb.notebooks import run_notebook
+
+    nb_path = write_notebook(kernels / "own.ipynb", OWN_TORE_NB)
+    own_cache = kernels / "notebook-cache"
+    monkeypatch.setenv("DISK_CACHE_PATH", str(own_cache))
+    plain = outputs(plain_run(nb_path))
+    assert "restored slow from memory" in repr(plain[3])  # the notebook's own %%tcache note
+    for run_number in (1, 2):
+        shutil.rmtree(own_cache)  # the notebook's own cache starts empty, as the plain run's
+        done = run_notebook(nb_path, kernels / f"run{run_number}.ipynb", cache_dir=kernels / "c")
+        assert done.ok, done.failure
+        assert same_text(outputs(read(kernels / f"run{run_number}.ipynb"))) == same_text(plain)
+    states = {c.index: (c.state, c.why()) for c in done.cells}
+    assert states[7] == ("served", None)  # reads `slow`, which the %%tcache cells bound
+    assert states[3][1] is not None and "%%tcache" in states[3][1]
+    assert states[5] == (
+        "ran",
+        "not cached: it uses a tore_nb cache itself, which a replay would not do again",
+    )
+    # without -v, tore-nb run says why each cell that could not be served ran
+    code, out, _ = run(["--cache-dir", str(kernels / "c2"), "run", str(nb_path)], capsys)
+    assert code == 0
+    assert "  cell 5 ran: not cached: it uses a tore_nb cache itself" in out
+    assert "  cell 1 ran: not cached: magics and shell commands run as they are" in out
+
+
 def test_failing_cell_exits_1_names_the_cell_and_keeps_the_notebook(
     kernels: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -214,18 +270,28 @@ def test_usage_errors_exit_2(
     assert exc.value.code == 2
 
 
-def test_notes_are_counted_then_dropped() -> None:
-    """tcache's notes and its one-line re-raise leave the outputs; the cell's own error stays."""
+def test_the_runs_notes_are_counted_then_dropped_and_the_notebooks_own_stay() -> None:
+    """The run's notes and its one-line re-raise leave the outputs; the cell's own error stays,
+    and so do the notes and re-raise of a cell with its own %%tcache line (a plain run shows
+    them)."""
     from tore_nb.notebooks import strip_run_notes
 
     error = {"output_type": "error", "ename": "ValueError", "evalue": "bad", "traceback": ["tb"]}
     reraise = {**error, "traceback": ["tcache: the cell raised ValueError; nothing was cached"]}
     note = {
         "output_type": "display_data",
-        "metadata": {"tore_nb": {"status": "not-cached"}},
+        "metadata": {"tore_nb": {"status": "not-cached", "run": True}},
         "data": {"text/plain": "tcache: not cached: it shows interactive widgets"},
     }
+    own = {
+        "output_type": "display_data",
+        "metadata": {"tore_nb": {"status": "hit"}},
+        "data": {"text/plain": "tcache: restored n from memory (saved 2.00 s)"},
+    }
     shown = {"output_type": "stream", "name": "stdout", "text": "hello\n"}
-    cell = {"outputs": [shown, error, reraise, note]}
+    cell = {"source": "x = 1", "outputs": [shown, error, reraise, note]}
     assert strip_run_notes(cell) == [("not-cached", "not cached: it shows interactive widgets")]
     assert cell["outputs"] == [shown, error]
+    cell = {"source": "%%tcache\nx = 1", "outputs": [own, error, reraise]}
+    assert strip_run_notes(cell) == []
+    assert cell["outputs"] == [own, error, reraise]

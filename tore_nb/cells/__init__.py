@@ -36,6 +36,7 @@ Modules, each with one job; each imports only those above it in this list:
 
 - `analysis`: what a cell's code may read (`analyze_cell`), from `ast` alone
 - `probes`: hidden global state as a registry (`StateProbe`, `register_probe`)
+- `effects`: what a run does outside the kernel (processes, a tore_nb cache), in words
 - `observe`: what a running cell touches (`observe.observe`, `Observation`)
 - `keys`: the key of a cell and its parts (`cell_key`), pure but for reading files
 - `deps`: dependencies seen only by running, and manifests (`Dependency`, `Manifest`)

@@ -31,6 +31,7 @@ from .keys import KeyPart, file_digest
 
 __all__ = [
     "MANIFEST_FORMAT",
+    "PER_LAUNCH_ENV",
     "Dependency",
     "Manifest",
     "current_digest",
@@ -40,6 +41,11 @@ __all__ = [
 
 MANIFEST_FORMAT = 1
 MAX_VARIANTS = 8  # sets of dependencies kept per key: one per path the cell has taken
+#: set by jupyter_client in each kernel it starts: the id (Windows: handles) of the process that
+#: started it. They name a process, as `os.getpid()` does, which is no input of a cell either;
+#: were they, a cell that hands the environment to a program (`subprocess.run`) would miss in
+#: every new kernel.
+PER_LAUNCH_ENV = frozenset({"JPY_PARENT_PID", "JPY_INTERRUPT_EVENT", "IPY_INTERRUPT_EVENT"})
 
 Kind = Literal["file", "dir", "stat", "env", "cwd", "sys.path", "state", "name"]
 
@@ -95,7 +101,10 @@ def current_digest(
         except OSError as exc:
             return f"unreadable:{type(exc).__name__}"
     if kind == "env":
-        value = (os.environ if env is None else env).get(name)
+        environ = os.environ if env is None else env
+        if name == "*":  # the whole environment went through: a variable added counts too
+            return hash_value(sorted((k, v) for k, v in environ.items() if k not in PER_LAUNCH_ENV))
+        value = environ.get(name)
         return "unset" if value is None else hash_value(value)
     if kind == "cwd":
         return hash_value(os.getcwd())

@@ -44,7 +44,7 @@ __all__ = [
     "file_digest",
 ]
 
-CELL_FORMAT = 2
+CELL_FORMAT = 3
 PREFIX = "tcache:cell:"
 LATEST_PREFIX = "tcache:latest:"
 _BUILTIN_NAMES = frozenset(dir(builtins))

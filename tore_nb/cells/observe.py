@@ -15,14 +15,16 @@ first imports, and whether it seeded a random generator before drawing from it.
   or `Path.cwd()` called, before any ``os.chdir`` to an absolute path;
 - modules imported for the first time;
 - which ``consumed`` probes (`probes`) it reset through one of their `seeders` before their
-  state had changed in the run: those draws do not depend on the state before the cell.
+  state had changed in the run: those draws do not depend on the state before the cell;
+- what it did outside the kernel (`effects`): programs started, processes signalled, a
+  tore_nb cache used.
 
 Files come from one process-wide audit hook, installed on first use (`sys.addaudithook` hooks
 cannot be removed): with no observation active it returns after one global check. Environment
-reads, `os.getcwd` and the seeders are patched only while an observation is active, and put back
-when the last one ends, also when the cell raised. Observations nest; each records everything.
-Work the cell hands to other threads or processes, and files C code opens itself (pyarrow,
-h5py, sqlite), are not seen.
+reads, `os.getcwd`, the seeders and `MultiLevelCache`'s methods are patched only while an
+observation is active, and put back when the last one ends, also when the cell raised.
+Observations nest; each records everything. Work the cell hands to other threads or
+processes, and files C code opens itself (pyarrow, h5py, sqlite), are not seen.
 
 >>> import os, tempfile
 >>> path = os.path.join(tempfile.mkdtemp(), "data.txt")
@@ -47,6 +49,7 @@ from types import TracebackType
 from typing import Any
 
 from ..code_origin import library_dirs
+from . import effects
 from .probes import StateProbe, probes
 
 __all__ = ["Observation", "Observer", "observe"]
@@ -87,6 +90,10 @@ class Observation:
     appended: tuple[tuple[str, int], ...] = ()
     # paths whose existence, kind or size the run asked for (os.stat), as given
     stats: tuple[str, ...] = ()
+    # outside the kernel: programs started, process ids signalled, a tore_nb cache used
+    started: tuple[str, ...] = ()
+    signalled: tuple[int, ...] = ()
+    used_cache: bool = False
 
     def absolute(self, path: str) -> str:
         """The absolute path a recorded path stood for when the cell used it.
@@ -116,10 +123,13 @@ class _Recorder:
         "last_module",
         "produced",
         "reads",
+        "signalled",
         "sizes",
         "start",
         "start_digests",
+        "started",
         "stats",
+        "used_cache",
         "verdicts",
         "writes",
     )
@@ -143,6 +153,9 @@ class _Recorder:
         self.start: dict[str, Any] = {}  # consumed probe name -> snapshot at the start
         self.start_digests: dict[str, str] = {}
         self.verdicts: dict[str, bool] = {}  # probe name -> seeded before its state changed
+        self.started: dict[str, None] = {}  # programs, by name
+        self.signalled: dict[int, None] = {}
+        self.used_cache = False
 
     def uses_cwd(self) -> None:
         if not self.cwd_replaced:
@@ -327,6 +340,7 @@ _HANDLERS: dict[str, Callable[[list[_Recorder], tuple[Any, ...]], None]] = {
     "glob.glob/2": _on_glob,
     "os.chdir": _on_chdir,
     "import": _on_import,
+    **effects.HANDLERS,
 }
 
 
@@ -443,6 +457,13 @@ def _note_cwd() -> None:
         rec.uses_cwd()
 
 
+def _note_cache() -> None:
+    stack = _stack()
+    if stack and not all(rec.used_cache for rec in stack) and not effects.from_event_hook():
+        for rec in stack:
+            rec.used_cache = True
+
+
 def _seed_note(probe: StateProbe) -> Callable[[], None]:
     def before() -> None:
         stack = _stack()
@@ -480,6 +501,8 @@ def _install() -> None:
     _patch(os, "stat", _stat_wrapper(os.stat))
     _patch(os, "getcwd", _Wrapper(os.getcwd, _note_cwd))
     _patch(os, "getcwdb", _Wrapper(os.getcwdb, _note_cwd))
+    for cls, name, method in effects.cache_methods():
+        _patch(cls, name, effects.noting(method, _note_cache))
 
 
 def _patch_seeders() -> list[StateProbe]:
@@ -518,7 +541,8 @@ def _uninstall() -> None:
         owner, attribute, original, own = _saved.pop()
         current = vars(owner).get(attribute)
         mine = current is not None and (
-            isinstance(current, _Wrapper) or getattr(current, "__module__", None) == __name__
+            isinstance(current, _Wrapper)
+            or getattr(current, "__module__", None) in (__name__, effects.__name__)
         )
         if not mine:
             continue
@@ -664,4 +688,7 @@ def _finish(rec: _Recorder) -> Observation:
         appended=tuple(
             (g, rec.sizes[a]) for a, g in writes.items() if a in rec.sizes and a not in rec.produced
         ),
+        started=tuple(rec.started),
+        signalled=tuple(rec.signalled),
+        used_cache=rec.used_cache,
     )

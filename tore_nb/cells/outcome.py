@@ -63,6 +63,9 @@ class CellOptions:
     warn: bool = True
     # a run faster than this is not stored: its hit would cost as much (`%tcache auto`)
     min_seconds: float = 0.0
+    # a run that acted outside the kernel (`effects`) is not stored: a hit would not act again
+    # (`%tcache auto`, which caches cells nobody chose; a `%%tcache` line is the user's word)
+    rerun_effects: bool = False
 
 
 @dataclass(frozen=True)

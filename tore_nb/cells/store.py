@@ -25,7 +25,8 @@ from ..fingerprint import dependency_token
 from ..keys import hash_value
 from .analysis import CellAnalysis, is_ipython_name
 from .capture import NO_RESULT, OutputRecorder
-from .deps import Dependency, Manifest, current_digest, dependent_key, merge
+from .deps import PER_LAUNCH_ENV, Dependency, Manifest, current_digest, dependent_key, merge
+from .effects import describe
 from .entry import CellEntry
 from .keys import CELL_FORMAT, LATEST_PREFIX, CellKey, KeyPart
 from .observe import Observation
@@ -104,6 +105,10 @@ def store(
     r: Run,
     t0: float,
 ) -> CellOutcome:
+    if opts.rerun_effects:
+        acted = describe(r.seen.started, r.seen.signalled, r.seen.used_cache)
+        if acted:
+            raise NotCached(f"{acted}, which a replay would not do again")
     overhead = time.perf_counter() - t0 - r.compute
     if opts.min_seconds and (r.compute < opts.min_seconds or r.compute < overhead):
         return CellOutcome(
@@ -303,7 +308,7 @@ def _dependencies(
     deps.update(Dependency("stat", p) for p in seen.stats if p not in written)
     if seen.env_all:
         deps.add(Dependency("env", "*"))
-    deps.update(Dependency("env", k) for k in seen.env_read)
+    deps.update(Dependency("env", k) for k in seen.env_read if k not in PER_LAUNCH_ENV)
     if seen.cwd_read:
         deps.add(Dependency("cwd"))
     if seen.imported:
