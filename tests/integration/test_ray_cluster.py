@@ -285,6 +285,7 @@ def driver(
     pause: float,
     *,
     share_secret: bool = False,
+    document: str = "dmca.pdf",
 ) -> subprocess.Popen[str]:
     env = {
         **os.environ,
@@ -294,7 +295,7 @@ def driver(
         "SHARE_SECRET": "1" if share_secret else "0",
         "PYTHONPATH": str(REPO),
     }
-    docs = [str(DATA / "pdfs" / "dmca.pdf")]
+    docs = [str(DATA / "pdfs" / document)]
     args = [sys.executable, "-c", DRIVER, str(log), address, str(pause), *docs]
     with (tmp_path / f"{name}.err").open("w") as err:  # read by tests that expect a failure
         return subprocess.Popen(
@@ -313,22 +314,34 @@ def computations(log: Path) -> list[tuple[str, str]]:
     return [(n, i) for n, i in (line.split() for line in log.read_text().splitlines())]
 
 
-def test_two_drivers_with_spare_capacity_compute_each_page_once_on_both_nodes(
-    ray_cluster: tuple[str, Node], tmp_path: Path, private_redis: Any
+@pytest.mark.parametrize(
+    ("name", "pages"),
+    [("dmca.pdf", 18), ("us-036.pdf", 3)],
+    ids=["cluster full", "spare capacity"],
+)
+def test_two_drivers_compute_each_page_once(
+    ray_cluster: tuple[str, Node], tmp_path: Path, private_redis: Any, name: str, pages: int
 ) -> None:
     """Regression: two kernels processing the same new documents, each with half the cluster
-    free, computed all 115 pages twice. Pages are claimed before they are computed: each of
-    the 18 pages is computed once, on both nodes, and both drivers get every result."""
+    free, computed all 115 pages twice. Pages are claimed before they are computed: with the
+    cluster full (each driver has more tasks than the cluster has CPUs) and with spare
+    capacity (one task each, on a node each), every page is computed once, both drivers get
+    every result, and neither counts a duplicate."""
     address, _ = ray_cluster
     log = tmp_path / "computed.log"
-    drivers = [driver(tmp_path, f"d{i}", address, private_redis.url, log, 0.3) for i in (1, 2)]
+    drivers = [
+        driver(tmp_path, f"d{i}", address, private_redis.url, log, 0.3, document=name)
+        for i in (1, 2)
+    ]
     outs = [last_json(d.communicate(timeout=300)[0]) for d in drivers]
     assert [d.returncode for d in drivers] == [0, 0]
     done = computations(log)
-    assert len(done) == len({i for _, i in done}) == 18
-    assert len({n for n, _ in done}) == 2  # the work spread over both nodes
+    assert len(done) == len({i for _, i in done}) == pages
+    if pages > RayExecutor().pages_per_task:
+        assert len({n for n, _ in done}) == 2  # the work spread over both nodes
     assert outs[0]["results"] == outs[1]["results"]
     assert [o["duplicates"] for o in outs] == [0, 0] and [o["failed"] for o in outs] == [0, 0]
+    assert sum(o["computed"] for o in outs) == pages
 
 
 def test_a_node_without_the_secret_fails_the_run_naming_it_until_the_secret_is_shared(
