@@ -245,8 +245,11 @@ def counted(ctx: Any) -> int:
     return len(ctx.text())
 
 
-def overlapping_worker(url: str, namespace: str, disk: str, order: list[int], out: str) -> None:
+def overlapping_worker(
+    url: str, namespace: str, disk: str, order: list[int], out: str, log: str
+) -> None:
     """One worker process of the test below: runs its pages, writes what it got as JSON."""
+    os.environ["TORE_NB_TEST_LOG"] = log
     from tore_nb import CacheConfig, MultiLevelCache
     from tore_nb.incremental.documents import read_document
     from tore_nb.incremental.stages import Pipeline, Stage
@@ -293,17 +296,21 @@ def test_workers_on_overlapping_pages_compute_each_page_once_and_agree_with_a_pl
     pages = read_document(path).pages
     with tempfile.TemporaryDirectory() as d:
         os.environ["TORE_NB_TEST_LOG"] = f"{d}/plain.log"
-        pipeline = Pipeline([Stage("chars", counted)], 86400.0)
-        items = [WorkItem("d", p, ("chars",)) for p in pages]
-        plain = {o.page_index: o.value for o in run_items(items, pipeline, {"d": str(path)})}
+        try:
+            pipeline = Pipeline([Stage("chars", counted)], 86400.0)
+            items = [WorkItem("d", p, ("chars",)) for p in pages]
+            plain = {o.page_index: o.value for o in run_items(items, pipeline, {"d": str(path)})}
+        finally:
+            del os.environ["TORE_NB_TEST_LOG"]
         log = Path(d) / "computed.log"
-        os.environ["TORE_NB_TEST_LOG"] = str(log)
         namespace = "t" + os.urandom(6).hex()  # a fresh key space for each example
-        fork = multiprocessing.get_context("fork")
+        # forked from a server started clean (no threads of earlier tests), tore_nb preloaded
+        fork = multiprocessing.get_context("forkserver")
+        fork.set_forkserver_preload([__name__])
         procs = [
             fork.Process(
                 target=overlapping_worker,
-                args=(redis_url, namespace, f"{d}/disk{n}", order, f"{d}/out{n}"),
+                args=(redis_url, namespace, f"{d}/disk{n}", order, f"{d}/out{n}", str(log)),
             )
             for n, order in enumerate(orders)
         ]
