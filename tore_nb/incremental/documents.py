@@ -40,6 +40,7 @@ __all__ = [
     "DocumentError",
     "FileFingerprint",
     "Page",
+    "collector_paused",
     "document_id_for",
     "fingerprint_file",
     "open_pdfium",
@@ -190,11 +191,12 @@ def read_document(
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a file's objects are parsed and hashed: the parse
-    makes hundreds of thousands of short-lived acyclic objects, freed by reference counting as
-    soon as it ends, yet their number tips a full collection of the whole process (150-280 ms
-    with a notebook's results in memory) into one run out of two."""
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a file's objects are parsed and hashed, or a run's
+    results are merged and pickled: these make hundreds of thousands of short-lived acyclic
+    objects, freed by reference counting as soon as they end, yet their number tips a full
+    collection of the whole process (150-280 ms with a notebook's results in memory) into one
+    run out of two."""
     if not gc.isenabled():
         yield
         return
@@ -226,7 +228,7 @@ def _read_pages(data: bytes, source: str) -> tuple[tuple[Page, ...], tuple[str, 
     if b"%PDF-" not in data[:1024]:
         raise DocumentError(f"{source} is not a PDF (no %PDF- header)")
     try:
-        with _collector_paused():
+        with collector_paused():
             raw = RawObjects(data)
             hasher = PageHasher(raw)
             pages = tuple(Page(i, *hasher.page(page)) for i, page in enumerate(raw.pages()))

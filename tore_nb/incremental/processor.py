@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..keys import hash_bytes
 from .builtin import default_stages
 from .changes import ChangeDetector, ChangeSet, Manifest, best_base
-from .documents import Document, DocumentError, document_id_for
+from .documents import Document, DocumentError, collector_paused, document_id_for
 from .executors import Executor, SerialExecutor, StageOutcome, WorkItem, store_outcomes
 from .progress import NullProgress, Progress
 
@@ -225,7 +225,8 @@ class IncrementalProcessor:
         )
         self._write_back(pipeline, outcomes)
         outcomes = [*outcomes, *_copied(outcomes, copies)]
-        results, events = self._merge(plans, pipeline, page_hits, outcomes, manifests)
+        with collector_paused():  # pickling the results: see `collector_paused`
+            results, events = self._merge(plans, pipeline, page_hits, outcomes, manifests)
         return RunResult(
             tuple(results),
             tuple(changes),
