@@ -358,3 +358,34 @@ def test_claims_held_when_redis_failed_are_released_once_it_is_back(
     worker.close()
     assert other.lapsed(["a", "b", "kept"]) == ["a", "b"]
     keeper.close()
+
+
+def test_a_worker_whose_heartbeat_lapsed_releases_only_what_is_still_its_own(
+    tmp_path: Path, private_redis: Any
+) -> None:
+    """A process stalled past its lease (its heartbeat gone) may find some of its claims taken
+    over meanwhile: releasing them must leave the new holder's claim alone, and say which page
+    was lost, since that work was then done twice."""
+    import redis
+
+    from tore_nb import CacheConfig, MultiLevelCache
+    from tore_nb.incremental.claims import Claims
+
+    def claims() -> Claims:
+        config = CacheConfig(
+            disk_cache_path=str(tmp_path / os.urandom(4).hex()), redis_url=private_redis.url
+        )
+        return Claims(MultiLevelCache(config, secret=SECRET), ["redis"], lease=0.5)
+
+    stalled, other = claims(), claims()
+    assert stalled.take(["x", "y"]) == {"x", "y"}
+    raw = redis.Redis.from_url(private_redis.url)
+    for name in raw.scan_iter("*alive|*"):  # the stall: its heartbeat lapsed
+        raw.delete(name)
+    assert other.lapsed(["x"]) == ["x"]  # x's holder looks dead: cleared
+    raw.set(b"tore_nb#lock|tore_nb|claim|x", b"someone-else:w")  # and taken over
+    time.sleep(0.5)  # a renewal finds the heartbeat gone
+    assert stalled.done(["x", "y"]) == {"x"}
+    assert raw.get(b"tore_nb#lock|tore_nb|claim|x") == b"someone-else:w"
+    assert raw.get(b"tore_nb#lock|tore_nb|claim|y") is None
+    raw.close()

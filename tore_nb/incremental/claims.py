@@ -209,22 +209,16 @@ class Claims:
                 hb.release(self.worker)
         if tier is None or hb is None or not mine:
             return set()
-        from ..tiers.redis_claims import release_many, release_own
+        from ..tiers.redis_claims import clear_dead, release_many
 
         names = [k for k, _ in mine]
         try:
             if all(mark == hb.lapses for _, (_, mark) in mine):
                 release_many(tier, names)  # nobody can have taken them: one DEL
                 return set()
-            # the heartbeat lapsed while they were held: some may be another's now
-            by_holder: dict[str, list[str]] = {}
-            for k, (holder, _) in mine:
-                by_holder.setdefault(holder, []).append(k)
-            lost: set[str] = set()
-            for holder, ks in by_holder.items():
-                ours = release_own(tier, ks, holder)
-                lost |= {k for k, ok in zip(ks, ours, strict=True) if not ok}
-            return lost
+            # the heartbeat lapsed while they were held: delete only those still this worker's
+            ours = clear_dead(tier, names, [holder for _, (holder, _) in mine])
+            return {k for k, ok in zip(names, ours, strict=True) if not ok}
         except Exception as exc:  # they stay until the heartbeat lapses: waiters clear them
             log.debug("claims: release failed: %s", exc)
             return set()

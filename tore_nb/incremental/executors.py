@@ -183,7 +183,6 @@ class RayExecutor:
         address: str | None = None,
         num_cpus: int | None = None,
         num_gpus: int | None = None,
-        chunks_per_worker: float = 1.0,
         pages_per_task: int = 4,
         max_retries: int = 3,
         retries: int = 1,
@@ -193,7 +192,6 @@ class RayExecutor:
     ) -> None:
         self.address = address
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
-        self.chunks_per_worker = chunks_per_worker  # kept for callers; units are now small
         self.pages_per_task = pages_per_task
         self.max_retries, self.retries, self.inline_below = max_retries, retries, inline_below
         self.init_kwargs = dict(init_kwargs or {})

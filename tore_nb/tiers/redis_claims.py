@@ -36,7 +36,6 @@ __all__ = [
     "holders",
     "living",
     "release_many",
-    "release_own",
 ]
 
 # delete each claim whose value is ARGV[i] (what the caller read): a claim taken meanwhile by
@@ -97,12 +96,6 @@ def release_many(tier: RedisTier, keys: Sequence[str]) -> None:
         tier.command(lambda: tier.client.delete(*names))
 
 
-def release_own(tier: RedisTier, keys: Sequence[str], holder: str) -> list[bool]:
-    """Delete those claims on `keys` that are still `holder`'s: which were (after its heartbeat
-    lapsed, another may have taken some over)."""
-    return clear_dead(tier, keys, [holder] * len(keys))
-
-
 def holders(tier: RedisTier, keys: Sequence[str]) -> list[str | None]:
     """Who holds each claim (None: nobody), one MGET (per slot on a cluster)."""
     names = claim_names(tier, keys)
@@ -139,7 +132,8 @@ def living(tier: RedisTier, holders_: Sequence[str]) -> set[str]:
 
 def clear_dead(tier: RedisTier, keys: Sequence[str], was: Sequence[str]) -> list[bool]:
     """Delete each claim on `keys` whose holder is still `was` (atomically: one that another
-    holder took meanwhile stays): which were deleted."""
+    holder took meanwhile stays): which were deleted. A dead holder's claims, or a worker's
+    own after its heartbeat lapsed."""
     names = claim_names(tier, keys)
     if not names:
         return []
