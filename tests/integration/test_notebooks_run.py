@@ -213,6 +213,14 @@ VARIES_IN: dict[str, list[tuple[str, str]]] = {
     "incremental.ipynb": [
         (r"(?m)^((?:\d+\s+)?report\.pdf\s+\w+\s+\S+(?:\s+\d+){10}\s+)\d+(\.\d+)?", r"\1<float>")
     ],
+    # `%tcache stats`: the p50 and p95 latencies, with as many decimals as pandas gives them
+    # (0.01 and 0.016 alike)
+    "quickstart.ipynb": [
+        (
+            r"(?m)^((?:memory|disk)\s+\S+\s+\d+\s+\d+\s+\d+\s+\S+\s+)\S+\s+\S+",
+            r"\1<ms> <ms>",
+        )
+    ],
     # the dashboard's charts: their axes follow the latencies and times measured
     "dashboard.ipynb": [(r'(?s)<svg[^>]*class="tore-nb-chart".*?</svg>', "<chart>")],
     # Redis killed: how many calls probe it before it is back depends on how long cells take
